@@ -1,0 +1,47 @@
+"""Names relied upon by users, scripts and acceptance checks (see DESIGN.md). Change nothing lightly."""
+
+from typing import Final
+
+GROUP: Final = "mtls.dev"
+VERSION: Final = "v1alpha1"
+KIND: Final = "MTLSIdentity"
+PLURAL: Final = "mtlsidentities"
+SHORT_NAME: Final = "mtlsid"
+
+MANAGER_NAME: Final = "mtls-operator"
+
+# Pod opt-in label: the operator's server-side watch selector and the webhook's objectSelector.
+INJECT_LABEL: Final = "mtls.dev/inject"
+INJECT_VALUE: Final = "true"
+
+# Pod annotations.
+SECRET_NAME_ANNOTATION: Final = "mtls.dev/secret-name"
+MOUNT_PATH_ANNOTATION: Final = "mtls.dev/mount-path"
+DEFAULT_MOUNT_PATH: Final = "/var/run/secrets/mtls.dev"
+VOLUME_NAME: Final = "mtls-identity"
+
+# Labels on every pod Secret.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+IDENTITY_LABEL: Final = "mtls.dev/identity"
+POD_LABEL: Final = "mtls.dev/pod"
+
+# Annotations on every pod Secret: the state a restart re-derives everything from.
+SPIFFE_ID_ANNOTATION: Final = "mtls.dev/spiffe-id"
+SERIAL_ANNOTATION: Final = "mtls.dev/serial"
+NOT_AFTER_ANNOTATION: Final = "mtls.dev/not-after"
+RENEW_AT_ANNOTATION: Final = "mtls.dev/renew-at"
+CA_FINGERPRINT_ANNOTATION: Final = "mtls.dev/ca-fingerprint"
+SPEC_HASH_ANNOTATION: Final = "mtls.dev/spec-hash"
+
+# Secret keys (kubernetes.io/tls plus the trust bundle).
+TLS_CRT: Final = "tls.crt"
+TLS_KEY: Final = "tls.key"
+CA_CRT: Final = "ca.crt"
+SECRET_TYPE_TLS: Final = "kubernetes.io/tls"
+
+# CA and trust bundle.
+DEFAULT_CA_SECRET: Final = "mtls-operator-ca"
+TRUST_BUNDLE_CONFIGMAP: Final = "mtls-trust-bundle"
+
+# Kubernetes limits.
+MAX_SECRET_NAME_LENGTH: Final = 253
