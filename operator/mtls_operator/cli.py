@@ -1,0 +1,87 @@
+"""``mtls-operator``: run the operator, the self-contained demo, or the emulated API playground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from mtls_operator.errors import ConfigError
+
+# Flag name -> environment variable it mirrors (DESIGN.md, "Configuration").
+_SETTING_FLAGS = {
+    "trust_domain": "MTLS_TRUST_DOMAIN",
+    "cluster_domain": "MTLS_CLUSTER_DOMAIN",
+    "namespace": "MTLS_NAMESPACE",
+    "ca_secret": "MTLS_CA_SECRET",
+    "default_duration": "MTLS_DEFAULT_DURATION",
+    "max_issuance_per_second": "MTLS_MAX_ISSUANCE_PER_SECOND",
+    "allowed_dns_patterns": "MTLS_ALLOWED_DNS_PATTERNS",
+    "metrics_port": "MTLS_METRICS_PORT",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtls-operator",
+        description="Per-pod X.509 identities from an in-cluster CA, for mutual TLS between microservices.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    for dest, env in _SETTING_FLAGS.items():
+        run.add_argument(f"--{dest.replace('_', '-')}", dest=dest, metavar=env.removeprefix("MTLS_"),
+                         help=f"overrides ${env}")
+
+    demo = commands.add_parser("demo", help="issue certificates on an embedded emulated cluster and prove mTLS")
+    demo.add_argument("--output-dir", help="write each pod Secret as DIR/<namespace>/<secret>/{tls.crt,...}")
+
+    emulator = commands.add_parser("emulator", help="serve the emulated Kubernetes API as a playground")
+    emulator.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    emulator.add_argument("--kubeconfig", default="emulator.kubeconfig", help="where to write the kubeconfig")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "demo":
+            from mtls_operator.demo import run_demo
+
+            return run_demo(output_dir=args.output_dir)
+        from mtls_operator.testing import serve
+
+        serve(port=args.port, kubeconfig=args.kubeconfig)
+        return 0
+    except ConfigError as exc:
+        print(f"mtls-operator: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mtls_operator.config import settings_from_env
+    from mtls_operator.k8s.config import load_configuration
+    from mtls_operator.main import run_operator
+
+    overrides = {env: getattr(args, dest) for dest, env in _SETTING_FLAGS.items()}
+    settings = settings_from_env(os.environ, overrides)
+    configuration = load_configuration(args.kubeconfig)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(run_operator(settings, configuration))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

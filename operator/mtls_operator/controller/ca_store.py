@@ -1,0 +1,135 @@
+"""The signing CA, kept in the Secret ``<MTLS_NAMESPACE>/<MTLS_CA_SECRET>``.
+
+On first start the operator creates a self-signed CA there; a CA the user put there instead (root
+or intermediate) is only ever read. When the Secret is missing, malformed or unusable, the store
+remembers why, every identity says so on its status, and the next refresh recovers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from mtls_operator import constants as c
+from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
+from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
+from mtls_operator.plan import b64text, secret_data
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class CAStore:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        namespace: str,
+        secret_name: str,
+        clock: Clock,
+        refresh_interval: float = 30.0,
+    ) -> None:
+        self._cluster = cluster
+        self.namespace = namespace
+        self.secret_name = secret_name
+        self._clock = clock
+        self._refresh_interval = refresh_interval
+        self._ca: CertificateAuthority | None = None
+        self._error: str | None = "the CA has not been loaded yet"
+        self._loaded_version: str | None = None
+        self._last_refresh: float | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"Secret {self.namespace}/{self.secret_name}"
+
+    def current(self) -> CertificateAuthority:
+        """The CA that signs now; ``CAError`` with the reason when there is none."""
+        if self._ca is None:
+            raise CAError(self._error or "the CA is unavailable")
+        return self._ca
+
+    @property
+    def trust(self) -> tuple[str, bytes]:
+        """(fingerprints joined, PEM) of the trust bundle every peer should hold."""
+        ca = self.current()
+        return ",".join(fingerprint(cert) for cert in ca.trust), certs_to_pem(ca.trust)
+
+    async def ensure_fresh(self) -> None:
+        """Re-read the CA Secret if the last read is older than the refresh interval (or failed)."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            stale = (
+                self._last_refresh is None
+                or self._ca is None
+                or loop.time() - self._last_refresh >= self._refresh_interval
+            )
+            if stale:
+                await self._refresh()
+                self._last_refresh = loop.time()
+
+    async def _refresh(self) -> None:
+        try:
+            secret = await self._cluster.get_secret(self.namespace, self.secret_name)
+            if secret is None:
+                secret = await self._create()
+        except NotFoundError as exc:
+            self._fail(f"cannot create the CA in {self.where}: {exc} (does namespace {self.namespace} exist?)")
+            return
+        except KubernetesAPIError as exc:
+            self._fail(f"cannot read the CA {self.where}: {exc}")
+            return
+        version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
+        if self._ca is not None and version and version == self._loaded_version:
+            return
+        tls_crt = secret_data(secret, c.TLS_CRT)
+        tls_key = secret_data(secret, c.TLS_KEY)
+        if not tls_crt or not tls_key:
+            self._fail(f"the CA {self.where} must hold tls.crt and tls.key (base64 PEM)")
+            return
+        try:
+            ca = load_ca(tls_crt, tls_key, secret_data(secret, c.CA_CRT), self._clock())
+        except CAError as exc:
+            self._fail(f"the CA in {self.where} is unusable: {exc}")
+            return
+        if self._ca is None or self._ca.fingerprint != ca.fingerprint:
+            logger.info("signing with CA %s from %s (expires %s)", ca.fingerprint, self.where, ca.not_after)
+        self._ca = ca
+        self._error = None
+        self._loaded_version = version
+
+    async def _create(self) -> JSON:
+        ca = await asyncio.to_thread(create_self_signed_ca, self._clock())
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": c.SECRET_TYPE_TLS,
+            "metadata": {
+                "name": self.secret_name,
+                "namespace": self.namespace,
+                "labels": {c.MANAGED_BY_LABEL: c.MANAGER_NAME},
+            },
+            "data": {key: b64text(value) for key, value in ca.secret_data().items()},
+        }
+        try:
+            created = await self._cluster.create_secret(self.namespace, body)
+            logger.info("created a self-signed CA %s in %s", ca.fingerprint, self.where)
+            return created
+        except ConflictError:
+            # Another replica (or the user) got there first: use theirs.
+            existing = await self._cluster.get_secret(self.namespace, self.secret_name)
+            if existing is None:
+                raise
+            return existing
+
+    def _fail(self, reason: str) -> None:
+        if self._error != reason:
+            logger.error("%s", reason)
+        self._error = reason
+        self._ca = None
+        self._loaded_version = None

@@ -1,0 +1,482 @@
+"""Level-triggered reconciliation of one MTLSIdentity: read the cluster, plan, write the difference.
+
+``Reconciler.reconcile`` is the whole loop for one identity. It re-reads everything it decides on
+(the identity, its namespace's identities, the selected pods, the managed Secrets), so it is
+correct after a restart, after missed events and with several triggers racing: a restart
+re-derives all state from the Secrets' annotations and re-issues nothing that is still valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mtls_operator import constants as c
+from mtls_operator.config import Settings
+from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.workqueue import RateLimiter
+from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
+from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.pki import CertificateAuthority, LeafRequest, fingerprint, issue_leaf
+from mtls_operator.plan import (
+    IdentityRef,
+    PodInfo,
+    Readiness,
+    SecretContent,
+    b64text,
+    identity_ref,
+    identity_status,
+    is_managed,
+    is_managed_by,
+    metadata_patch,
+    pod_info,
+    pod_query,
+    read_secret,
+    secret_body,
+    secret_metadata,
+    secret_name_for_pod,
+    secrets_query,
+    serving_identity,
+    status_changed,
+    summarize_readiness,
+)
+from mtls_operator.policy import spiffe_id
+from mtls_operator.renewal import (
+    Decision,
+    DesiredState,
+    ReissueReason,
+    jittered_renewal_time,
+    reissue_decision,
+    renewal_time,
+)
+from mtls_operator.spec import IdentitySpec, parse_identity_spec
+
+logger = logging.getLogger(__name__)
+
+IdentityKey = tuple[str, str]  # (namespace, name)
+Clock = Callable[[], datetime]
+
+# How soon to look again when something outside our control (the CA, a clash) may get fixed.
+RETRY_SOON = 15.0
+# Never sleep longer than this between looks at an identity, whatever its renewal time.
+MAX_SLEEP = 3600.0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        cluster: Cluster,
+        settings: Settings,
+        ca_store: CAStore,
+        *,
+        clock: Clock,
+        limiter: RateLimiter,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.ca_store = ca_store
+        self.clock = clock
+        self.limiter = limiter
+        self.jitter = jitter
+        # Which pods each identity served at its last reconcile: routes pod events to identities.
+        self.served: dict[IdentityKey, set[str]] = {}
+        # The last warning posted per identity, so a standing problem is not re-posted every loop.
+        self._last_warning: dict[IdentityKey, str] = {}
+        self._bundles: dict[str, str] = {}
+
+    # Entry points ---------------------------------------------------------------------------
+
+    async def reconcile(self, key: IdentityKey) -> float | None:
+        """Bring one identity's Secrets and status in line; return seconds until the next look."""
+        namespace, name = key
+        identity = await self.cluster.get_identity(namespace, name)
+        if identity is None or (identity.get("metadata") or {}).get("deletionTimestamp"):
+            self.served.pop(key, None)
+            self._last_warning.pop(key, None)
+            return None
+        metadata = identity.get("metadata") or {}
+        generation = metadata.get("generation")
+        previous_status: Mapping[str, Any] = identity.get("status") or {}
+        now = self.clock()
+        try:
+            spec = parse_identity_spec(
+                identity.get("spec") or {},
+                namespace=namespace,
+                cluster_domain=self.settings.cluster_domain,
+                allowed_dns_patterns=self.settings.allowed_dns_patterns,
+                default_duration=self.settings.default_duration,
+            )
+        except SpecError as exc:
+            # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
+            reason = "PolicyViolation" if type(exc).__name__ == "PolicyError" else "InvalidSpec"
+            await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
+                               keep_counts=True)
+            await self._warn(key, identity, reason, str(exc), now)
+            return None
+
+        try:
+            await self.ca_store.ensure_fresh()
+            ca = self.ca_store.current()
+        except CAError as exc:
+            message = f"no CA to sign with: {exc}"
+            await self._report(identity, previous_status, Readiness(False, "CAUnavailable", message), generation,
+                               now, keep_counts=True)
+            await self._warn(key, identity, "CAUnavailable", message, now)
+            return RETRY_SOON
+
+        bundle_ids, bundle_pem = self.ca_store.trust
+        await self._ensure_trust_bundle(namespace, bundle_ids, bundle_pem)
+        result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
+        self.served[key] = result.served
+        readiness = summarize_readiness(
+            pods=result.pods,
+            issued=result.valid,
+            selector_text=spec.selector.to_query(),
+            conflicts=result.conflicts,
+            clashes=result.clashes,
+            failures=result.failures,
+        )
+        status = identity_status(
+            previous=previous_status,
+            readiness=readiness,
+            generation=generation if isinstance(generation, int) else None,
+            pods=result.pods,
+            issued=result.valid,
+            spiffe_ids=result.spiffe_ids,
+            next_renewal=result.next_renewal,
+            ca_fingerprint=ca.fingerprint,
+            now=self.clock(),
+        )
+        if status_changed(previous_status, status):
+            await self.cluster.patch_identity_status(namespace, name, status)
+        if result.issued_by_reason:
+            summary = ", ".join(f"{reason}: {count}" for reason, count in sorted(result.issued_by_reason.items()))
+            total = sum(result.issued_by_reason.values())
+            detail = f"; {result.first_decision}" if result.first_decision else ""
+            await self._event(identity, "Normal", "Issued",
+                              f"issued {total} certificate(s) ({summary}){detail}", now)
+        if readiness.status or readiness.reason in ("Issuing", "NoPods"):
+            self._last_warning.pop(key, None)
+        else:
+            await self._warn(key, identity, readiness.reason, readiness.message, now)
+        if result.failures or result.clashes:
+            return RETRY_SOON
+        if result.next_renewal is None:
+            return None
+        wait = (result.next_renewal - self.clock()).total_seconds()
+        return min(MAX_SLEEP, max(1.0, wait))
+
+    async def cleanup(self, key: IdentityKey) -> int:
+        """Delete every Secret this identity manages (the identity is being deleted)."""
+        namespace, name = key
+        deleted = 0
+        for secret in await self.cluster.list_secrets(namespace, secrets_query(name)):
+            if is_managed_by(secret, name):
+                meta = secret.get("metadata") or {}
+                await self.cluster.delete_secret(namespace, str(meta.get("name")), str(meta.get("uid")))
+                deleted += 1
+        self.served.pop(key, None)
+        self._last_warning.pop(key, None)
+        return deleted
+
+    def identities_for_pod(self, pod: PodInfo, identities: Mapping[IdentityKey, IdentityRef]) -> set[IdentityKey]:
+        """Identities a pod event concerns: those selecting it now, and those that served it before."""
+        keys = {key for key, ref in identities.items() if key[0] == pod.namespace and _could_select(ref, pod)}
+        keys.update(key for key, pods in self.served.items() if key[0] == pod.namespace and pod.name in pods)
+        return keys
+
+    # The pods of one identity ------------------------------------------------------------------
+
+    async def _reconcile_pods(
+        self,
+        key: IdentityKey,
+        identity: JSON,
+        spec: IdentitySpec,
+        ca: CertificateAuthority,
+        bundle_pem: bytes,
+        now: datetime,
+    ) -> _PodsResult:
+        namespace, name = key
+        me = identity_ref(identity)
+        others = [identity_ref(body) for body in await self.cluster.list_identities(namespace)]
+        pods = [pod_info(body) for body in await self.cluster.list_pods(namespace, _pod_selector(spec))]
+        existing = {
+            str((secret.get("metadata") or {}).get("name")): secret
+            for secret in await self.cluster.list_secrets(namespace, secrets_query(name))
+        }
+        result = _PodsResult()
+        desired_names: set[str] = set()
+        trusted = frozenset({ca.fingerprint, *(fingerprint(cert) for cert in ca.trust)})
+        spec_hash = spec.certificate_hash()
+        for pod in pods:
+            if pod.terminating or pod.finished:
+                # Keep a terminating pod's Secret (it may still be serving), but issue nothing new.
+                desired_names.update(
+                    name_ for name_, body in existing.items()
+                    if ((body.get("metadata") or {}).get("labels") or {}).get(c.POD_LABEL) == pod.name
+                )
+                continue
+            if spec.service_account_name and pod.service_account != spec.service_account_name:
+                continue
+            owner = serving_identity(pod, [*others, me])
+            if owner is None:
+                continue
+            if owner.uid != me.uid or owner.name != me.name:
+                result.conflicts.append((pod.name, owner.name))
+                continue
+            result.pods += 1
+            try:
+                secret_name = secret_name_for_pod(name, pod)
+            except ValueError as exc:
+                result.failures.append(str(exc))
+                continue
+            desired_names.add(secret_name)
+            result.served.add(pod.name)
+            secret: JSON | None = existing.get(secret_name)
+            if secret is None:
+                secret = await self.cluster.get_secret(namespace, secret_name)
+                if secret is not None and not is_managed_by(secret, name):
+                    owner_note = "another identity" if is_managed(secret) else "nobody we know"
+                    result.clashes.append(
+                        f"Secret {namespace}/{secret_name} for pod {pod.name} already exists and is managed by "
+                        f"{owner_note}; it was left untouched (delete or rename it, or set the pod annotation "
+                        f"{c.SECRET_NAME_ANNOTATION})"
+                    )
+                    continue
+            await self._serve_pod(
+                pod=pod,
+                secret_name=secret_name,
+                secret=secret,
+                identity_name=name,
+                spec=spec,
+                ca=ca,
+                bundle_pem=bundle_pem,
+                trusted=trusted,
+                spec_hash=spec_hash,
+                now=now,
+                result=result,
+            )
+        for secret_name, secret in existing.items():
+            if secret_name not in desired_names and is_managed_by(secret, name):
+                meta = secret.get("metadata") or {}
+                await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")))
+                logger.info("deleted Secret %s/%s: pod %s is no longer served by %s", namespace, secret_name,
+                            (meta.get("labels") or {}).get(c.POD_LABEL), name)
+        return result
+
+    async def _serve_pod(
+        self,
+        *,
+        pod: PodInfo,
+        secret_name: str,
+        secret: JSON | None,
+        identity_name: str,
+        spec: IdentitySpec,
+        ca: CertificateAuthority,
+        bundle_pem: bytes,
+        trusted: frozenset[str],
+        spec_hash: str,
+        now: datetime,
+        result: _PodsResult,
+    ) -> None:
+        wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
+        reading = read_secret(secret) if secret is not None else None
+        desired = DesiredState(
+            spiffe_id=wanted_id,
+            spec_hash=spec_hash,
+            ca_fingerprint=ca.fingerprint,
+            trusted_ca_fingerprints=trusted,
+            bundle_current=reading is None or reading.bundle_pem == bundle_pem,
+        )
+        decision: Decision | None
+        if reading is not None and reading.state is None:
+            decision = Decision(ReissueReason.REPAIR, f"Repairing: {reading.problems[0]}")
+        else:
+            decision = reissue_decision(
+                reading.state if reading else None, desired, now, problems=reading.problems if reading else ()
+            )
+        labels, annotations = secret_metadata(identity_name, pod, spec.secret_labels, spec.secret_annotations)
+        if decision is None and reading is not None and reading.state is not None and secret is not None:
+            resource_version = str(secret["metadata"].get("resourceVersion"))
+            patch = metadata_patch(secret, labels, annotations) or {}
+            if not desired.bundle_current:
+                patch.setdefault("data", {})[c.CA_CRT] = b64text(bundle_pem)
+            if patch:
+                await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+            result.count_valid(wanted_id, reading.state.renew_at)
+            return
+        if decision is None:  # unreachable: no decision implies a readable existing Secret
+            decision = Decision(ReissueReason.REPAIR, "Repairing: Secret unreadable")
+        try:
+            content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash)
+        except (PKIError, ChainError) as exc:
+            result.failures.append(f"pod {pod.name}: issuing failed: {exc}")
+            return
+        body = secret_body(
+            name=secret_name,
+            identity=identity_name,
+            pod=pod,
+            content=content,
+            template_labels=spec.secret_labels,
+            template_annotations=spec.secret_annotations,
+        )
+        try:
+            if secret is None:
+                await self.cluster.create_secret(pod.namespace, body)
+            else:
+                resource_version = str(secret["metadata"].get("resourceVersion"))
+                patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
+                         "data": body["data"], "type": body["type"]}
+                await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+        except ConflictError as exc:
+            result.failures.append(f"pod {pod.name}: Secret {secret_name} changed while writing, retrying ({exc})")
+            return
+        except KubernetesAPIError as exc:
+            result.failures.append(f"pod {pod.name}: writing Secret {secret_name} failed: {exc}")
+            return
+        logger.info("%s for pod %s/%s: serial %s, %s, expires %s", decision.message, pod.namespace, pod.name,
+                    content.serial, wanted_id, content.not_after.isoformat())
+        result.issued_by_reason[decision.reason] = result.issued_by_reason.get(decision.reason, 0) + 1
+        if result.first_decision is None:
+            result.first_decision = f"pod {pod.name}: {decision.message}"
+        result.count_valid(wanted_id, content.renew_at)
+
+    async def _issue(
+        self, pod: PodInfo, spec: IdentitySpec, ca: CertificateAuthority, bundle_pem: bytes, wanted_id: str,
+        spec_hash: str,
+    ) -> SecretContent:
+        await self.limiter.acquire()
+        request = LeafRequest(
+            spiffe_id=wanted_id,
+            dns_names=spec.dns_names,
+            usages=spec.usages,
+            key=spec.private_key,
+            duration=spec.duration,
+        )
+        now = self.clock()
+        # Key generation (RSA 4096 especially) is CPU work: keep it off the event loop.
+        leaf = await asyncio.to_thread(issue_leaf, ca, request, now)
+        renew_at = jittered_renewal_time(
+            renewal_time(leaf.not_before, leaf.not_after, spec.renew_before), leaf.not_after, self.jitter()
+        )
+        return SecretContent(
+            chain_pem=leaf.chain_pem,
+            key_pem=leaf.key_pem,
+            bundle_pem=bundle_pem,
+            spiffe_id=wanted_id,
+            serial=leaf.serial_hex,
+            not_after=leaf.not_after,
+            renew_at=renew_at,
+            ca_fingerprint=ca.fingerprint,
+            spec_hash=spec_hash,
+        )
+
+    # Status, events, trust bundle --------------------------------------------------------------
+
+    async def _report(
+        self,
+        identity: JSON,
+        previous: Mapping[str, Any],
+        readiness: Readiness,
+        generation: object,
+        now: datetime,
+        *,
+        keep_counts: bool,
+    ) -> None:
+        """Write a status for an identity we could not reconcile, keeping the last known counts."""
+        meta = identity.get("metadata") or {}
+        status = identity_status(
+            previous=previous,
+            readiness=readiness,
+            generation=generation if isinstance(generation, int) else None,
+            pods=int(previous.get("pods") or 0) if keep_counts else 0,
+            issued=int(previous.get("issued") or 0) if keep_counts else 0,
+            spiffe_ids=previous.get("spiffeIDs") or [],
+            next_renewal=None,
+            ca_fingerprint=previous.get("caFingerprint"),
+            now=now,
+        )
+        if previous.get("nextRenewalTime"):
+            status["nextRenewalTime"] = previous["nextRenewalTime"]
+        if status_changed(previous, status):
+            await self.cluster.patch_identity_status(str(meta.get("namespace")), str(meta.get("name")), status)
+
+    async def _warn(self, key: IdentityKey, identity: JSON, reason: str, message: str, now: datetime) -> None:
+        if self._last_warning.get(key) == message:
+            return
+        self._last_warning[key] = message
+        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message)
+        await self._event(identity, "Warning", reason, message, now)
+
+    async def _event(self, identity: JSON, type_: str, reason: str, message: str, now: datetime) -> None:
+        try:
+            await self.cluster.post_identity_event(identity, type_=type_, reason=reason, message=message, now=now)
+        except KubernetesAPIError as exc:
+            # Events are best effort: losing one must never stop a reconcile.
+            logger.warning("could not post event %s: %s", reason, exc)
+
+    async def _ensure_trust_bundle(self, namespace: str, bundle_ids: str, bundle_pem: bytes) -> None:
+        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity."""
+        if self._bundles.get(namespace) == bundle_ids:
+            return
+        data = {c.CA_CRT: bundle_pem.decode("ascii")}
+        existing = await self.cluster.get_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP)
+        if existing is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": c.TRUST_BUNDLE_CONFIGMAP,
+                    "namespace": namespace,
+                    "labels": {c.MANAGED_BY_LABEL: c.MANAGER_NAME},
+                },
+                "data": data,
+            }
+            try:
+                await self.cluster.create_config_map(namespace, body)
+            except ConflictError:
+                return  # created concurrently; the next reconcile compares contents
+        elif not is_managed(existing):
+            logger.warning("ConfigMap %s/%s exists and is not ours: trust bundle not published there",
+                           namespace, c.TRUST_BUNDLE_CONFIGMAP)
+        elif (existing.get("data") or {}) != data:
+            version = str((existing.get("metadata") or {}).get("resourceVersion"))
+            await self.cluster.update_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP, {"data": data}, version)
+        self._bundles[namespace] = bundle_ids
+
+
+@dataclass
+class _PodsResult:
+    pods: int = 0
+    valid: int = 0
+    served: set[str] = field(default_factory=set)
+    spiffe_ids: set[str] = field(default_factory=set)
+    next_renewal: datetime | None = None
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
+    clashes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    issued_by_reason: dict[ReissueReason, int] = field(default_factory=dict)
+    first_decision: str | None = None
+
+    def count_valid(self, spiffe: str, renew_at: datetime) -> None:
+        self.valid += 1
+        self.spiffe_ids.add(spiffe)
+        if self.next_renewal is None or renew_at < self.next_renewal:
+            self.next_renewal = renew_at
+
+
+def _pod_selector(spec: IdentitySpec) -> str:
+    return pod_query(spec.selector)
+
+
+def _could_select(ref: IdentityRef, pod: PodInfo) -> bool:
+    if ref.selector is None or not pod.opted_in:
+        return False
+    return ref.selector.matches(pod.labels)
+

@@ -1,0 +1,148 @@
+"""A coalescing work queue and a token bucket: how the operator stays calm under event storms.
+
+Many events about one identity (a Deployment scaling to 300 pods) become one reconcile, never
+300; a key is never processed by two workers at once; failures back off per key; and all
+issuance shares one rate limit, so renewals never stampede the API server. Time is the event
+loop's clock, so tests can fast-forward it (looptime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
+
+# Process result: seconds until this key wants to run again, or None for "only on events".
+Processor = Callable[[Key], Awaitable[float | None]]
+
+_MAX_BACKOFF = 300.0
+
+
+class WorkQueue(Generic[Key]):
+    def __init__(self, process: Processor[Key], *, workers: int = 4, logger: logging.Logger | None = None) -> None:
+        self._process = process
+        self._workers = workers
+        self._logger = logger or logging.getLogger(__name__)
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._again: set[Key] = set()
+        self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
+        self._failures: dict[Key, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, key: Key, delay: float = 0.0) -> None:
+        """Ask for ``key`` to be processed after ``delay`` seconds; repeated asks coalesce."""
+        if delay > 0:
+            self._schedule(key, delay)
+            return
+        if key in self._active:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._idle.clear()
+            self._queue.put_nowait(key)
+
+    def forget(self, key: Key) -> None:
+        """Drop timers and backoff state for a key that no longer exists."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()
+        self._failures.pop(key, None)
+
+    def _schedule(self, key: Key, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        existing = self._timers.get(key)
+        if existing is not None:
+            if existing[0] <= when:
+                return  # an earlier wake-up is already planned
+            existing[1].cancel()
+        self._timers[key] = (when, loop.call_at(when, self._fire, key))
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queued) + len(self._active)
+
+    async def wait_idle(self) -> None:
+        """Wait until nothing is queued or running (timers may still be planned)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Run the workers until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self._workers):
+                    group.create_task(self._work())
+        finally:
+            for _, timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                delay = await self._run_one(key)
+            finally:
+                self._active.discard(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.add(key)
+            elif delay is not None:
+                self.add(key, delay)
+            if not self._queued and not self._active:
+                self._idle.set()
+
+    async def _run_one(self, key: Key) -> float | None:
+        try:
+            delay = await self._process(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            backoff = min(_MAX_BACKOFF, 2.0 ** (failures - 1))
+            self._logger.warning(
+                "reconcile of %s failed (attempt %d), retrying in %.0fs: %s", key, failures, backoff, exc
+            )
+            return backoff
+        self._failures.pop(key, None)
+        return delay
+
+
+class RateLimiter:
+    """A token bucket on the loop's clock: at most ``rate`` acquisitions per second, bursts of ``burst``."""
+
+    def __init__(self, rate: float, *, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.burst
+        self._stamp: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            if self._stamp is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.rate
+                await asyncio.sleep(wait)
+                self._stamp = loop.time()
+                self._tokens = 1.0
+            self._tokens -= 1

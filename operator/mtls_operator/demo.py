@@ -1,0 +1,222 @@
+"""``mtls-operator demo``: the real operator on an embedded emulated cluster, end to end, in seconds.
+
+Two workloads get identities; the operator issues each opted-in pod its own certificate; a real
+mutual-TLS handshake between a ``payments`` pod and an ``orders`` pod succeeds, and one with a
+certificate from a foreign CA is refused. Exits 0 only if all of that held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from mtls_operator import constants as c
+from mtls_operator.config import Settings
+from mtls_operator.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
+from mtls_operator.main import run_operator
+from mtls_operator.models import KeySpec, Usage
+from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
+from mtls_operator.plan import secret_data
+from mtls_operator.testing import EmulatorServer, project_crds
+
+NAMESPACE = "shop"
+OPERATOR_NAMESPACE = "mtls-system"
+API = f"{c.GROUP}/{c.VERSION}"
+TIMEOUT = 20.0
+
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "payments": {
+        "replicas": 2,
+        "dnsNames": ["payments", f"payments.{NAMESPACE}.svc", f"payments.{NAMESPACE}.svc.cluster.local"],
+    },
+    "orders": {"replicas": 1, "dnsNames": ["orders", f"orders.{NAMESPACE}.svc"]},
+}
+
+
+def _identity(name: str, dns_names: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": c.KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "serviceAccountName": name,
+            "dnsNames": dns_names,
+            "duration": "24h",
+        },
+    }
+
+
+def _pod(name: str, app: str, *, opted_in: bool = True) -> dict[str, Any]:
+    labels = {"app": app}
+    if opted_in:
+        labels[c.INJECT_LABEL] = c.INJECT_VALUE
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {"serviceAccountName": app, "containers": [{"name": "app", "image": f"example/{app}:1"}]},
+        "status": {"phase": "Running"},
+    }
+
+
+def _ready(identity: Mapping[str, Any] | None) -> bool:
+    conditions = ((identity or {}).get("status") or {}).get("conditions") or []
+    return any(cond.get("type") == "Ready" and cond.get("status") == "True" for cond in conditions)
+
+
+def _files(secret: Mapping[str, Any]) -> TLSFiles:
+    return TLSFiles(
+        cert_chain=secret_data(secret, c.TLS_CRT) or b"",
+        key=secret_data(secret, c.TLS_KEY) or b"",
+        bundle=secret_data(secret, c.CA_CRT) or b"",
+    )
+
+
+def _foreign_files(bundle: bytes) -> TLSFiles:
+    """A well-formed SVID for a plausible identity, signed by a CA nobody here trusts."""
+    now = datetime.now(UTC)
+    rogue_ca = create_self_signed_ca(now, common_name="rogue CA")
+    leaf = issue_leaf(
+        rogue_ca,
+        LeafRequest(
+            spiffe_id=f"spiffe://cluster.local/ns/{NAMESPACE}/sa/orders",
+            dns_names=("orders",),
+            usages=frozenset({Usage.CLIENT, Usage.SERVER}),
+            key=KeySpec(),
+            duration=timedelta(hours=1),
+        ),
+        now,
+    )
+    return TLSFiles(cert_chain=leaf.chain_pem, key=leaf.key_pem, bundle=bundle)
+
+
+def run_demo(output_dir: str | None = None, out: TextIO = sys.stdout) -> int:
+    logging.basicConfig(level=logging.WARNING, format="  [%(levelname)s %(name)s] %(message)s")
+    logging.getLogger("kopf").setLevel(logging.ERROR)
+    return asyncio.run(_demo(Path(output_dir) if output_dir else None, out))
+
+
+async def _demo(output_dir: Path | None, out: TextIO) -> int:
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    async with EmulatorServer(crds=project_crds()) as server:
+        emulator = server.emulator
+        say(f"Emulated Kubernetes API on {server.url} (kmock), CRD {c.PLURAL}.{c.GROUP} installed")
+        for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
+            emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        stop, ready = asyncio.Event(), asyncio.Event()
+        operator = asyncio.create_task(
+            run_operator(
+                Settings(namespace=OPERATOR_NAMESPACE), server.client_configuration(),
+                stop_flag=stop, ready_flag=ready,
+            )
+        )
+        try:
+            return await _scenario(emulator, output_dir, say, started)
+        finally:
+            stop.set()
+            await asyncio.wait_for(operator, timeout=15)
+
+
+Say = Callable[[str], None]
+
+
+async def _scenario(emulator: Any, output_dir: Path | None, say: Say, started: float) -> int:
+    for app, workload in WORKLOADS.items():
+        emulator.create(_identity(app, workload["dnsNames"]))
+        for index in range(workload["replicas"]):
+            emulator.create(_pod(f"{app}-{index}", app))
+        say(f"Created MTLSIdentity {NAMESPACE}/{app} and {workload['replicas']} opted-in pod(s)")
+    emulator.create(_pod("payments-legacy", "payments", opted_in=False))
+    say(f"Created pod {NAMESPACE}/payments-legacy without the {c.INJECT_LABEL} label (must not be served)")
+
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if all(_ready(emulator.get(API, c.PLURAL, app, NAMESPACE)) for app in WORKLOADS):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        say("FAILED: identities did not become Ready in time:")
+        for app in WORKLOADS:
+            status = (emulator.get(API, c.PLURAL, app, NAMESPACE) or {}).get("status")
+            say(f"  {app}: {status}")
+        return 1
+
+    say("")
+    say("Identities (kubectl get mtlsid):")
+    say(f"  {'NAME':<10} {'READY':<6} {'PODS':<5} {'ISSUED':<7} NEXT-RENEWAL")
+    for app in WORKLOADS:
+        status = (emulator.get(API, c.PLURAL, app, NAMESPACE) or {}).get("status") or {}
+        say(f"  {app:<10} {'True':<6} {status.get('pods')!s:<5} {status.get('issued')!s:<7} "
+            f"{status.get('nextRenewalTime')}")
+    secrets = sorted(
+        emulator.list("v1", "secrets", NAMESPACE, label_selector=f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"),
+        key=lambda s: s["metadata"]["name"],
+    )
+    say("")
+    say("Pod Secrets (type kubernetes.io/tls, one private key each):")
+    for secret in secrets:
+        annotations = secret["metadata"].get("annotations") or {}
+        serial = annotations.get(c.SERIAL_ANNOTATION, "")[:12]
+        say(f"  {secret['metadata']['name']:<20} {annotations.get(c.SPIFFE_ID_ANNOTATION)}  "
+            f"expires {annotations.get(c.NOT_AFTER_ANNOTATION)}  serial {serial}…")
+    by_pod = {secret["metadata"]["labels"][c.POD_LABEL]: secret for secret in secrets}
+    checks: list[tuple[str, bool]] = []
+    checks.append(("every opted-in pod has its Secret", set(by_pod) == {"payments-0", "payments-1", "orders-0"}))
+    checks.append(("the pod without the opt-in label has none", "payments-legacy" not in by_pod))
+    if output_dir is not None:
+        for secret in secrets:
+            folder = output_dir / NAMESPACE / secret["metadata"]["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            for key in (c.TLS_CRT, c.TLS_KEY, c.CA_CRT):
+                path = folder / key
+                path.write_bytes(secret_data(secret, key) or b"")
+                if key == c.TLS_KEY:
+                    path.chmod(0o600)
+        say(f"\nWrote {len(secrets)} Secret(s) as files under {output_dir}/{NAMESPACE}/")
+
+    if "payments-0" in by_pod and "orders-0" in by_pod:
+        server_files, client_files = _files(by_pod["payments-0"]), _files(by_pod["orders-0"])
+        good = await asyncio.to_thread(
+            mutual_tls_handshake, server_files, client_files, server_hostname=f"payments.{NAMESPACE}.svc"
+        )
+        foreign = await asyncio.to_thread(
+            mutual_tls_handshake, server_files, _foreign_files(client_files.bundle),
+            server_hostname=f"payments.{NAMESPACE}.svc",
+        )
+        say("")
+        _report_handshake(say, "orders-0 -> payments-0 (mutual TLS)", good)
+        _report_handshake(say, "foreign-CA client -> payments-0", foreign)
+        checks.append(("mutual TLS between payments-0 and orders-0 succeeds", good.ok))
+        checks.append(("the server saw the client's SPIFFE ID",
+                       good.client_spiffe_id == f"spiffe://cluster.local/ns/{NAMESPACE}/sa/orders"))
+        checks.append(("a certificate from a foreign CA is refused", not foreign.ok))
+    else:
+        checks.append(("Secrets exist for a handshake", False))
+
+    say("")
+    for text, held in checks:
+        say(f"  [{'ok' if held else 'FAILED'}] {text}")
+    elapsed = time.monotonic() - started
+    passed = all(held for _, held in checks)
+    say(f"\nDemo {'passed' if passed else 'FAILED'} in {elapsed:.1f}s (API requests: {emulator.requests.reads} reads, "
+        f"{emulator.requests.writes} writes).")
+    return 0 if passed else 1
+
+
+def _report_handshake(say: Say, title: str, result: HandshakeResult) -> None:
+    if result.ok:
+        say(f"  {title}: OK over {result.tls_version}; server saw client {result.client_spiffe_id}, "
+            f"client saw server {result.server_spiffe_id}")
+    else:
+        say(f"  {title}: refused ({result.error})")

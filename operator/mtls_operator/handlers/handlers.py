@@ -1,0 +1,98 @@
+"""The kopf handlers. Each is a few lines: events only route work to the coalescing queue.
+
+Identity and pod events mark identities dirty; the queue's workers reconcile them one at a time
+per identity, so a burst of pod events costs one reconcile, not one per event. The only handler
+with a finalizer is identity deletion, so that an identity's Secrets never outlive it even when
+the operator was down while it was deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mtls_operator import constants as c
+from mtls_operator.errors import KubernetesAPIError
+from mtls_operator.handlers.runtime import Runtime, wall_clock
+from mtls_operator.k8s.config import bearer_token
+from mtls_operator.plan import identity_ref, pod_info
+
+registry = kopf.OperatorRegistry()
+
+
+def _runtime(memo: kopf.Memo) -> Runtime:
+    runtime: Runtime = memo["runtime"]
+    return runtime
+
+
+@kopf.on.login(registry=registry, id="login")
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    configuration = memo["kube_configuration"]
+    scheme, token = bearer_token(configuration)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+@kopf.on.startup(registry=registry, id="start-reconciler")
+async def start(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    runtime = Runtime.build(memo["settings"], memo["kube_configuration"], memo.get("clock") or wall_clock)
+    memo["runtime"] = runtime
+    runtime.start()
+    logger.info("reconciler started; CA in Secret %s/%s", runtime.settings.namespace, runtime.settings.ca_secret)
+
+
+@kopf.on.cleanup(registry=registry, id="stop-reconciler")
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-changed")
+def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    ref = identity_ref(body)
+    key = (ref.namespace, ref.name)
+    if event["type"] == "DELETED":
+        runtime.identities.pop(key, None)
+        runtime.generations.pop(key, None)
+        runtime.queue.forget(key)
+        return
+    runtime.identities[key] = ref
+    generation = body.get("metadata", {}).get("generation")
+    # Our own status writes come back as events too: only spec changes (or first sight) need work.
+    if runtime.generations.get(key) != generation or body.get("metadata", {}).get("deletionTimestamp"):
+        runtime.generations[key] = generation
+        runtime.queue.add(key)
+
+
+@kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-cleanup")
+async def identity_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    runtime = _runtime(memo)
+    ref = identity_ref(body)
+    try:
+        deleted = await runtime.reconciler.cleanup((ref.namespace, ref.name))
+    except KubernetesAPIError as exc:
+        if exc.retryable:
+            raise kopf.TemporaryError(f"deleting the identity's Secrets failed: {exc}", delay=5) from exc
+        raise kopf.PermanentError(f"deleting the identity's Secrets failed: {exc}") from exc
+    logger.info("identity deleted: removed %d Secret(s)", deleted)
+
+
+# No client-side label filter here: the watch itself carries the opt-in selector (see main.py), and
+# a pod whose labels stop matching arrives as DELETED with its new labels, which must still route to
+# the identity that served it.
+@kopf.on.event("", "v1", "pods", registry=registry, id="pod-changed")
+def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    pod = pod_info(body)
+    for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
+        runtime.queue.add(key)

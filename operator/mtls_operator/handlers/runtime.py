@@ -1,0 +1,56 @@
+"""Everything the handlers share, built once at start-up and reached through kopf's ``memo``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kubernetes import client as k8s_client
+
+from mtls_operator.config import Settings
+from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.reconciler import IdentityKey, Reconciler
+from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
+from mtls_operator.k8s import Cluster, KubeAPI
+from mtls_operator.plan import IdentityRef
+
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    api: KubeAPI
+    reconciler: Reconciler
+    queue: WorkQueue[IdentityKey]
+    identities: dict[IdentityKey, IdentityRef] = field(default_factory=dict)
+    generations: dict[IdentityKey, object] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, configuration: k8s_client.Configuration, clock: Clock) -> Runtime:
+        api = KubeAPI.from_configuration(configuration)
+        cluster = Cluster(api)
+        ca_store = CAStore(cluster, namespace=settings.namespace, secret_name=settings.ca_secret, clock=clock)
+        limiter = RateLimiter(settings.max_issuance_per_second)
+        reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter)
+        queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
+        return cls(settings=settings, api=api, reconciler=reconciler, queue=queue)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.queue.run(), name="mtls-operator reconcile queue")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        self.api.close()

@@ -1,0 +1,122 @@
+"""One typed door to the Kubernetes API: every call the operator makes goes through ``KubeAPI``.
+
+It speaks plain JSON dicts over the synchronous ``kubernetes`` client's transport (auth, TLS and
+kubeconfig handling stay the client's), runs each call in a worker thread so the event loop never
+blocks, and turns HTTP failures into the project's own errors in exactly one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
+
+from mtls_operator.errors import ConflictError, KubernetesAPIError, NotFoundError
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+# Statuses a retry can fix: conflicts, throttling, server trouble, timeouts.
+_RETRYABLE = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
+
+
+class KubeAPI:
+    """JSON-in, JSON-out access to the API server. ``ApiException`` never escapes this class."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, timeout: float = 30.0) -> None:
+        self._api_client = api_client
+        self._timeout = timeout
+
+    @classmethod
+    def from_configuration(cls, configuration: k8s_client.Configuration) -> KubeAPI:
+        return cls(k8s_client.ApiClient(configuration))
+
+    def close(self) -> None:
+        self._api_client.close()  # type: ignore[no-untyped-call]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        return await asyncio.to_thread(self._request_sync, method, path, query, body, content_type)
+
+    def _request_sync(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: object, content_type: str
+    ) -> JSON:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        serialized = self._api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        what = f"{method} {path}"
+        try:
+            response = self._api_client.call_api(*serialized, _request_timeout=self._timeout)
+            raw = response.read()  # type: ignore[no-untyped-call]
+            status = int(response.status)
+        except ApiException as exc:
+            raise _translate(what, int(exc.status or 0), exc.body, exc.reason) from None
+        except OSError as exc:  # connection refused, reset, TLS failure: all worth a retry
+            raise KubernetesAPIError(f"{what}: {exc}", status=None, retryable=True) from None
+        if status >= 400:
+            raise _translate(what, status, raw, None)
+        if not raw:
+            return {}
+        parsed = json.loads(raw)
+        return parsed if isinstance(parsed, dict) else {"items": parsed}
+
+
+def _translate(what: str, status: int, raw: bytes | str | None, reason: str | None) -> KubernetesAPIError:
+    """Turn an HTTP failure into our exception, keeping the server's own message (it names the field)."""
+    message = reason or ""
+    if raw:
+        try:
+            payload = json.loads(raw)
+            if isinstance(payload, dict) and payload.get("message"):
+                message = str(payload["message"])
+        except ValueError:
+            message = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw)[:200]
+    text = f"{what}: HTTP {status}: {message}".rstrip(": ")
+    if status == 404:
+        return NotFoundError(text)
+    if status == 409:
+        return ConflictError(text)
+    return KubernetesAPIError(text, status=status, retryable=status in _RETRYABLE)
+
+
+def core_path(resource: str, namespace: str | None = None, name: str | None = None) -> str:
+    """``/api/v1/namespaces/<ns>/<resource>/<name>`` with every segment escaped."""
+    return _path("/api/v1", resource, namespace, name)
+
+
+def group_path(
+    group: str, version: str, resource: str, namespace: str | None = None, name: str | None = None
+) -> str:
+    return _path(f"/apis/{group}/{version}", resource, namespace, name)
+
+
+def _path(prefix: str, resource: str, namespace: str | None, name: str | None) -> str:
+    parts = [prefix]
+    if namespace is not None:
+        parts.append(f"namespaces/{quote(namespace, safe='')}")
+    parts.append(resource)
+    if name is not None:
+        parts.append(quote(name, safe=""))
+    return "/".join(parts)

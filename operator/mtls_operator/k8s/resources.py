@@ -1,0 +1,160 @@
+"""Typed operations on the few kinds the operator touches: pods, Secrets, ConfigMaps, identities, Events.
+
+Each method is one API call. Secrets are only ever written with an optimistic-concurrency guard
+(``resourceVersion`` on updates, a ``uid`` precondition on deletes), so a Secret that changed
+hands between our read and our write is never clobbered.
+"""
+
+from __future__ import annotations
+
+import secrets as random_tokens
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from mtls_operator.constants import GROUP, KIND, MANAGER_NAME, PLURAL, VERSION
+from mtls_operator.errors import NotFoundError
+from mtls_operator.k8s.api import JSON, MERGE_PATCH, KubeAPI, core_path, group_path
+
+
+def _items(listing: JSON) -> list[JSON]:
+    items = listing.get("items") or []
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Cluster:
+    """The operator's view of the cluster: what it reads and writes, and nothing more."""
+
+    def __init__(self, api: KubeAPI) -> None:
+        self.api = api
+
+    # Identities ------------------------------------------------------------------------------
+
+    async def get_identity(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", group_path(GROUP, VERSION, PLURAL, namespace, name))
+        except NotFoundError:
+            return None
+
+    async def list_identities(self, namespace: str) -> list[JSON]:
+        return _items(await self.api.request("GET", group_path(GROUP, VERSION, PLURAL, namespace)))
+
+    async def patch_identity_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> JSON:
+        path = group_path(GROUP, VERSION, PLURAL, namespace, name) + "/status"
+        return await self.api.request("PATCH", path, body={"status": dict(status)}, content_type=MERGE_PATCH)
+
+    # Pods --------------------------------------------------------------------------------------
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[JSON]:
+        query = {"labelSelector": label_selector}
+        return _items(await self.api.request("GET", core_path("pods", namespace), query=query))
+
+    async def get_pod(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", core_path("pods", namespace, name))
+        except NotFoundError:
+            return None
+
+    # Secrets -------------------------------------------------------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", core_path("secrets", namespace, name))
+        except NotFoundError:
+            return None
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> list[JSON]:
+        query = {"labelSelector": label_selector}
+        return _items(await self.api.request("GET", core_path("secrets", namespace), query=query))
+
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JSON:
+        """Create; raises ``ConflictError`` when the name is taken (by anyone)."""
+        return await self.api.request("POST", core_path("secrets", namespace), body=dict(body))
+
+    async def update_secret(self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str) -> JSON:
+        """Merge-patch guarded by ``resource_version``: a concurrent change makes this a ``ConflictError``."""
+        body = dict(patch)
+        metadata = dict(body.get("metadata") or {})
+        metadata["resourceVersion"] = resource_version
+        body["metadata"] = metadata
+        return await self.api.request(
+            "PATCH", core_path("secrets", namespace, name), body=body, content_type=MERGE_PATCH
+        )
+
+    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
+        """Delete only the very Secret we read (``uid`` precondition); gone already is fine."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid},
+            "propagationPolicy": "Background",
+        }
+        try:
+            await self.api.request("DELETE", core_path("secrets", namespace, name), body=body)
+        except NotFoundError:
+            return
+
+    # ConfigMaps ----------------------------------------------------------------------------------
+
+    async def get_config_map(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", core_path("configmaps", namespace, name))
+        except NotFoundError:
+            return None
+
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> JSON:
+        return await self.api.request("POST", core_path("configmaps", namespace), body=dict(body))
+
+    async def update_config_map(
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str
+    ) -> JSON:
+        body = dict(patch)
+        body["metadata"] = {**dict(body.get("metadata") or {}), "resourceVersion": resource_version}
+        return await self.api.request(
+            "PATCH", core_path("configmaps", namespace, name), body=body, content_type=MERGE_PATCH
+        )
+
+    # Events --------------------------------------------------------------------------------------
+
+    async def post_identity_event(
+        self,
+        identity: Mapping[str, Any],
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        """A core/v1 Event on the identity, as ``kubectl describe mtlsid`` shows it."""
+        metadata = identity.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "default")
+        name = str(metadata.get("name") or "")
+        stamp = _rfc3339(now)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.{random_tokens.token_hex(8)}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": name,
+                "namespace": namespace,
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            # The API server caps Event messages at 1 KiB.
+            "message": message[:1024],
+            "source": {"component": MANAGER_NAME},
+            "reportingComponent": MANAGER_NAME,
+            "reportingInstance": MANAGER_NAME,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        await self.api.request("POST", core_path("events", namespace), body=body)

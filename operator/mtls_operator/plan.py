@@ -1,0 +1,442 @@
+"""Pure planning: from the objects read off the cluster to the Secrets and status that should exist.
+
+No I/O, no clock: the reconciler reads the cluster, calls these functions with ``now``, and
+writes what they return. Everything here is table-tested in ``tests/unit/test_plan.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mtls_operator import constants as c
+from mtls_operator.errors import PKIError, SpecError
+from mtls_operator.pki import parse_pem_certificates
+from mtls_operator.renewal import IssuedState
+from mtls_operator.spec import LabelSelector, parse_label_selector
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HASH_SUFFIX_LENGTH = 10
+
+
+def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 timestamp as Kubernetes writes it, or ``None`` when absent or malformed."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Pods and identities as the planner sees them ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    service_account: str
+    secret_name_annotation: str | None
+    terminating: bool
+    finished: bool
+
+    @property
+    def opted_in(self) -> bool:
+        return self.labels.get(c.INJECT_LABEL) == c.INJECT_VALUE
+
+
+def pod_info(body: Mapping[str, Any]) -> PodInfo:
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    annotations = metadata.get("annotations") or {}
+    secret_name = annotations.get(c.SECRET_NAME_ANNOTATION)
+    return PodInfo(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
+        secret_name_annotation=str(secret_name) if secret_name else None,
+        terminating=bool(metadata.get("deletionTimestamp")),
+        finished=status.get("phase") in ("Succeeded", "Failed"),
+    )
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    """Just enough of an identity to decide which one serves a pod."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: datetime
+    selector: LabelSelector | None  # None: the selector is invalid, so it selects nothing
+    service_account: str | None
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.created, self.name)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def identity_ref(body: Mapping[str, Any]) -> IdentityRef:
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    try:
+        selector: LabelSelector | None = parse_label_selector(spec.get("selector"))
+    except SpecError:
+        selector = None
+    account = spec.get("serviceAccountName")
+    return IdentityRef(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        created=parse_time(metadata.get("creationTimestamp")) or _EPOCH,
+        selector=selector,
+        service_account=account if isinstance(account, str) and account else None,
+    )
+
+
+def selects(identity: IdentityRef, pod: PodInfo) -> bool:
+    """Whether ``identity`` would serve ``pod`` if no older identity claimed it."""
+    if identity.selector is None or not pod.opted_in or identity.namespace != pod.namespace:
+        return False
+    if identity.service_account is not None and identity.service_account != pod.service_account:
+        return False
+    return identity.selector.matches(pod.labels)
+
+
+def serving_identity(pod: PodInfo, identities: Iterable[IdentityRef]) -> IdentityRef | None:
+    """The oldest identity selecting the pod serves it (ties broken by name)."""
+    candidates = [identity for identity in identities if selects(identity, pod)]
+    return min(candidates, key=lambda identity: identity.sort_key) if candidates else None
+
+
+def pod_query(selector: LabelSelector) -> str:
+    """The server-side label selector for an identity's pods: opted in, and selected."""
+    query = selector.to_query()
+    opt_in = f"{c.INJECT_LABEL}={c.INJECT_VALUE}"
+    return f"{opt_in},{query}" if query else opt_in
+
+
+def secrets_query(identity: str) -> str:
+    return f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.IDENTITY_LABEL}={identity}"
+
+
+# Secret names -----------------------------------------------------------------------------------
+
+
+def is_dns_subdomain(name: str) -> bool:
+    return 0 < len(name) <= c.MAX_SECRET_NAME_LENGTH and bool(_DNS_SUBDOMAIN.match(name))
+
+
+def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
+    """The pod's ``mtls.dev/secret-name`` annotation, else ``<identity>-<pod>`` shortened with a hash.
+
+    Raises ``ValueError`` for an annotation that is not a valid Secret name: it names an object
+    in the pod's own namespace only, never anywhere else.
+    """
+    if pod.secret_name_annotation is not None:
+        if not is_dns_subdomain(pod.secret_name_annotation):
+            raise ValueError(
+                f"pod {pod.name}: annotation {c.SECRET_NAME_ANNOTATION}={pod.secret_name_annotation!r} "
+                "is not a valid Secret name (lowercase DNS subdomain, at most 253 characters)"
+            )
+        return pod.secret_name_annotation
+    name = f"{identity}-{pod.name}"
+    if len(name) <= c.MAX_SECRET_NAME_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_SUFFIX_LENGTH]
+    prefix = name[: c.MAX_SECRET_NAME_LENGTH - _HASH_SUFFIX_LENGTH - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+# Secrets ------------------------------------------------------------------------------------------
+
+
+def is_managed_by(secret: Mapping[str, Any], identity: str) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME and labels.get(c.IDENTITY_LABEL) == identity)
+
+
+def is_managed(secret: Mapping[str, Any]) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME)
+
+
+@dataclass(frozen=True)
+class SecretContent:
+    """What one pod Secret should hold: the issued material and the facts recorded beside it."""
+
+    chain_pem: bytes
+    key_pem: bytes
+    bundle_pem: bytes
+    spiffe_id: str
+    serial: str
+    not_after: datetime
+    renew_at: datetime
+    ca_fingerprint: str
+    spec_hash: str
+
+
+def b64text(data: bytes) -> str:
+    """Bytes as the base64 text a Secret's ``data`` holds."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def secret_metadata(
+    identity: str, pod: PodInfo, template_labels: Mapping[str, str], template_annotations: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    labels = {
+        **template_labels,
+        c.MANAGED_BY_LABEL: c.MANAGER_NAME,
+        c.IDENTITY_LABEL: identity,
+        c.POD_LABEL: pod.name,
+    }
+    return labels, dict(template_annotations)
+
+
+def secret_body(
+    *,
+    name: str,
+    identity: str,
+    pod: PodInfo,
+    content: SecretContent,
+    template_labels: Mapping[str, str],
+    template_annotations: Mapping[str, str],
+) -> dict[str, Any]:
+    """The full pod Secret per DESIGN.md: type, keys, labels, annotations, ownerReference to the pod."""
+    labels, annotations = secret_metadata(identity, pod, template_labels, template_annotations)
+    annotations.update(
+        {
+            c.SPIFFE_ID_ANNOTATION: content.spiffe_id,
+            c.SERIAL_ANNOTATION: content.serial,
+            c.NOT_AFTER_ANNOTATION: format_time(content.not_after),
+            c.RENEW_AT_ANNOTATION: format_time(content.renew_at),
+            c.CA_FINGERPRINT_ANNOTATION: content.ca_fingerprint,
+            c.SPEC_HASH_ANNOTATION: content.spec_hash,
+        }
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": c.SECRET_TYPE_TLS,
+        "metadata": {
+            "name": name,
+            "namespace": pod.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": pod.name,
+                    "uid": pod.uid,
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "data": {
+            c.TLS_CRT: b64text(content.chain_pem),
+            c.TLS_KEY: b64text(content.key_pem),
+            c.CA_CRT: b64text(content.bundle_pem),
+        },
+    }
+
+
+def secret_data(secret: Mapping[str, Any], key: str) -> bytes | None:
+    value = (secret.get("data") or {}).get(key)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SecretReading:
+    """What an existing pod Secret says about its certificate, and what is wrong with it."""
+
+    state: IssuedState | None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+    bundle_pem: bytes | None = None
+
+
+def read_secret(secret: Mapping[str, Any]) -> SecretReading:
+    """Re-derive the issued state from a Secret's annotations, cross-checked with its certificate.
+
+    This is what lets a restarted operator re-issue nothing that is still valid.
+    """
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    chain = secret_data(secret, c.TLS_CRT)
+    key = secret_data(secret, c.TLS_KEY)
+    bundle = secret_data(secret, c.CA_CRT)
+    problems = [f"Secret is missing {name}" for name, data in ((c.TLS_CRT, chain), (c.TLS_KEY, key)) if not data]
+    not_after = parse_time(annotations.get(c.NOT_AFTER_ANNOTATION))
+    renew_at = parse_time(annotations.get(c.RENEW_AT_ANNOTATION))
+    required = (
+        c.SPIFFE_ID_ANNOTATION,
+        c.SERIAL_ANNOTATION,
+        c.CA_FINGERPRINT_ANNOTATION,
+        c.SPEC_HASH_ANNOTATION,
+    )
+    if not_after is None or renew_at is None or any(not annotations.get(name) for name in required):
+        return SecretReading(state=None, problems=(*problems, "Secret annotations are missing or unreadable"))
+    dns_names: tuple[str, ...] = ()
+    not_before: datetime | None = None
+    if chain:
+        try:
+            leaf = parse_pem_certificates(chain)[0]
+        except PKIError:
+            problems.append("tls.crt is not a readable certificate")
+        else:
+            if format(leaf.serial_number, "x") != annotations[c.SERIAL_ANNOTATION]:
+                problems.append("tls.crt does not match the recorded serial")
+            not_before = leaf.not_valid_before_utc
+    state = IssuedState(
+        spiffe_id=str(annotations[c.SPIFFE_ID_ANNOTATION]),
+        serial=str(annotations[c.SERIAL_ANNOTATION]),
+        not_before=not_before,
+        not_after=not_after,
+        renew_at=renew_at,
+        ca_fingerprint=str(annotations[c.CA_FINGERPRINT_ANNOTATION]),
+        spec_hash=str(annotations[c.SPEC_HASH_ANNOTATION]),
+        dns_names=dns_names,
+    )
+    return SecretReading(state=state, problems=tuple(problems), bundle_pem=bundle)
+
+
+def metadata_patch(
+    secret: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """A merge patch adding template labels/annotations a Secret lacks, or ``None`` when it has them."""
+    metadata = secret.get("metadata") or {}
+    have_labels = metadata.get("labels") or {}
+    have_annotations = metadata.get("annotations") or {}
+    missing_labels = {k: v for k, v in labels.items() if have_labels.get(k) != v}
+    missing_annotations = {k: v for k, v in annotations.items() if have_annotations.get(k) != v}
+    if not missing_labels and not missing_annotations:
+        return None
+    patch: dict[str, Any] = {}
+    if missing_labels:
+        patch["labels"] = missing_labels
+    if missing_annotations:
+        patch["annotations"] = missing_annotations
+    return {"metadata": patch}
+
+
+# Status ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readiness:
+    status: bool
+    reason: str
+    message: str
+
+
+def ready_condition(
+    previous: Sequence[Mapping[str, Any]],
+    readiness: Readiness,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The Ready condition; ``lastTransitionTime`` moves only when the status itself flips."""
+    status = "True" if readiness.status else "False"
+    before = next((cond for cond in previous if cond.get("type") == "Ready"), None)
+    transition = (
+        str(before["lastTransitionTime"])
+        if before and before.get("status") == status and before.get("lastTransitionTime")
+        else format_time(now)
+    )
+    condition: dict[str, Any] = {
+        "type": "Ready",
+        "status": status,
+        "reason": readiness.reason,
+        "message": readiness.message,
+        "lastTransitionTime": transition,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def identity_status(
+    *,
+    previous: Mapping[str, Any],
+    readiness: Readiness,
+    generation: int | None,
+    pods: int,
+    issued: int,
+    spiffe_ids: Iterable[str],
+    next_renewal: datetime | None,
+    ca_fingerprint: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    condition = ready_condition(previous.get("conditions") or [], readiness, generation=generation, now=now)
+    return {
+        "observedGeneration": generation,
+        "conditions": [condition],
+        "spiffeIDs": sorted(set(spiffe_ids)),
+        "pods": pods,
+        "issued": issued,
+        "nextRenewalTime": format_time(next_renewal) if next_renewal else None,
+        "caFingerprint": ca_fingerprint,
+    }
+
+
+def status_changed(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    return any(previous.get(key) != value for key, value in desired.items())
+
+
+def summarize_readiness(
+    *,
+    pods: int,
+    issued: int,
+    selector_text: str,
+    conflicts: Sequence[tuple[str, str]],
+    clashes: Sequence[str],
+    failures: Sequence[str],
+) -> Readiness:
+    """One condition a person can act on: the most pressing problem first, counts always shown."""
+    counts = f"{issued}/{pods} pods have valid certificates"
+    if conflicts:
+        pod, owner = conflicts[0]
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        return Readiness(
+            False,
+            "Conflict",
+            f"pod {pod}{more} is also selected by the older identity {owner}, which serves it; {counts}",
+        )
+    if clashes:
+        return Readiness(False, "SecretConflict", f"{clashes[0]}; {counts}")
+    if failures:
+        return Readiness(False, "IssuanceFailed", f"{failures[0]}; {counts}")
+    if pods == 0:
+        return Readiness(
+            False,
+            "NoPods",
+            f"no running pod with label {c.INJECT_LABEL}={c.INJECT_VALUE} matches selector {selector_text}",
+        )
+    if issued < pods:
+        return Readiness(False, "Issuing", counts)
+    return Readiness(True, "Issued", counts)

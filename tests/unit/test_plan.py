@@ -1,0 +1,227 @@
+"""Planning rules: which identity serves a pod, Secret names and contents, state read back, status."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mtls_operator import constants as c
+from mtls_operator.plan import (
+    Readiness,
+    SecretContent,
+    identity_ref,
+    identity_status,
+    metadata_patch,
+    pod_info,
+    read_secret,
+    ready_condition,
+    secret_body,
+    secret_name_for_pod,
+    serving_identity,
+    summarize_readiness,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def pod(name: str = "payments-0", labels: dict[str, str] | None = None, sa: str = "payments",
+        annotations: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name, "namespace": "shop", "uid": f"uid-{name}",
+        "labels": {c.INJECT_LABEL: "true", "app": "payments"} if labels is None else labels,
+        "annotations": annotations or {},
+    }
+    meta.update(extra)
+    return {"metadata": meta, "spec": {"serviceAccountName": sa}, "status": {"phase": "Running"}}
+
+
+def identity(name: str, created: str, selector: Any = None, sa: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": selector if selector is not None else {"matchLabels": {"app": "payments"}}}
+    if sa:
+        spec["serviceAccountName"] = sa
+    return {"metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}", "creationTimestamp": created},
+            "spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("pod_body", "identities", "expected"),
+    [
+        (pod(), [identity("a", "2026-01-01T00:00:00Z")], "a"),
+        (pod(), [identity("new", "2026-02-01T00:00:00Z"), identity("old", "2026-01-01T00:00:00Z")], "old"),
+        (pod(), [identity("b", "2026-01-01T00:00:00Z"), identity("a", "2026-01-01T00:00:00Z")], "a"),
+        (pod(labels={"app": "payments"}), [identity("a", "2026-01-01T00:00:00Z")], None),
+        (pod(labels={c.INJECT_LABEL: "false", "app": "payments"}), [identity("a", "2026-01-01T00:00:00Z")], None),
+        (pod(), [identity("a", "2026-01-01T00:00:00Z", sa="other")], None),
+        (pod(), [identity("a", "2026-01-01T00:00:00Z", sa="other"), identity("b", "2026-03-01T00:00:00Z")], "b"),
+        (pod(), [identity("bad", "2026-01-01T00:00:00Z", selector={"matchLabels": "x"})], None),
+        (pod(), [identity("a", "2026-01-01T00:00:00Z", selector={"matchLabels": {"app": "orders"}})], None),
+    ],
+    ids=["one-identity", "older-wins", "tie-by-name", "not-opted-in", "opt-in-false", "wrong-sa",
+         "sa-filter-leaves-other", "invalid-selector-selects-nothing", "selector-mismatch"],
+)
+def test_serving_identity(pod_body: dict[str, Any], identities: list[dict[str, Any]], expected: str | None) -> None:
+    winner = serving_identity(pod_info(pod_body), [identity_ref(body) for body in identities])
+    assert (winner.name if winner else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("identity_name", "pod_name", "annotation", "expected"),
+    [
+        ("payments", "payments-0", None, "payments-payments-0"),
+        ("payments", "payments-0", "custom-secret", "custom-secret"),
+        ("a" * 200, "b" * 100, None, None),  # shortened: checked below
+    ],
+    ids=["default", "annotation", "too-long"],
+)
+def test_secret_name_for_pod(identity_name: str, pod_name: str, annotation: str | None, expected: str | None) -> None:
+    annotations = {c.SECRET_NAME_ANNOTATION: annotation} if annotation else {}
+    name = secret_name_for_pod(identity_name, pod_info(pod(pod_name, annotations=annotations)))
+    if expected is not None:
+        assert name == expected
+    else:
+        assert len(name) <= 253
+        assert name.startswith("a" * 50)
+        # Stable and distinct: another pod gets another name.
+        other = secret_name_for_pod(identity_name, pod_info(pod("c" * 100)))
+        assert name != other
+        assert name == secret_name_for_pod(identity_name, pod_info(pod(pod_name)))
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    ["Upper-Case", "../other", "ns/secret", "-leading", "a" * 254, "trailing-"],
+    ids=["uppercase", "path-escape", "slash", "leading-dash", "too-long", "trailing-dash"],
+)
+def test_secret_name_annotation_refused(annotation: str) -> None:
+    with pytest.raises(ValueError, match="not a valid Secret name"):
+        secret_name_for_pod("payments", pod_info(pod(annotations={c.SECRET_NAME_ANNOTATION: annotation})))
+
+
+CONTENT = SecretContent(
+    chain_pem=b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    key_pem=b"key", bundle_pem=b"bundle", spiffe_id="spiffe://cluster.local/ns/shop/sa/payments",
+    serial="abc", not_after=NOW + timedelta(hours=24), renew_at=NOW + timedelta(hours=16),
+    ca_fingerprint="sha256:00", spec_hash="hash",
+)
+
+
+def test_secret_body_follows_the_design() -> None:
+    body = secret_body(name="payments-payments-0", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={"team": "pay"}, template_annotations={"note": "x"})
+    meta = body["metadata"]
+    assert body["type"] == "kubernetes.io/tls"
+    assert set(body["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert meta["labels"] == {"team": "pay", c.MANAGED_BY_LABEL: "mtls-operator", c.IDENTITY_LABEL: "payments",
+                              c.POD_LABEL: "payments-0"}
+    assert meta["annotations"][c.NOT_AFTER_ANNOTATION] == "2026-11-28T12:00:00Z"
+    assert meta["annotations"][c.RENEW_AT_ANNOTATION] == "2026-11-28T04:00:00Z"
+    assert {k for k in meta["annotations"] if k.startswith("mtls.dev/")} == {
+        c.SPIFFE_ID_ANNOTATION, c.SERIAL_ANNOTATION, c.NOT_AFTER_ANNOTATION, c.RENEW_AT_ANNOTATION,
+        c.CA_FINGERPRINT_ANNOTATION, c.SPEC_HASH_ANNOTATION}
+    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "payments-0",
+                                        "uid": "uid-payments-0", "controller": False, "blockOwnerDeletion": False}]
+
+
+def _mutate(body: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    target = body
+    for part in path[:-1]:
+        target = target[part]
+    if value is None:
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (("data", "tls.key"), None, "missing tls.key"),
+        (("data", "tls.crt"), None, "missing tls.crt"),
+        (("data", "tls.crt"), base64.b64encode(b"garbage").decode(), "not a readable certificate"),
+        (("metadata", "annotations", c.NOT_AFTER_ANNOTATION), "yesterday", "annotations are missing"),
+        (("metadata", "annotations", c.SPEC_HASH_ANNOTATION), None, "annotations are missing"),
+    ],
+    ids=["no-key", "no-cert", "garbage-cert", "bad-not-after", "no-spec-hash"],
+)
+def test_read_secret_reports_problems(path: tuple[str, ...], value: Any, problem: str) -> None:
+    body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={}, template_annotations={})
+    reading = read_secret(_mutate(body, path, value))
+    assert any(problem in text for text in reading.problems), reading.problems
+
+
+def test_read_secret_round_trips_the_annotations() -> None:
+    body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={}, template_annotations={})
+    reading = read_secret(body)
+    assert reading.state is not None
+    assert reading.state.not_after == CONTENT.not_after
+    assert reading.state.renew_at == CONTENT.renew_at
+    assert reading.state.spec_hash == "hash"
+    assert reading.bundle_pem == b"bundle"
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "expected"),
+    [
+        ({}, {}, None),
+        ({"team": "pay"}, {}, {"metadata": {"labels": {"team": "pay"}}}),
+        ({}, {"note": "y"}, {"metadata": {"annotations": {"note": "y"}}}),
+    ],
+    ids=["nothing-missing", "label-missing", "annotation-changed"],
+)
+def test_metadata_patch(labels: dict[str, str], annotations: dict[str, str], expected: Any) -> None:
+    secret = {"metadata": {"labels": {"a": "b"}, "annotations": {"note": "x"}}}
+    assert metadata_patch(secret, labels, annotations) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "reason"),
+    [
+        ({"pods": 3, "issued": 3}, True, "Issued"),
+        ({"pods": 3, "issued": 2}, False, "Issuing"),
+        ({"pods": 0, "issued": 0}, False, "NoPods"),
+        ({"pods": 1, "issued": 1, "conflicts": [("p", "older")]}, False, "Conflict"),
+        ({"pods": 1, "issued": 0, "clashes": ["Secret shop/x exists"]}, False, "SecretConflict"),
+        ({"pods": 1, "issued": 0, "failures": ["boom"]}, False, "IssuanceFailed"),
+    ],
+    ids=["all-issued", "partial", "no-pods", "conflict", "clash", "failure"],
+)
+def test_summarize_readiness(kwargs: dict[str, Any], status: bool, reason: str) -> None:
+    args: dict[str, Any] = {"selector_text": "app=x", "conflicts": [], "clashes": [], "failures": []}
+    args.update(kwargs)
+    readiness = summarize_readiness(**args)
+    assert (readiness.status, readiness.reason) == (status, reason)
+    assert f"{kwargs['issued']}/{kwargs['pods']}" in readiness.message or reason == "NoPods"
+
+
+def test_conflict_message_names_the_pod_and_the_owner() -> None:
+    readiness = summarize_readiness(pods=0, issued=0, selector_text="app=x", conflicts=[("payments-0", "older")],
+                                    clashes=[], failures=[])
+    assert "payments-0" in readiness.message
+    assert "older" in readiness.message
+
+
+def test_ready_condition_keeps_transition_time_while_status_holds() -> None:
+    first = ready_condition([], Readiness(True, "Issued", "1/1"), generation=1, now=NOW)
+    later = ready_condition([first], Readiness(True, "Issued", "2/2"), generation=2, now=NOW + timedelta(hours=1))
+    flipped = ready_condition([later], Readiness(False, "Issuing", "1/2"), generation=2, now=NOW + timedelta(hours=2))
+    assert later["lastTransitionTime"] == first["lastTransitionTime"] == "2026-11-27T12:00:00Z"
+    assert flipped["lastTransitionTime"] == "2026-11-27T14:00:00Z"
+
+
+def test_identity_status_fields() -> None:
+    status = identity_status(previous={}, readiness=Readiness(True, "Issued", "2/2"), generation=3, pods=2,
+                             issued=2, spiffe_ids=["b", "a", "a"], next_renewal=NOW, ca_fingerprint="sha256:1",
+                             now=NOW)
+    assert status == {
+        "observedGeneration": 3,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued", "message": "2/2",
+                        "lastTransitionTime": "2026-11-27T12:00:00Z", "observedGeneration": 3}],
+        "spiffeIDs": ["a", "b"], "pods": 2, "issued": 2, "nextRenewalTime": "2026-11-27T12:00:00Z",
+        "caFingerprint": "sha256:1",
+    }
