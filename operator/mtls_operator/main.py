@@ -37,9 +37,23 @@ async def run_operator(
     clock: Callable[[], datetime] | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
+    memo: kopf.Memo | None = None,
+    retry_delay: float = 15.0,
+    ca_refresh_interval: float = 30.0,
 ) -> None:
-    """Run the operator until ``stop_flag`` is set (or a signal arrives, when it is None)."""
-    memo = kopf.Memo(settings=settings, kube_configuration=configuration, clock=clock)
+    """Run the operator until ``stop_flag`` is set (or a signal arrives, when it is None).
+
+    ``memo`` gives tests a handle on the running operator (``memo["runtime"]``); ``retry_delay``
+    (a clash or a missing CA) and ``ca_refresh_interval`` let them run in seconds, not minutes.
+    """
+    memo = memo if memo is not None else kopf.Memo()
+    memo.update(
+        settings=settings,
+        kube_configuration=configuration,
+        clock=clock,
+        retry_delay=retry_delay,
+        ca_refresh_interval=ca_refresh_interval,
+    )
     await kopf.operator(
         registry=registry,
         settings=operator_settings(),

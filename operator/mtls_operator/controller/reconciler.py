@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from mtls_operator import constants as c
@@ -63,6 +63,8 @@ Clock = Callable[[], datetime]
 
 # How soon to look again when something outside our control (the CA, a clash) may get fixed.
 RETRY_SOON = 15.0
+# The earliest a fresh certificate may be renewed again.
+MIN_RENEWAL_GAP = timedelta(minutes=5)
 # Never sleep longer than this between looks at an identity, whatever its renewal time.
 MAX_SLEEP = 3600.0
 
@@ -77,6 +79,7 @@ class Reconciler:
         clock: Clock,
         limiter: RateLimiter,
         jitter: Callable[[], float] = random.random,
+        retry_delay: float = RETRY_SOON,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
@@ -84,6 +87,7 @@ class Reconciler:
         self.clock = clock
         self.limiter = limiter
         self.jitter = jitter
+        self.retry_delay = retry_delay
         # Which pods each identity served at its last reconcile: routes pod events to identities.
         self.served: dict[IdentityKey, set[str]] = {}
         # The last warning posted per identity, so a standing problem is not re-posted every loop.
@@ -128,7 +132,7 @@ class Reconciler:
             await self._report(identity, previous_status, Readiness(False, "CAUnavailable", message), generation,
                                now, keep_counts=True)
             await self._warn(key, identity, "CAUnavailable", message, now)
-            return RETRY_SOON
+            return self.retry_delay
 
         bundle_ids, bundle_pem = self.ca_store.trust
         await self._ensure_trust_bundle(namespace, bundle_ids, bundle_pem)
@@ -166,7 +170,7 @@ class Reconciler:
         else:
             await self._warn(key, identity, readiness.reason, readiness.message, now)
         if result.failures or result.clashes:
-            return RETRY_SOON
+            return self.retry_delay
         if result.next_renewal is None:
             return None
         wait = (result.next_renewal - self.clock()).total_seconds()
@@ -365,6 +369,9 @@ class Reconciler:
         renew_at = jittered_renewal_time(
             renewal_time(leaf.not_before, leaf.not_after, spec.renew_before), leaf.not_after, self.jitter()
         )
+        # A renewBefore close to the duration (or the backdated notBefore plus jitter) could put the
+        # renewal before this very moment and re-issue in a loop: never renew sooner than a margin.
+        renew_at = max(renew_at, min(now + MIN_RENEWAL_GAP, leaf.not_after))
         return SecretContent(
             chain_pem=leaf.chain_pem,
             key_pem=leaf.key_pem,

@@ -43,7 +43,13 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.startup(registry=registry, id="start-reconciler")
 async def start(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    runtime = Runtime.build(memo["settings"], memo["kube_configuration"], memo.get("clock") or wall_clock)
+    runtime = Runtime.build(
+        memo["settings"],
+        memo["kube_configuration"],
+        memo.get("clock") or wall_clock,
+        retry_delay=memo.get("retry_delay", 15.0),
+        ca_refresh_interval=memo.get("ca_refresh_interval", 30.0),
+    )
     memo["runtime"] = runtime
     runtime.start()
     logger.info("reconciler started; CA in Secret %s/%s", runtime.settings.namespace, runtime.settings.ca_secret)

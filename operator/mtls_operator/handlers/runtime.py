@@ -35,12 +35,26 @@ class Runtime:
     task: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings, configuration: k8s_client.Configuration, clock: Clock) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        configuration: k8s_client.Configuration,
+        clock: Clock,
+        *,
+        retry_delay: float,
+        ca_refresh_interval: float,
+    ) -> Runtime:
         api = KubeAPI.from_configuration(configuration)
         cluster = Cluster(api)
-        ca_store = CAStore(cluster, namespace=settings.namespace, secret_name=settings.ca_secret, clock=clock)
+        ca_store = CAStore(
+            cluster,
+            namespace=settings.namespace,
+            secret_name=settings.ca_secret,
+            clock=clock,
+            refresh_interval=ca_refresh_interval,
+        )
         limiter = RateLimiter(settings.max_issuance_per_second)
-        reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter)
+        reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay)
         queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
         return cls(settings=settings, api=api, reconciler=reconciler, queue=queue)
 

@@ -1,0 +1,43 @@
+"""Pure PKI: keys, the CA, leaf (X.509-SVID) issuance, verification, bundles and parsing.
+
+No kopf, no kubernetes, no clock: everything that needs the time takes ``now`` (aware, UTC).
+Randomness comes only from the cryptography library and ``secrets``. Errors are PKIError,
+CAError and ChainError, and their messages never contain PEM or key material.
+"""
+
+from mtls_operator.pki.bundle import certs_to_pem, fingerprint, merge_bundles, parse_pem_certificates
+from mtls_operator.pki.ca import CertificateAuthority, create_intermediate_ca, create_self_signed_ca
+from mtls_operator.pki.facts import CertificateFacts, certificate_facts
+from mtls_operator.pki.keys import (
+    PrivateKey,
+    generate_private_key,
+    key_matches_certificate,
+    load_private_key_pem,
+    private_key_to_pem,
+)
+from mtls_operator.pki.leaf import IssuedLeaf, LeafRequest, issue_leaf, validate_spiffe_id
+from mtls_operator.pki.load import load_ca
+from mtls_operator.pki.verify import verify_leaf
+
+__all__ = [
+    "CertificateAuthority",
+    "CertificateFacts",
+    "IssuedLeaf",
+    "LeafRequest",
+    "PrivateKey",
+    "certificate_facts",
+    "certs_to_pem",
+    "create_intermediate_ca",
+    "create_self_signed_ca",
+    "fingerprint",
+    "generate_private_key",
+    "issue_leaf",
+    "key_matches_certificate",
+    "load_ca",
+    "load_private_key_pem",
+    "merge_bundles",
+    "parse_pem_certificates",
+    "private_key_to_pem",
+    "validate_spiffe_id",
+    "verify_leaf",
+]

@@ -1,0 +1,196 @@
+"""The signing CA: its value type, and creating a self-signed root or an intermediate below a CA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from mtls_operator.constants import CA_CRT, TLS_CRT, TLS_KEY
+from mtls_operator.errors import CAError, PKIError
+from mtls_operator.models import KeySpec
+from mtls_operator.pki._util import (
+    CLOCK_SKEW,
+    ORGANIZATION,
+    format_time,
+    random_serial,
+    require_utc,
+    signature_hash,
+    whole_seconds,
+)
+from mtls_operator.pki.bundle import certs_to_pem, fingerprint
+from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
+
+DEFAULT_CA_VALIDITY = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA the operator signs leaves with, and what peers must trust to accept those leaves."""
+
+    cert: x509.Certificate
+    """The signing CA certificate."""
+    key: PrivateKey = field(repr=False)
+    chain: tuple[x509.Certificate, ...]
+    """Intermediates above ``cert`` up to, excluding, the root; ``()`` for a root CA."""
+    trust: tuple[x509.Certificate, ...]
+    """Trust anchors peers should trust (``ca.crt``): the root(s); ``(cert,)`` for a self-signed CA."""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.cert)
+
+    @property
+    def not_after(self) -> datetime:
+        return self.cert.not_valid_after_utc
+
+    @property
+    def issuing_chain(self) -> tuple[x509.Certificate, ...]:
+        """What follows a leaf in its ``tls.crt``: every certificate up to, excluding, the trust anchors."""
+        trusted = {fingerprint(anchor) for anchor in self.trust}
+        head = () if self.fingerprint in trusted else (self.cert,)
+        return head + tuple(c for c in self.chain if fingerprint(c) not in trusted)
+
+    def secret_data(self) -> dict[str, bytes]:
+        """The CA Secret's data: ``tls.crt`` (cert and chain), ``tls.key`` (PKCS#8), ``ca.crt`` (trust)."""
+        return {
+            TLS_CRT: certs_to_pem((self.cert, *self.chain)),
+            TLS_KEY: private_key_to_pem(self.key),
+            CA_CRT: certs_to_pem(self.trust),
+        }
+
+
+def create_self_signed_ca(
+    now: datetime,
+    *,
+    validity: timedelta = DEFAULT_CA_VALIDITY,
+    common_name: str = "mtls-operator CA",
+    key: KeySpec = KeySpec(),  # noqa: B008 - KeySpec is frozen, sharing the default is safe
+    path_length: int | None = 0,
+) -> CertificateAuthority:
+    """A new self-signed root CA, valid from ``now`` (less a minute of clock skew) for ``validity``.
+
+    ``path_length`` 0 (the default) lets it sign leaves only; pass ``None`` or more to let it sign
+    intermediate CAs (see ``create_intermediate_ca``).
+    """
+    now = require_utc(now)
+    _check_validity_period(validity)
+    private_key = generate_private_key(key)
+    subject = _ca_subject(common_name)
+    ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
+    cert = _sign_ca_certificate(
+        subject=subject,
+        issuer=subject,
+        ski=ski,
+        aki=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+        public_key=private_key,
+        signing_key=private_key,
+        not_before=whole_seconds(now - CLOCK_SKEW),
+        not_after=whole_seconds(now + validity),
+        path_length=path_length,
+    )
+    return CertificateAuthority(cert=cert, key=private_key, chain=(), trust=(cert,))
+
+
+def create_intermediate_ca(
+    parent: CertificateAuthority,
+    now: datetime,
+    *,
+    validity: timedelta = DEFAULT_CA_VALIDITY,
+    common_name: str = "mtls-operator intermediate CA",
+    key: KeySpec = KeySpec(),  # noqa: B008 - KeySpec is frozen, sharing the default is safe
+    path_length: int | None = 0,
+) -> CertificateAuthority:
+    """A new intermediate CA signed by ``parent``; its notAfter never passes the parent's.
+
+    The result trusts what ``parent`` trusts, and its chain carries ``parent`` unless that is an anchor.
+    """
+    now = require_utc(now)
+    _check_validity_period(validity)
+    if not parent.cert.not_valid_before_utc <= now <= parent.not_after:
+        raise CAError(f"the parent CA is not valid at {format_time(now)}")
+    parent_length = parent.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    if parent_length is not None and (path_length is None or path_length >= parent_length):
+        raise CAError(
+            f"the parent CA allows {parent_length} intermediate CA(s) below it (pathLenConstraint), "
+            f"so it cannot sign an intermediate CA with pathLenConstraint {path_length}"
+        )
+    private_key = generate_private_key(key)
+    cert = _sign_ca_certificate(
+        subject=_ca_subject(common_name),
+        issuer=parent.cert.subject,
+        ski=x509.SubjectKeyIdentifier.from_public_key(private_key.public_key()),
+        aki=authority_key_identifier(parent),
+        public_key=private_key,
+        signing_key=parent.key,
+        not_before=max(whole_seconds(now - CLOCK_SKEW), parent.cert.not_valid_before_utc),
+        not_after=whole_seconds(min(now + validity, parent.not_after)),
+        path_length=path_length,
+    )
+    return CertificateAuthority(cert=cert, key=private_key, chain=parent.issuing_chain, trust=parent.trust)
+
+
+def authority_key_identifier(ca: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
+    """The AKI for certificates ``ca`` signs: its own SKI when it has one, else derived from its key."""
+    try:
+        ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _check_validity_period(validity: timedelta) -> None:
+    if validity <= timedelta(0):
+        raise PKIError(f"a CA validity must be positive, not {validity}")
+
+
+def _ca_subject(common_name: str) -> x509.Name:
+    if not 1 <= len(common_name) <= 64:
+        raise PKIError("a CA common name must be 1 to 64 characters long")
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _sign_ca_certificate(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    ski: x509.SubjectKeyIdentifier,
+    aki: x509.AuthorityKeyIdentifier,
+    public_key: PrivateKey,
+    signing_key: PrivateKey,
+    not_before: datetime,
+    not_after: datetime,
+    path_length: int | None,
+) -> x509.Certificate:
+    usage = x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(aki, critical=False)
+    )
+    return builder.sign(signing_key, signature_hash(signing_key))

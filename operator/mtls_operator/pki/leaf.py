@@ -1,0 +1,155 @@
+"""Issuing leaves: X.509-SVIDs (SPIFFE) for workloads, signed by the CA and verified before use."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mtls_operator.errors import CAError, PKIError
+from mtls_operator.models import KeySpec, Usage
+from mtls_operator.pki._util import (
+    CLOCK_SKEW,
+    ORGANIZATION,
+    format_time,
+    random_serial,
+    require_utc,
+    serial_hex,
+    signature_hash,
+    whole_seconds,
+)
+from mtls_operator.pki.bundle import certs_to_pem
+from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
+from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
+from mtls_operator.pki.verify import verify_leaf
+
+# SPIFFE ID syntax (SPIFFE-ID.md, section 2): lowercase trust domain, then one or more path segments.
+_SPIFFE_ID = re.compile(r"spiffe://(?P<trust_domain>[a-z0-9._-]+)(?P<path>(?:/[A-Za-z0-9._-]+)+)")
+_MAX_SPIFFE_ID_LENGTH = 2048
+
+_EXTENDED_KEY_USAGES = {
+    Usage.SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
+    Usage.CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH,
+}
+
+
+@dataclass(frozen=True)
+class LeafRequest:
+    """What to put in a leaf. Validated by ``issue_leaf``."""
+
+    spiffe_id: str
+    """The one URI SAN, e.g. ``spiffe://cluster.local/ns/shop/sa/payments``."""
+    dns_names: tuple[str, ...]
+    usages: frozenset[Usage]
+    key: KeySpec
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class IssuedLeaf:
+    """A signed, verified leaf and its new private key. ``repr`` leaves the key out."""
+
+    cert: x509.Certificate
+    key: PrivateKey = field(repr=False)
+    chain_pem: bytes = field(repr=False)
+    """``tls.crt``: the leaf, then every CA certificate up to, excluding, the trust anchors."""
+    key_pem: bytes = field(repr=False)
+    """``tls.key``: PKCS#8 PEM."""
+    serial_hex: str
+    """Lowercase hex, no ``0x``."""
+    not_before: datetime
+    not_after: datetime
+    """Never later than the CA's notAfter; whole seconds."""
+
+
+def validate_spiffe_id(spiffe_id: str) -> None:
+    """Raise PKIError unless ``spiffe_id`` is a workload SPIFFE ID: a trust domain and a path."""
+    problem = None
+    if len(spiffe_id) > _MAX_SPIFFE_ID_LENGTH:
+        problem = f"longer than {_MAX_SPIFFE_ID_LENGTH} characters"
+    elif not spiffe_id.startswith("spiffe://"):
+        problem = "it must start with 'spiffe://'"
+    elif not (match := _SPIFFE_ID.fullmatch(spiffe_id)):
+        problem = (
+            "expected spiffe://<trust domain>/<path>: a lowercase trust domain of letters, digits, "
+            "'.', '-', '_' and a non-empty path of segments of letters, digits, '.', '-', '_'"
+        )
+    elif any(segment in {".", ".."} for segment in match["path"].split("/")):
+        problem = "path segments may not be '.' or '..'"
+    if problem:
+        raise PKIError(f"invalid SPIFFE ID {spiffe_id[:200]!r}: {problem}")
+
+
+def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) -> IssuedLeaf:
+    """Sign a new X.509-SVID with a new private key, verify it chains to ``ca.trust``, return it.
+
+    Raises PKIError for a bad request, CAError when the CA is not valid at ``now`` and ChainError
+    when the signed leaf does not verify (it must then never be written anywhere).
+    """
+    now = require_utc(now)
+    validate_spiffe_id(request.spiffe_id)
+    if not request.usages:
+        raise PKIError("a leaf needs at least one usage (server, client)")
+    if request.duration <= timedelta(0):
+        raise PKIError(f"a leaf duration must be positive, not {request.duration}")
+    if now < ca.cert.not_valid_before_utc:
+        raise CAError(f"the CA is not valid before {format_time(ca.cert.not_valid_before_utc)}")
+    if now > ca.not_after:
+        raise CAError(f"the CA expired at {format_time(ca.not_after)}")
+
+    key = generate_private_key(request.key)
+    cert = _sign(ca, request, key, now)
+    intermediates = ca.issuing_chain
+    verify_leaf(cert, intermediates, ca.trust, now)
+    return IssuedLeaf(
+        cert=cert,
+        key=key,
+        chain_pem=certs_to_pem((cert, *intermediates)),
+        key_pem=private_key_to_pem(key),
+        serial_hex=serial_hex(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def _sign(ca: CertificateAuthority, request: LeafRequest, key: PrivateKey, now: datetime) -> x509.Certificate:
+    # The SVID's identity is the URI SAN; the subject only says who made it, so SAN stays non-critical.
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(request.spiffe_id)]
+    for name in request.dns_names:
+        try:
+            names.append(x509.DNSName(name))
+        except ValueError:
+            raise PKIError(f"invalid DNS name {name[:300]!r}: it must be an ASCII (A-label) name") from None
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        # RSA key exchange (TLS 1.2 without ECDHE) encrypts to the key; harmless otherwise.
+        key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    extended_usage = x509.ExtendedKeyUsage([_EXTENDED_KEY_USAGES[u] for u in Usage if u in request.usages])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(max(whole_seconds(now - CLOCK_SKEW), ca.cert.not_valid_before_utc))
+        .not_valid_after(whole_seconds(min(now + request.duration, ca.not_after)))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(extended_usage, critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(authority_key_identifier(ca), critical=False)
+    )
+    return builder.sign(ca.key, signature_hash(ca.key))

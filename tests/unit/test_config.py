@@ -1,0 +1,197 @@
+"""config.py: settings from MTLS_* variables and CLI overrides, failing fast with one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mtls_operator.config import ENV_VARS, Settings, settings_from_env
+from mtls_operator.errors import ConfigError
+
+
+def test_defaults() -> None:
+    settings = settings_from_env({})
+    assert settings == Settings()
+    assert settings == Settings(
+        trust_domain="cluster.local",
+        cluster_domain="cluster.local",
+        namespace="mtls-system",
+        ca_secret="mtls-operator-ca",
+        default_duration=timedelta(hours=24),
+        max_issuance_per_second=50.0,
+        allowed_dns_patterns=(),
+        metrics_port=9090,
+    )
+    assert settings.metrics_enabled
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().namespace = "other"  # type: ignore[misc]
+
+
+def test_other_variables_are_ignored() -> None:
+    assert settings_from_env({"MTLS_E2E_KUBECONFIG": "/tmp/k", "PATH": "/bin"}) == Settings()
+
+
+GOOD_VALUES = [
+    pytest.param("MTLS_TRUST_DOMAIN", "prod.example.org", "trust_domain", "prod.example.org", id="trust-domain"),
+    pytest.param("MTLS_TRUST_DOMAIN", "my_td-1", "trust_domain", "my_td-1", id="trust-domain-underscore"),
+    pytest.param("MTLS_CLUSTER_DOMAIN", "corp.internal", "cluster_domain", "corp.internal", id="cluster-domain"),
+    pytest.param("MTLS_CLUSTER_DOMAIN", "k8s", "cluster_domain", "k8s", id="cluster-domain-one-label"),
+    pytest.param("MTLS_NAMESPACE", "security", "namespace", "security", id="namespace"),
+    pytest.param("MTLS_NAMESPACE", " security ", "namespace", "security", id="namespace-stripped"),
+    pytest.param("MTLS_CA_SECRET", "my.ca-secret", "ca_secret", "my.ca-secret", id="ca-secret"),
+    pytest.param("MTLS_DEFAULT_DURATION", "12h", "default_duration", timedelta(hours=12), id="duration"),
+    pytest.param("MTLS_DEFAULT_DURATION", "1h", "default_duration", timedelta(hours=1), id="duration-minimum"),
+    pytest.param("MTLS_DEFAULT_DURATION", "8760h", "default_duration", timedelta(hours=8760), id="duration-max"),
+    pytest.param("MTLS_DEFAULT_DURATION", "90m", "default_duration", timedelta(minutes=90), id="duration-minutes"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "5", "max_issuance_per_second", 5.0, id="rate-int"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "0.5", "max_issuance_per_second", 0.5, id="rate-fraction"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "10000", "max_issuance_per_second", 10000.0, id="rate-max"),
+    pytest.param(
+        "MTLS_ALLOWED_DNS_PATTERNS", "*.example.com", "allowed_dns_patterns", ("*.example.com",), id="one-pattern"
+    ),
+    pytest.param(
+        "MTLS_ALLOWED_DNS_PATTERNS",
+        " *.Example.com , api.corp.internal,,*.example.com ",
+        "allowed_dns_patterns",
+        ("*.example.com", "api.corp.internal"),
+        id="patterns-trimmed-lowered-deduplicated",
+    ),
+    pytest.param("MTLS_METRICS_PORT", "8080", "metrics_port", 8080, id="port"),
+    pytest.param("MTLS_METRICS_PORT", "1", "metrics_port", 1, id="port-min"),
+    pytest.param("MTLS_METRICS_PORT", "65535", "metrics_port", 65535, id="port-max"),
+    pytest.param("MTLS_METRICS_PORT", "0", "metrics_port", 0, id="port-zero-disables"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "attribute", "expected"), GOOD_VALUES)
+def test_good_values(name: str, value: str, attribute: str, expected: Any) -> None:
+    settings = settings_from_env({name: value})
+    assert getattr(settings, attribute) == expected
+    others = {field.name for field in dataclasses.fields(Settings)} - {attribute}
+    for other in others:
+        assert getattr(settings, other) == getattr(Settings(), other)
+
+
+BAD_VALUES = [
+    pytest.param("MTLS_TRUST_DOMAIN", "Cluster.Local", "lower-case letters", id="trust-domain-upper"),
+    pytest.param("MTLS_TRUST_DOMAIN", "spiffe://td", "lower-case letters", id="trust-domain-scheme"),
+    pytest.param("MTLS_TRUST_DOMAIN", "td:443", "lower-case letters", id="trust-domain-port"),
+    pytest.param("MTLS_TRUST_DOMAIN", "x" * 256, "at most 255", id="trust-domain-long"),
+    pytest.param("MTLS_CLUSTER_DOMAIN", "Cluster.Local", "lower-case DNS name", id="cluster-domain-upper"),
+    pytest.param("MTLS_CLUSTER_DOMAIN", "cluster.local.", "trailing dot", id="cluster-domain-trailing-dot"),
+    pytest.param("MTLS_CLUSTER_DOMAIN", "*.local", "without wildcards", id="cluster-domain-wildcard"),
+    pytest.param("MTLS_CLUSTER_DOMAIN", "a..b", "empty label", id="cluster-domain-empty-label"),
+    pytest.param("MTLS_NAMESPACE", "Security", "namespace name", id="namespace-upper"),
+    pytest.param("MTLS_NAMESPACE", "a.b", "namespace name", id="namespace-dotted"),
+    pytest.param("MTLS_NAMESPACE", "x" * 64, "at most 63", id="namespace-long"),
+    pytest.param("MTLS_CA_SECRET", "CA", "Secret name", id="ca-secret-upper"),
+    pytest.param("MTLS_CA_SECRET", "ca_secret", "Secret name", id="ca-secret-underscore"),
+    pytest.param("MTLS_DEFAULT_DURATION", "1d", "no days", id="duration-days"),
+    pytest.param("MTLS_DEFAULT_DURATION", "24", "invalid duration", id="duration-no-unit"),
+    pytest.param("MTLS_DEFAULT_DURATION", "-1h", "invalid duration", id="duration-negative"),
+    pytest.param("MTLS_DEFAULT_DURATION", "30m", "between 1h and 8760h", id="duration-short"),
+    pytest.param("MTLS_DEFAULT_DURATION", "0h", "between 1h and 8760h", id="duration-zero"),
+    pytest.param("MTLS_DEFAULT_DURATION", "8761h", "between 1h and 8760h", id="duration-long"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "fast", "must be a number", id="rate-text"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "0", "greater than 0", id="rate-zero"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "-1", "greater than 0", id="rate-negative"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "10001", "at most 10000", id="rate-high"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "inf", "at most 10000", id="rate-inf"),
+    pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "nan", "greater than 0", id="rate-nan"),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "*.example.com,api-*.corp", "'*' must be a whole label", id="partial"),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "*", "at least one literal label", id="pattern-star"),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "example.com.", "must not end with a dot", id="pattern-dot"),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "a_b.com", "pattern 'a_b.com'", id="pattern-underscore"),
+    pytest.param("MTLS_METRICS_PORT", "http", "TCP port 1..65535, or 0 to disable", id="port-text"),
+    pytest.param("MTLS_METRICS_PORT", "65536", "TCP port", id="port-high"),
+    pytest.param("MTLS_METRICS_PORT", "-1", "TCP port", id="port-negative"),
+    pytest.param("MTLS_METRICS_PORT", "90_90", "TCP port", id="port-underscore"),
+    pytest.param("MTLS_METRICS_PORT", "9090.0", "TCP port", id="port-float"),
+    pytest.param("MTLS_METRICS_PORT", "1" * 100, "TCP port", id="port-huge"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "phrase"), BAD_VALUES)
+def test_bad_values_fail_with_one_clear_line(name: str, value: str, phrase: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_env({name: value})
+    message = str(caught.value)
+    assert message.startswith(f"{name}={value!r} is invalid: ")
+    assert phrase in message
+    assert "\n" not in message
+
+
+def test_a_value_with_a_newline_stays_on_one_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_env({"MTLS_NAMESPACE": "a\nb"})
+    assert "\n" not in str(caught.value)
+    assert "'a\\nb'" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ENV_VARS)
+@pytest.mark.parametrize("value", ["", "   "], ids=["empty", "blank"])
+def test_empty_values_mean_the_default(name: str, value: str) -> None:
+    assert settings_from_env({name: value}) == Settings()
+
+
+def test_overrides_win_over_the_environment() -> None:
+    env = {"MTLS_NAMESPACE": "from-env", "MTLS_METRICS_PORT": "8080", "MTLS_TRUST_DOMAIN": "env.td"}
+    settings = settings_from_env(env, {"MTLS_NAMESPACE": "from-flag", "MTLS_METRICS_PORT": None})
+    assert settings.namespace == "from-flag"
+    assert settings.metrics_port == 8080
+    assert settings.trust_domain == "env.td"
+
+
+def test_an_empty_override_means_the_default() -> None:
+    settings = settings_from_env({"MTLS_ALLOWED_DNS_PATTERNS": "*.example.com"}, {"MTLS_ALLOWED_DNS_PATTERNS": ""})
+    assert settings.allowed_dns_patterns == ()
+
+
+def test_a_bad_override_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^MTLS_DEFAULT_DURATION='1d' is invalid: "):
+        settings_from_env({"MTLS_DEFAULT_DURATION": "12h"}, {"MTLS_DEFAULT_DURATION": "1d"})
+
+
+def test_a_bad_environment_value_hidden_by_an_override_is_not_read() -> None:
+    settings = settings_from_env({"MTLS_METRICS_PORT": "http"}, {"MTLS_METRICS_PORT": "9100"})
+    assert settings.metrics_port == 9100
+
+
+def test_unknown_overrides_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting.*MTLS_TRUST_DOMIAN"):
+        settings_from_env({}, {"MTLS_TRUST_DOMIAN": "x"})
+
+
+def test_port_zero_disables_metrics() -> None:
+    assert not settings_from_env({"MTLS_METRICS_PORT": "0"}).metrics_enabled
+
+
+def test_all_variables_together() -> None:
+    settings = settings_from_env(
+        {
+            "MTLS_TRUST_DOMAIN": "prod.example.org",
+            "MTLS_CLUSTER_DOMAIN": "corp.internal",
+            "MTLS_NAMESPACE": "security",
+            "MTLS_CA_SECRET": "root-ca",
+            "MTLS_DEFAULT_DURATION": "48h",
+            "MTLS_MAX_ISSUANCE_PER_SECOND": "20",
+            "MTLS_ALLOWED_DNS_PATTERNS": "*.example.com",
+            "MTLS_METRICS_PORT": "9100",
+        }
+    )
+    assert settings == Settings(
+        trust_domain="prod.example.org",
+        cluster_domain="corp.internal",
+        namespace="security",
+        ca_secret="root-ca",
+        default_duration=timedelta(hours=48),
+        max_issuance_per_second=20.0,
+        allowed_dns_patterns=("*.example.com",),
+        metrics_port=9100,
+    )
