@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
-from mtls_operator.main import run_operator
+from mtls_operator.main import OperatorThread
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
 from mtls_operator.plan import secret_data
@@ -114,18 +114,13 @@ async def _demo(output_dir: Path | None, out: TextIO) -> int:
         say(f"Emulated Kubernetes API on {server.url} (kmock), CRD {c.PLURAL}.{c.GROUP} installed")
         for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
             emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        stop, ready = asyncio.Event(), asyncio.Event()
-        operator = asyncio.create_task(
-            run_operator(
-                Settings(namespace=OPERATOR_NAMESPACE), server.client_configuration(),
-                stop_flag=stop, ready_flag=ready,
-            )
-        )
+        operator = OperatorThread(Settings(namespace=OPERATOR_NAMESPACE), server.client_configuration())
+        await asyncio.to_thread(operator.start)
+        say("Started the operator (kopf) against it")
         try:
             return await _scenario(emulator, output_dir, say, started)
         finally:
-            stop.set()
-            await asyncio.wait_for(operator, timeout=15)
+            await asyncio.to_thread(operator.stop)
 
 
 Say = Callable[[str], None]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client as k8s_client
@@ -13,6 +16,8 @@ from kubernetes import client as k8s_client
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.handlers import registry
+
+T = TypeVar("T")
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -63,3 +68,90 @@ async def run_operator(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
+
+
+class OperatorThread:
+    """The operator on an event loop of its own, in a daemon thread.
+
+    kopf treats every task created on its loop after start-up as its own and cancels them all on
+    exit, so it must not share a loop with other work: an in-process API emulator, a test, the demo.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        configuration: k8s_client.Configuration,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        retry_delay: float = 15.0,
+        ca_refresh_interval: float = 30.0,
+    ) -> None:
+        self.memo = kopf.Memo()
+        self._clock = clock
+        self._retry_delay = retry_delay
+        self._ca_refresh_interval = ca_refresh_interval
+        self._settings = settings
+        self._configuration = configuration
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._thread = threading.Thread(target=self._main, name="mtls-operator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the operator did not start within {timeout}s: {self._error!r}")
+        if self._error is not None:
+            raise RuntimeError("the operator failed to start") from self._error
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the operator did not stop within {timeout}s")
+        self._thread = None
+        if self._error is not None:
+            raise RuntimeError("the operator failed") from self._error
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the operator's loop (e.g. to inspect or poke its queue)."""
+        if self._loop is None:
+            coroutine.close()
+            raise RuntimeError("the operator is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to the caller of start()/stop()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        ready = asyncio.Event()
+
+        async def signal_ready() -> None:
+            await ready.wait()
+            self._ready.set()
+
+        watcher = asyncio.create_task(signal_ready())
+        try:
+            await run_operator(
+                self._settings,
+                self._configuration,
+                clock=self._clock,
+                stop_flag=self._stop,
+                ready_flag=ready,
+                memo=self.memo,
+                retry_delay=self._retry_delay,
+                ca_refresh_interval=self._ca_refresh_interval,
+            )
+        finally:
+            watcher.cancel()

@@ -1,0 +1,132 @@
+"""An emulated Kubernetes API server for tests, the demo and a playground (on PyPI ``kmock``).
+
+It serves real HTTP on 127.0.0.1, so kopf, the ``kubernetes`` client and ``kubectl`` reach it
+through a kubeconfig exactly as they reach a cluster::
+
+    async with EmulatorServer(crds=project_crds()) as server:
+        server.write_kubeconfig(tmp_path / "kubeconfig")
+        ...                                          # kopf / kubernetes_asyncio / aiohttp
+
+    with EmulatorThread(crds=project_crds()) as server:   # for synchronous code
+        api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(server.client_configuration()))
+
+What it emulates, following the API conventions: object metadata (uid, resourceVersion,
+generation, creationTimestamp, generateName, namespace from the URL); create/get/list/watch/
+update/patch/delete/deletecollection; 409 on a stale resourceVersion or an existing name; JSON
+merge patch, JSON patch (with ``test``); finalizers and deletionTimestamp; ownerReference garbage
+collection (background, on the next loop tick); label and field selectors; watches from a
+resourceVersion with 410 Gone past the kept history, bookmarks, ``timeoutSeconds``,
+``sendInitialEvents``; CustomResourceDefinitions registered on creation with their
+openAPIV3Schema enforced (prune, defaults, 422 with field paths), printer columns and a separate
+``/status`` subresource; Tables for ``kubectl get``; namespaces (with the terminating phase);
+fault injection (:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
+
+Simplified:
+
+- strategic merge patch: a JSON merge patch plus merging of the usual keyed lists
+  (containers, volumes, env, ports, conditions, ownerReferences... by their merge key) and the
+  ``$patch``/``$deleteFromPrimitiveList`` directives; refused with 415 on custom resources,
+  like the apiserver does;
+- server-side apply: a strategic merge of the applied object onto the live one (or a create);
+  ``fieldManager`` is required but no field ownership is tracked (no ``managedFields``, no
+  conflicts, fields dropped from the applied configuration are not removed);
+- deletion: pods are deleted at once (no kubelet, no grace period); ``Foreground`` propagation
+  behaves like ``Background``; ``Orphan`` unlinks dependents at once (no ``orphan`` finalizer);
+  deleting a CRD drops its objects at once, ignoring their finalizers;
+- a no-op update (nothing changes) writes nothing, keeps the resourceVersion and sends no event,
+  as etcd-backed storage does;
+- lists are always served from the latest state (``resourceVersion``/``resourceVersionMatch``
+  on lists are ignored; ``limit``/``continue`` page over the current state, not a snapshot);
+- each resource keeps its last ``watch_history`` events (the watch cache); a watch from an
+  older resourceVersion gets 410 Gone;
+- secrets: ``stringData`` folds into ``data``; values must be base64 (422);
+  ``kubernetes.io/tls`` needs ``tls.crt`` and ``tls.key``; pods get the defaults the operator
+  reads (``serviceAccountName: default``, ``status.phase: Pending``) and an immutable spec;
+- every namespace gets a ``default`` ServiceAccount, as its controller does;
+- events.k8s.io/v1 Events are the core/v1 Events converted (one storage, like the apiserver).
+
+Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
+RBAC objects are only stored), admission plugins and admission webhooks (webhook
+configurations are stored, never called), API priority and fairness, controllers (nothing
+schedules or runs pods, no Deployment/StatefulSet/ReplicaSet/Job controllers, no endpoints, no
+service IPs, no token or root-CA publishing), CEL (``x-kubernetes-validations``) and
+validation ratcheting, CRD conversion webhooks (all versions share one storage, only
+``apiVersion`` changes), ``selectableFields`` (CR field selectors: metadata.name and
+metadata.namespace only), ``managedFields``, protobuf and CBOR (JSON only; requests in another
+format get 415), OpenAPI documents (``/openapi/v2|v3`` answer 404: use
+``kubectl apply --validate=false``), aggregated API servers, subresources other than
+``status`` (no logs, exec, scale, eviction, binding), resource quotas, limits, TLS and HTTP/2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import signal
+import sys
+from typing import Any
+
+import yaml
+
+from mtls_operator.testing.errors import ApiError
+from mtls_operator.testing.faults import Fault, FaultInjector
+from mtls_operator.testing.requestlog import LoggedRequest, RequestLog
+from mtls_operator.testing.resources import ResourceInfo
+from mtls_operator.testing.server import EmulatorServer, EmulatorThread, kubeconfig_document
+from mtls_operator.testing.store import Emulator
+
+__all__ = [
+    "ApiError",
+    "Emulator",
+    "EmulatorServer",
+    "EmulatorThread",
+    "Fault",
+    "FaultInjector",
+    "LoggedRequest",
+    "RequestLog",
+    "ResourceInfo",
+    "kubeconfig_document",
+    "project_crds",
+    "serve",
+]
+
+
+def project_crds() -> list[dict[str, Any]]:
+    """The project's CustomResourceDefinitions, shipped as package data (``mtls_operator/crds``)."""
+    folder = importlib.resources.files("mtls_operator").joinpath("crds")
+    if not folder.is_dir():
+        return []
+    crds: list[dict[str, Any]] = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(entry.read_text(encoding="utf-8")):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    return crds
+
+
+def serve(port: int = 0, kubeconfig: str = "emulator.kubeconfig") -> None:
+    """Serve the emulator with the project's CRDs on 127.0.0.1 until SIGINT/SIGTERM (blocking).
+
+    Prints the URL and the path of the kubeconfig it writes.
+    """
+    asyncio.run(_serve(port, kubeconfig))
+
+
+async def _serve(port: int, kubeconfig: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with EmulatorServer(crds=project_crds(), port=port) as server:
+            path = server.write_kubeconfig(kubeconfig)
+            print(f"Kubernetes API emulator serving at {server.url}", flush=True)
+            print(f"kubeconfig: {path.resolve()}", flush=True)
+            print(f"Try: kubectl --kubeconfig {path} get namespaces", flush=True)
+            await stop.wait()
+            print("Stopping the emulator.", file=sys.stderr, flush=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

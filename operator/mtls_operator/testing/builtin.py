@@ -1,0 +1,270 @@
+"""Per-resource defaults and validation on writes (what the apiserver's registry strategies do)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from mtls_operator.testing import errors
+from mtls_operator.testing.errors import ApiError
+from mtls_operator.testing.resources import Obj, ResourceInfo
+
+if TYPE_CHECKING:
+    from mtls_operator.testing.store import Emulator
+
+Strategy = Callable[["Emulator", ResourceInfo, Obj, "Obj | None", "str | None"], None]
+Cause = tuple[str, str, str]
+
+_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Pod spec fields that an update may change (the rest is immutable, as in the apiserver).
+_POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def admit(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, subresource: str | None) -> Obj:
+    if info.crd is not None:
+        return _admit_custom(info, new, old, subresource)
+    strategy = _STRATEGIES.get((info.group, info.plural))
+    if strategy is not None:
+        strategy(emulator, info, new, old, subresource)
+    return new
+
+
+def _raise(info: ResourceInfo, new: Obj, causes: list[Cause]) -> None:
+    if causes:
+        raise errors.invalid(info.kind, info.group, str(new.get("metadata", {}).get("name", "")), causes)
+
+
+# --------------------------------------------------------------------------- custom resources
+def _admit_custom(info: ResourceInfo, new: Obj, old: Obj | None, subresource: str | None) -> Obj:
+    schema = info.schema
+    if schema is None:
+        return new
+    from mtls_operator.testing.schema import invalid_status
+
+    keep: Obj = {k: new[k] for k in ("apiVersion", "kind", "metadata") if k in new}
+    new, problems = schema.process(new)
+    new.update(keep)
+    if problems:
+        name = str(new.get("metadata", {}).get("name", ""))
+        status = invalid_status(info.kind, info.group, name, problems)
+        raise ApiError(422, str(status.get("message", "")), "Invalid", status=status)
+    return new
+
+
+# ------------------------------------------------------------------------------------ core/v1
+def _namespace(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+    name = new["metadata"]["name"]
+    new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+    if old is None:
+        new["spec"] = {"finalizers": ["kubernetes"]}
+        new["status"] = {"phase": "Active"}
+
+
+def _secret(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+    causes: list[Cause] = []
+    string_data = new.pop("stringData", None)
+    data = new.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        causes.append(("data", "FieldValueTypeInvalid", "Invalid value: must be a map of base64 strings"))
+        data = {}
+    for key, value in data.items():
+        if not _DATA_KEY.match(key):
+            causes.append((f"data[{key}]", "FieldValueInvalid",
+                           f'Invalid value: "{key}": a valid config key must consist of alphanumeric '
+                           "characters, '-', '_' or '.'"))
+        if not isinstance(value, str) or not _is_base64(value):
+            causes.append((f"data[{key}]", "FieldValueInvalid", "Invalid value: illegal base64 data"))
+    if string_data is not None:
+        if not isinstance(string_data, dict):
+            causes.append(("stringData", "FieldValueTypeInvalid", "Invalid value: must be a map of strings"))
+        else:
+            for key, value in string_data.items():
+                if not isinstance(value, str):
+                    causes.append((f"stringData[{key}]", "FieldValueTypeInvalid", "Invalid value: must be a string"))
+                    continue
+                data[key] = base64.b64encode(value.encode()).decode()
+    if data:
+        new["data"] = data
+    else:
+        new.pop("data", None)
+    stype = new.setdefault("type", "Opaque")
+    if old is not None:
+        if old.get("type", "Opaque") != stype:
+            causes.append(("type", "FieldValueInvalid", f'Invalid value: "{stype}": field is immutable'))
+        if old.get("immutable") and (old.get("data") != new.get("data") or not new.get("immutable")):
+            causes.append(("data", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set"))
+    if stype == "kubernetes.io/tls":
+        for key in ("tls.crt", "tls.key"):
+            if key not in data:
+                causes.append((f"data[{key}]", "FieldValueRequired", "Required value"))
+    _raise(info, new, causes)
+
+
+def _configmap(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+    causes: list[Cause] = []
+    data = new.get("data") or {}
+    if not isinstance(data, dict):
+        causes.append(("data", "FieldValueTypeInvalid", "Invalid value: must be a map of strings"))
+    else:
+        for key, value in data.items():
+            if not _DATA_KEY.match(key):
+                causes.append((f"data[{key}]", "FieldValueInvalid", f'Invalid value: "{key}": invalid config key'))
+            if not isinstance(value, str):
+                causes.append((f"data[{key}]", "FieldValueTypeInvalid", "Invalid value: must be a string"))
+    binary = new.get("binaryData") or {}
+    if isinstance(binary, dict):
+        for key, value in binary.items():
+            if not isinstance(value, str) or not _is_base64(value):
+                causes.append((f"binaryData[{key}]", "FieldValueInvalid", "Invalid value: illegal base64 data"))
+    if old is not None and old.get("immutable") and (
+        old.get("data") != new.get("data") or old.get("binaryData") != new.get("binaryData")
+        or not new.get("immutable")
+    ):
+        causes.append(("data", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set"))
+    _raise(info, new, causes)
+
+
+def _pod(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+    if sub == "status":
+        return
+    causes: list[Cause] = []
+    spec = new.get("spec")
+    if not isinstance(spec, dict):
+        _raise(info, new, [("spec", "FieldValueRequired", "Required value")])
+        return
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        causes.append(("spec.containers", "FieldValueRequired", "Required value"))
+    else:
+        for index, container in enumerate(containers):
+            if not isinstance(container, dict) or not container.get("name"):
+                causes.append((f"spec.containers[{index}].name", "FieldValueRequired", "Required value"))
+            elif not container.get("image"):
+                causes.append((f"spec.containers[{index}].image", "FieldValueRequired", "Required value"))
+    _raise(info, new, causes)
+    if old is None:
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        spec.setdefault("schedulerName", "default-scheduler")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        new["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+        return
+    if _pod_spec_without_mutable(old.get("spec") or {}) != _pod_spec_without_mutable(spec):
+        _raise(info, new, [(
+            "spec", "FieldValueForbidden",
+            "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+            "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions "
+            "to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
+            "was previously negative)",
+        )])
+
+
+def _pod_spec_without_mutable(spec: Obj) -> Obj:
+    result = {k: v for k, v in spec.items() if k not in _POD_MUTABLE}
+    for field in ("containers", "initContainers"):
+        if isinstance(result.get(field), list):
+            result[field] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c for c in result[field]
+            ]
+    return result
+
+
+# -------------------------------------------------------------------------------------- CRDs
+def _crd(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+    name = new["metadata"]["name"]
+    spec = new.get("spec")
+    causes: list[Cause] = []
+    if not isinstance(spec, dict):
+        _raise(info, new, [("spec", "FieldValueRequired", "Required value")])
+        return
+    group = spec.get("group")
+    names = spec.get("names")
+    if not isinstance(group, str) or not group:
+        causes.append(("spec.group", "FieldValueRequired", "Required value"))
+    elif "." not in group:
+        causes.append(("spec.group", "FieldValueInvalid", f'Invalid value: "{group}": should be a domain with at '
+                       "least one dot"))
+    if not isinstance(names, dict) or not names.get("plural") or not names.get("kind"):
+        causes.append(("spec.names", "FieldValueRequired", "Required value: plural and kind are required"))
+        names = {}
+    else:
+        names.setdefault("singular", str(names["kind"]).lower())
+        names.setdefault("listKind", f"{names['kind']}List")
+        if isinstance(group, str) and name != f"{names['plural']}.{group}":
+            causes.append(("metadata.name", "FieldValueInvalid",
+                           f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group'))
+    scope = spec.get("scope")
+    if scope not in ("Namespaced", "Cluster"):
+        causes.append(("spec.scope", "FieldValueNotSupported",
+                       f'Unsupported value: "{scope}": supported values: "Cluster", "Namespaced"'))
+    versions = spec.get("versions")
+    if not isinstance(versions, list) or not versions:
+        causes.append(("spec.versions", "FieldValueRequired", "Required value"))
+        versions = []
+    storage = [v for v in versions if isinstance(v, dict) and v.get("storage")]
+    if versions and len(storage) != 1:
+        causes.append(("spec.versions", "FieldValueInvalid", "Invalid value: must have exactly one version marked "
+                       "as storage version"))
+    for index, version in enumerate(versions):
+        if not isinstance(version, dict) or not version.get("name"):
+            causes.append((f"spec.versions[{index}].name", "FieldValueRequired", "Required value"))
+            continue
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        if not isinstance(schema, dict):
+            causes.append((f"spec.versions[{index}].schema.openAPIV3Schema", "FieldValueRequired",
+                           "Required value: schemas are required"))
+    if old is not None and (old.get("spec") or {}).get("scope") not in (None, scope):
+        causes.append(("spec.scope", "FieldValueInvalid", "Invalid value: field is immutable"))
+    for other in emulator.resources():
+        if names and other.group == group and other.plural == names.get("plural") and other.crd != name:
+            causes.append(("spec.names.plural", "FieldValueInvalid", "Invalid value: already in use"))
+            break
+    _raise(info, new, causes)
+    spec.setdefault("conversion", {"strategy": "None"})
+    for version in versions:
+        version.setdefault("served", True)
+    now = emulator._now()
+    old_status = (old or {}).get("status") or {}
+    old_conditions = {c.get("type"): c for c in old_status.get("conditions") or () if isinstance(c, dict)}
+
+    def condition(kind: str, reason: str, message: str) -> Obj:
+        since = old_conditions.get(kind, {}).get("lastTransitionTime", now)
+        return {"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": since}
+
+    stored_versions = list(old_status.get("storedVersions") or ())
+    for version in storage:
+        if version["name"] not in stored_versions:
+            stored_versions.append(version["name"])
+    new["status"] = {
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "acceptedNames": {k: v for k, v in names.items() if k in (
+            "plural", "singular", "kind", "listKind", "shortNames", "categories")},
+        "storedVersions": stored_versions,
+    }
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+_STRATEGIES: dict[tuple[str, str], Strategy] = {
+    ("", "namespaces"): _namespace,
+    ("", "secrets"): _secret,
+    ("", "configmaps"): _configmap,
+    ("", "pods"): _pod,
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _crd,
+}
+

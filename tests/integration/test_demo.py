@@ -1,0 +1,41 @@
+"""`mtls-operator demo`: the whole story on the emulator, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtls_operator.cli import main
+
+
+def test_demo_passes_and_writes_secret_files(tmp_path: Path) -> None:
+    # As a user runs it: its own process, its own event loops.
+    run = subprocess.run([sys.executable, "-m", "mtls_operator.cli", "demo", "--output-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = run.stdout
+    assert "Demo passed" in text
+    assert "orders-0 -> payments-0 (mutual TLS): OK" in text
+    assert "foreign-CA client -> payments-0: refused" in text
+    folders = sorted(p.name for p in (tmp_path / "shop").iterdir())
+    assert folders == ["orders-orders-0", "payments-payments-0", "payments-payments-1"]
+    for folder in folders:
+        files = tmp_path / "shop" / folder
+        assert {p.name for p in files.iterdir()} == {"tls.crt", "tls.key", "ca.crt"}
+        assert (files / "tls.key").stat().st_mode & 0o077 == 0
+        verify = subprocess.run(["openssl", "verify", "-CAfile", str(files / "ca.crt"), str(files / "tls.crt")],
+                                capture_output=True, text=True, check=False)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_run_refuses_bad_settings_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MTLS_DEFAULT_DURATION", "forever")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "MTLS_DEFAULT_DURATION" in err
