@@ -264,3 +264,39 @@ async def test_renewal_when_due(emulator: Emulator, operator: OperatorHandle, cl
     second = await eventually(renewed, what="renewed certificate")
     assert second["metadata"]["annotations"][c.RENEW_AT_ANNOTATION] > renew_at
     assert any("renewal" in e["message"] for e in emulator.list("v1", "events", NS))
+
+
+async def test_older_identity_deleted_newer_takes_over(emulator: Emulator, operator: OperatorHandle) -> None:
+    emulator.create(identity("first", app="payments"))
+    await eventually(lambda: ready(emulator, "first"), what="first identity seen")
+    emulator.create(identity("second", app="payments"))
+    emulator.create(pod("payments-0", "payments"))
+    await eventually(lambda: (ready(emulator, "second") or {}).get("reason") == "Conflict", what="Conflict")
+    emulator.delete(API, c.PLURAL, "first", NS)
+    await eventually(lambda: (ready(emulator, "second") or {}).get("status") == "True", what="newer serves")
+    assert set(managed_secrets(emulator)) == {"second-payments-0"}
+
+
+async def test_api_errors_are_retried_and_nothing_is_lost(emulator: Emulator, operator: OperatorHandle) -> None:
+    failing = emulator.faults.add(verb="create", resource="secrets", status=500, count=2)
+    throttled = emulator.faults.add(verb="list", resource="pods", status=429, retry_after=0.1, count=1)
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    emulator.create(pod("payments-1", "payments"))
+    await eventually(lambda: (ready(emulator, "payments") or {}).get("status") == "True", what="Ready despite faults")
+    assert failing.fired == 2
+    assert throttled.fired == 1
+    assert set(managed_secrets(emulator)) == {"payments-payments-0", "payments-payments-1"}
+    # The operator is still alive and serving new pods.
+    emulator.create(pod("payments-2", "payments"))
+    await eventually(lambda: len(managed_secrets(emulator)) == 3, what="third pod served")
+
+
+async def test_dropped_watch_is_resumed(emulator: Emulator, operator: OperatorHandle) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    await eventually(lambda: managed_secrets(emulator), what="first Secret")
+    emulator.faults.add(verb="watch", resource="pods", drop_watch=True, count=1)
+    emulator.create(pod("payments-1", "payments"))
+    await eventually(lambda: len(managed_secrets(emulator)) == 2, what="pod created around a dropped watch served",
+                     within=20)

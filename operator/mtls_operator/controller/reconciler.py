@@ -93,6 +93,8 @@ class Reconciler:
         # The last warning posted per identity, so a standing problem is not re-posted every loop.
         self._last_warning: dict[IdentityKey, str] = {}
         self._bundles: dict[str, str] = {}
+        # Secret names found taken by someone else: checked before issuing, until they free up.
+        self._clashes: set[tuple[str, str]] = set()
 
     # Entry points ---------------------------------------------------------------------------
 
@@ -243,16 +245,13 @@ class Reconciler:
             desired_names.add(secret_name)
             result.served.add(pod.name)
             secret: JSON | None = existing.get(secret_name)
-            if secret is None:
+            if secret is None and (namespace, secret_name) in self._clashes:
+                # Known to be taken: look before generating a key we could not store.
                 secret = await self.cluster.get_secret(namespace, secret_name)
                 if secret is not None and not is_managed_by(secret, name):
-                    owner_note = "another identity" if is_managed(secret) else "nobody we know"
-                    result.clashes.append(
-                        f"Secret {namespace}/{secret_name} for pod {pod.name} already exists and is managed by "
-                        f"{owner_note}; it was left untouched (delete or rename it, or set the pod annotation "
-                        f"{c.SECRET_NAME_ANNOTATION})"
-                    )
+                    result.clashes.append(_clash_message(namespace, secret_name, pod.name, secret))
                     continue
+                self._clashes.discard((namespace, secret_name))
             await self._serve_pod(
                 pod=pod,
                 secret_name=secret_name,
@@ -332,7 +331,16 @@ class Reconciler:
         )
         try:
             if secret is None:
-                await self.cluster.create_secret(pod.namespace, body)
+                # Create first, look only on a clash: one write per new pod, no extra read.
+                try:
+                    await self.cluster.create_secret(pod.namespace, body)
+                except ConflictError:
+                    taken = await self.cluster.get_secret(pod.namespace, secret_name)
+                    if taken is not None and not is_managed_by(taken, identity_name):
+                        self._clashes.add((pod.namespace, secret_name))
+                        result.clashes.append(_clash_message(pod.namespace, secret_name, pod.name, taken))
+                        return
+                    raise
             else:
                 resource_version = str(secret["metadata"].get("resourceVersion"))
                 patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
@@ -476,6 +484,14 @@ class _PodsResult:
         self.spiffe_ids.add(spiffe)
         if self.next_renewal is None or renew_at < self.next_renewal:
             self.next_renewal = renew_at
+
+
+def _clash_message(namespace: str, secret_name: str, pod_name: str, secret: JSON) -> str:
+    owner = "another identity" if is_managed(secret) else "nobody we know"
+    return (
+        f"Secret {namespace}/{secret_name} for pod {pod_name} already exists and is managed by {owner}; "
+        f"it was left untouched (delete or rename it, or set the pod annotation {c.SECRET_NAME_ANNOTATION})"
+    )
 
 
 def _pod_selector(spec: IdentitySpec) -> str:

@@ -71,13 +71,21 @@ def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_
         runtime.identities.pop(key, None)
         runtime.generations.pop(key, None)
         runtime.queue.forget(key)
+        _requeue_namespace(runtime, ref.namespace)  # a pod it served may now go to another identity
         return
     runtime.identities[key] = ref
     generation = body.get("metadata", {}).get("generation")
     # Our own status writes come back as events too: only spec changes (or first sight) need work.
     if runtime.generations.get(key) != generation or body.get("metadata", {}).get("deletionTimestamp"):
         runtime.generations[key] = generation
-        runtime.queue.add(key)
+        # Selectors decide conflicts between identities: the namespace's others may be affected.
+        _requeue_namespace(runtime, ref.namespace)
+
+
+def _requeue_namespace(runtime: Runtime, namespace: str) -> None:
+    for key in runtime.identities:
+        if key[0] == namespace:
+            runtime.queue.add(key)
 
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-cleanup")
