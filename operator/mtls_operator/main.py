@@ -24,6 +24,8 @@ def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # Watch only opted-in pods, server-side: the operator's cost must not grow with other pods.
     settings.watching.label_selectors["pods"] = f"{c.INJECT_LABEL}={c.INJECT_VALUE}"
+    # Likewise only the Secrets we manage (to notice one deleted behind our back).
+    settings.watching.label_selectors["secrets"] = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
     settings.persistence.finalizer = f"{c.GROUP}/cleanup"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -261,6 +261,14 @@ def secret_body(
     }
 
 
+def owner_pod_uid(secret: Mapping[str, Any]) -> str | None:
+    """The uid of the pod a Secret belongs to, from its ownerReferences."""
+    for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Pod" and ref.get("apiVersion") == "v1":
+            return str(ref.get("uid"))
+    return None
+
+
 def secret_data(secret: Mapping[str, Any], key: str) -> bytes | None:
     value = (secret.get("data") or {}).get(key)
     if not isinstance(value, str) or not value:

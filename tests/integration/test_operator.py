@@ -300,3 +300,38 @@ async def test_dropped_watch_is_resumed(emulator: Emulator, operator: OperatorHa
     emulator.create(pod("payments-1", "payments"))
     await eventually(lambda: len(managed_secrets(emulator)) == 2, what="pod created around a dropped watch served",
                      within=20)
+
+
+async def test_managed_secret_deleted_is_reissued(emulator: Emulator, operator: OperatorHandle) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    first = (await eventually(lambda: managed_secrets(emulator), what="a Secret"))["payments-payments-0"]
+    emulator.delete("v1", "secrets", "payments-payments-0", NS)
+    second = await eventually(lambda: managed_secrets(emulator).get("payments-payments-0"), what="re-created")
+    assert _serial(second) != _serial(first)
+
+
+
+async def test_pod_recreated_under_same_name_gets_new_key_and_owner(
+    emulator: Emulator, operator: OperatorHandle
+) -> None:
+    emulator.create(identity("db"))
+    old_pod = emulator.create(pod("db-0", "db"))
+    first = (await eventually(lambda: managed_secrets(emulator), what="a Secret"))["db-db-0"]
+    # Kubernetes would garbage-collect the Secret with the old pod; replace both at once, as a
+    # StatefulSet controller racing the garbage collector can.
+    emulator.patch("v1", "secrets", "db-db-0", NS, {"metadata": {"ownerReferences": None}})
+    emulator.delete("v1", "pods", "db-0", NS)
+    new_pod = emulator.create(pod("db-0", "db"))
+    assert new_pod["metadata"]["uid"] != old_pod["metadata"]["uid"]
+    stale_owner = {"metadata": {"ownerReferences": first["metadata"]["ownerReferences"]}}
+    emulator.patch("v1", "secrets", "db-db-0", NS, stale_owner)
+
+    def reissued() -> dict[str, Any] | None:
+        secret = managed_secrets(emulator).get("db-db-0")
+        owner = secret["metadata"]["ownerReferences"][0]["uid"] if secret else None
+        return secret if owner == new_pod["metadata"]["uid"] else None
+
+    second = await eventually(reissued, what="Secret owned by the new pod")
+    assert _serial(second) != _serial(first)
+    assert _key(second) != _key(first)

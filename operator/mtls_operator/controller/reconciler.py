@@ -34,6 +34,7 @@ from mtls_operator.plan import (
     is_managed,
     is_managed_by,
     metadata_patch,
+    owner_pod_uid,
     pod_info,
     pod_query,
     read_secret,
@@ -300,6 +301,10 @@ class Reconciler:
         decision: Decision | None
         if reading is not None and reading.state is None:
             decision = Decision(ReissueReason.REPAIR, f"Repairing: {reading.problems[0]}")
+        elif secret is not None and owner_pod_uid(secret) != pod.uid:
+            # A new pod under an old name (StatefulSet): its own key, and an ownerReference that
+            # does not let the garbage collector delete the Secret along with the old pod.
+            decision = Decision(ReissueReason.NEW, "Issuing: the pod was re-created")
         else:
             decision = reissue_decision(
                 reading.state if reading else None, desired, now, problems=reading.problems if reading else ()

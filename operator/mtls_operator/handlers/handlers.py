@@ -110,3 +110,16 @@ def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     pod = pod_info(body)
     for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
         runtime.queue.add(key)
+
+
+@kopf.on.event("", "v1", "secrets", registry=registry, id="secret-changed")
+def secret_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A managed Secret deleted by someone else is re-issued now, not at the next renewal."""
+    if event["type"] != "DELETED":
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    identity = labels.get(c.IDENTITY_LABEL)
+    namespace = body.get("metadata", {}).get("namespace")
+    runtime = _runtime(memo)
+    if identity and namespace and (namespace, identity) in runtime.identities:
+        runtime.queue.add((namespace, identity))
