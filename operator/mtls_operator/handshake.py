@@ -102,12 +102,14 @@ def mutual_tls_handshake(
         except (OSError, ssl.SSLError) as exc:
             thread.join(timeout)
             listener.close()
-            reason = str(outcome.get("server_error") or f"{type(exc).__name__}: {exc}")
-            return HandshakeResult(ok=False, error=reason)
+            sides = [f"client: {type(exc).__name__}: {exc}"]
+            if "server_error" in outcome:
+                sides.append(f"server: {outcome['server_error']}")
+            return HandshakeResult(ok=False, error="; ".join(sides))
         thread.join(timeout)
         listener.close()
         if "server_error" in outcome:
-            return HandshakeResult(ok=False, error=str(outcome["server_error"]))
+            return HandshakeResult(ok=False, error=f"server: {outcome['server_error']}")
         client_id = outcome.get("client_id")
         return HandshakeResult(
             ok=True,

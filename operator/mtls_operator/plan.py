@@ -22,6 +22,7 @@ from mtls_operator.spec import LabelSelector, parse_label_selector
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HASH_SUFFIX_LENGTH = 10
+MAX_LABEL_VALUE_LENGTH = 63
 
 
 def parse_time(text: object) -> datetime | None:
@@ -167,6 +168,18 @@ def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
     return f"{prefix}-{digest}"
 
 
+def label_value(name: str) -> str:
+    """A name as a label value: itself up to 63 characters, else a prefix and a hash of the whole.
+
+    Pod names may be 253 characters long, label values only 63.
+    """
+    if len(name) <= MAX_LABEL_VALUE_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_SUFFIX_LENGTH]
+    prefix = name[: MAX_LABEL_VALUE_LENGTH - _HASH_SUFFIX_LENGTH - 1].rstrip("-._")
+    return f"{prefix}-{digest}"
+
+
 # Secrets ------------------------------------------------------------------------------------------
 
 
@@ -207,7 +220,7 @@ def secret_metadata(
         **template_labels,
         c.MANAGED_BY_LABEL: c.MANAGER_NAME,
         c.IDENTITY_LABEL: identity,
-        c.POD_LABEL: pod.name,
+        c.POD_LABEL: label_value(pod.name),
     }
     return labels, dict(template_annotations)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import timedelta
 from typing import Any
@@ -129,20 +130,22 @@ async def test_identity_deleted_secrets_gone(emulator: Emulator, operator: Opera
 
 
 async def test_two_identities_on_one_pod_older_serves_newer_conflict(
-    emulator: Emulator, operator: OperatorHandle, clock: FakeClock
+    emulator: Emulator, operator: OperatorHandle
 ) -> None:
-    emulator.create(identity("first", app="payments"))
-    await eventually(lambda: ready(emulator, "first"), what="first identity seen")
-    emulator.create(identity("second", app="payments"))
+    # Named against the alphabet, so only age (creationTimestamp, whole seconds) can decide.
+    emulator.create(identity("zeta", app="payments"))
+    await eventually(lambda: ready(emulator, "zeta"), what="older identity seen")
+    await asyncio.sleep(1.1)
+    emulator.create(identity("alpha", app="payments"))
     emulator.create(pod("payments-0", "payments"))
 
-    condition = await eventually(lambda: (ready(emulator, "second") or {}).get("reason") == "Conflict"
-                                 and ready(emulator, "second"), what="Conflict on the newer identity")
+    condition = await eventually(lambda: (ready(emulator, "alpha") or {}).get("reason") == "Conflict"
+                                 and ready(emulator, "alpha"), what="Conflict on the newer identity")
     assert condition["status"] == "False"
     assert "payments-0" in condition["message"]
-    assert "first" in condition["message"]
-    await eventually(lambda: (ready(emulator, "first") or {}).get("status") == "True", what="older serves")
-    assert set(managed_secrets(emulator)) == {"first-payments-0"}
+    assert "zeta" in condition["message"]
+    await eventually(lambda: (ready(emulator, "zeta") or {}).get("status") == "True", what="older serves")
+    assert set(managed_secrets(emulator)) == {"zeta-payments-0"}
     assert any(e["reason"] == "Conflict" for e in emulator.list("v1", "events", NS))
 
 
@@ -316,16 +319,16 @@ async def test_pod_recreated_under_same_name_gets_new_key_and_owner(
     emulator: Emulator, operator: OperatorHandle
 ) -> None:
     emulator.create(identity("db"))
+    keeper = emulator.create(pod("keeper", "other"))
     old_pod = emulator.create(pod("db-0", "db"))
     first = (await eventually(lambda: managed_secrets(emulator), what="a Secret"))["db-db-0"]
-    # Kubernetes would garbage-collect the Secret with the old pod; replace both at once, as a
-    # StatefulSet controller racing the garbage collector can.
-    emulator.patch("v1", "secrets", "db-db-0", NS, {"metadata": {"ownerReferences": None}})
+    # The Secret outlives its pod (here: owned by another live pod, so the garbage collector keeps
+    # it, as a StatefulSet racing the collector can see); the new db-0 must not inherit it as is.
+    stale_owner = [{**first["metadata"]["ownerReferences"][0], "uid": keeper["metadata"]["uid"]}]
+    emulator.patch("v1", "secrets", "db-db-0", NS, {"metadata": {"ownerReferences": stale_owner}})
     emulator.delete("v1", "pods", "db-0", NS)
     new_pod = emulator.create(pod("db-0", "db"))
     assert new_pod["metadata"]["uid"] != old_pod["metadata"]["uid"]
-    stale_owner = {"metadata": {"ownerReferences": first["metadata"]["ownerReferences"]}}
-    emulator.patch("v1", "secrets", "db-db-0", NS, stale_owner)
 
     def reissued() -> dict[str, Any] | None:
         secret = managed_secrets(emulator).get("db-db-0")
@@ -335,3 +338,90 @@ async def test_pod_recreated_under_same_name_gets_new_key_and_owner(
     second = await eventually(reissued, what="Secret owned by the new pod")
     assert _serial(second) != _serial(first)
     assert _key(second) != _key(first)
+
+
+async def test_deleted_ca_is_reported_not_replaced(emulator: Emulator, operator: OperatorHandle) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    await eventually(lambda: (ready(emulator, "payments") or {}).get("status") == "True", what="Ready")
+    ca_secret = emulator.get("v1", "secrets", c.DEFAULT_CA_SECRET, OPERATOR_NS)
+    assert ca_secret is not None
+    fingerprint = get_identity(emulator, "payments")["status"]["caFingerprint"]
+    serial = _serial(managed_secrets(emulator)["payments-payments-0"])
+
+    emulator.delete("v1", "secrets", c.DEFAULT_CA_SECRET, OPERATOR_NS)
+    emulator.create(pod("payments-1", "payments"))
+    condition = await eventually(lambda: (ready(emulator, "payments") or {}).get("reason") == "CAUnavailable"
+                                 and ready(emulator, "payments"), what="CAUnavailable")
+    assert "deleted" in condition["message"]
+    assert emulator.get("v1", "secrets", c.DEFAULT_CA_SECRET, OPERATOR_NS) is None
+    assert _serial(managed_secrets(emulator)["payments-payments-0"]) == serial
+
+    emulator.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                     "metadata": {"name": c.DEFAULT_CA_SECRET, "namespace": OPERATOR_NS},
+                     "data": ca_secret["data"]})
+    await eventually(lambda: (ready(emulator, "payments") or {}).get("status") == "True", what="restored")
+    assert get_identity(emulator, "payments")["status"]["caFingerprint"] == fingerprint
+    assert _serial(managed_secrets(emulator)["payments-payments-0"]) == serial
+
+
+async def test_trust_bundle_configmap_restored(emulator: Emulator, operator: OperatorHandle) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    await eventually(lambda: emulator.get("v1", "configmaps", c.TRUST_BUNDLE_CONFIGMAP, NS), what="bundle")
+    original = emulator.get("v1", "configmaps", c.TRUST_BUNDLE_CONFIGMAP, NS)
+    assert original is not None
+    emulator.patch("v1", "configmaps", c.TRUST_BUNDLE_CONFIGMAP, NS, {"data": {"ca.crt": "tampered"}})
+    emulator.create(pod("payments-1", "payments"))
+    await eventually(lambda: (emulator.get("v1", "configmaps", c.TRUST_BUNDLE_CONFIGMAP, NS) or {}).get("data")
+                     == original["data"], what="bundle repaired")
+
+
+async def test_two_pods_cannot_share_one_secret_name(emulator: Emulator, operator: OperatorHandle) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments", annotations={c.SECRET_NAME_ANNOTATION: "shared"}))
+    await eventually(lambda: "shared" in managed_secrets(emulator), what="the first claimant served")
+    owner = managed_secrets(emulator)["shared"]["metadata"]["ownerReferences"][0]["name"]
+    emulator.create(pod("a-intruder", "payments", annotations={c.SECRET_NAME_ANNOTATION: "shared"}))
+    condition = await eventually(lambda: (ready(emulator, "payments") or {}).get("reason") == "IssuanceFailed"
+                                 and ready(emulator, "payments"), what="the second claimant refused")
+    assert "a-intruder" in condition["message"]
+    await settle(operator)
+    secret = managed_secrets(emulator)["shared"]
+    assert secret["metadata"]["ownerReferences"][0]["name"] == owner == "payments-0"
+
+
+async def test_long_names(emulator: Emulator, operator: OperatorHandle) -> None:
+    long_identity = "i" * 64
+    emulator.create(identity(long_identity, app="x"))
+    condition = await eventually(lambda: (ready(emulator, long_identity) or {}).get("reason") == "InvalidSpec"
+                                 and ready(emulator, long_identity), what="InvalidSpec for a long name")
+    assert "metadata.name" in condition["message"]
+
+    long_pod = "p" * 100
+    emulator.create(identity("payments"))
+    emulator.create(pod(long_pod, "payments"))
+    secret = (await eventually(lambda: managed_secrets(emulator, "payments"), what="Secret"))[f"payments-{long_pod}"]
+    label = secret["metadata"]["labels"][c.POD_LABEL]
+    assert len(label) <= 63
+    assert label.startswith("p" * 40)
+
+
+async def test_identity_deleted_mid_reconcile_leaves_no_secrets(
+    emulator: Emulator, server: Any, clock: FakeClock
+) -> None:
+    from mtls_operator.config import Settings
+
+    slow = OperatorHandle(server, clock, Settings(namespace=OPERATOR_NS, max_issuance_per_second=10))
+    await slow.start()
+    try:
+        emulator.create(identity("payments"))
+        for index in range(15):
+            emulator.create(pod(f"payments-{index}", "payments"))
+        await eventually(lambda: len(managed_secrets(emulator)) >= 2, what="issuance under way")
+        emulator.delete(API, c.PLURAL, "payments", NS)
+        await eventually(lambda: emulator.get(API, c.PLURAL, "payments", NS) is None, what="identity gone",
+                         within=20)
+        assert not managed_secrets(emulator)
+    finally:
+        await slow.stop()

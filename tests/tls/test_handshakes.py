@@ -69,11 +69,16 @@ async def test_python_ssl_mutual_tls(emulator: Emulator, operator: OperatorHandl
 
 async def test_python_ssl_refuses_foreign_ca_and_wrong_name(emulator: Emulator, operator: OperatorHandle) -> None:
     api, web, _ = await _issue_pair(emulator, {"algorithm": "ECDSA"})
-    assert not mutual_tls_handshake(api, _foreign(web.bundle), server_hostname="api.shop.svc").ok
+    foreign = mutual_tls_handshake(api, _foreign(web.bundle), server_hostname="api.shop.svc")
+    assert not foreign.ok
+    assert "certificate verify failed" in (foreign.error or "")
     wrong_name = mutual_tls_handshake(api, web, server_hostname="db.shop.svc")
     assert not wrong_name.ok
-    # A client-only certificate cannot serve.
-    assert not mutual_tls_handshake(web, api, server_hostname="web").ok
+    assert "Hostname mismatch" in (wrong_name.error or "")
+    # A client-only certificate cannot serve: its extended key usage says so.
+    client_only = mutual_tls_handshake(web, api, server_hostname="web")
+    assert not client_only.ok
+    assert "unsuitable certificate purpose" in (client_only.error or "")
 
 
 def _write(folder: Path, name: str, files: TLSFiles) -> tuple[Path, Path, Path]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
+from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, load_ca
 from mtls_operator.plan import b64text, secret_data
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,12 @@ class CAStore:
         self.namespace = namespace
         self.secret_name = secret_name
         self._clock = clock
-        self._refresh_interval = refresh_interval
+        self.refresh_interval = refresh_interval
         self._ca: CertificateAuthority | None = None
         self._error: str | None = "the CA has not been loaded yet"
         self._loaded_version: str | None = None
         self._last_refresh: float | None = None
+        self._ever_loaded = False
         self._lock = asyncio.Lock()
 
     @property
@@ -55,10 +56,14 @@ class CAStore:
         return self._ca
 
     @property
-    def trust(self) -> tuple[str, bytes]:
-        """(fingerprints joined, PEM) of the trust bundle every peer should hold."""
-        ca = self.current()
-        return ",".join(fingerprint(cert) for cert in ca.trust), certs_to_pem(ca.trust)
+    def state(self) -> tuple[str | None, str | None]:
+        """(fingerprint, error): changes whenever the CA is replaced, breaks or recovers."""
+        return (self._ca.fingerprint if self._ca else None, self._error)
+
+    @property
+    def bundle_pem(self) -> bytes:
+        """The trust bundle every peer should hold (PEM)."""
+        return certs_to_pem(self.current().trust)
 
     async def ensure_fresh(self) -> None:
         """Re-read the CA Secret if the last read is older than the refresh interval (or failed)."""
@@ -67,7 +72,7 @@ class CAStore:
             stale = (
                 self._last_refresh is None
                 or self._ca is None
-                or loop.time() - self._last_refresh >= self._refresh_interval
+                or loop.time() - self._last_refresh >= self.refresh_interval
             )
             if stale:
                 await self._refresh()
@@ -77,11 +82,17 @@ class CAStore:
         try:
             secret = await self._cluster.get_secret(self.namespace, self.secret_name)
             if secret is None:
-                secret = await self._create()
+                secret = await self._bootstrap()
+                if secret is None:
+                    return
         except NotFoundError as exc:
             self._fail(f"cannot create the CA in {self.where}: {exc} (does namespace {self.namespace} exist?)")
             return
         except KubernetesAPIError as exc:
+            if self._ca is not None:
+                # A passing API hiccup is no reason to stop signing with the CA we hold.
+                logger.warning("cannot re-read the CA %s, keeping the one loaded: %s", self.where, exc)
+                return
             self._fail(f"cannot read the CA {self.where}: {exc}")
             return
         version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
@@ -102,6 +113,31 @@ class CAStore:
         self._ca = ca
         self._error = None
         self._loaded_version = version
+        self._ever_loaded = True
+
+    async def _bootstrap(self) -> JSON | None:
+        """Create a CA on first start only; a CA that vanished later is reported, never replaced.
+
+        Replacing it silently would re-issue every leaf under a CA that pods still holding the old
+        bundle do not trust: exactly the outage CA rotation exists to avoid.
+        """
+        if self._ever_loaded:
+            self._fail(
+                f"the CA {self.where} was deleted; restore it from a backup (a new CA would break trust "
+                "between running pods)"
+            )
+            return None
+        earlier = await self._cluster.list_config_maps_everywhere(f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}")
+        namespaces = sorted({str((cm.get("metadata") or {}).get("namespace")) for cm in earlier
+                             if (cm.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP})
+        if namespaces:
+            self._fail(
+                f"the CA {self.where} is missing, but certificates of an earlier CA are in use (trust bundles in "
+                f"namespaces {', '.join(namespaces)}); restore the CA Secret, or delete those "
+                f"{c.TRUST_BUNDLE_CONFIGMAP} ConfigMaps to start over with a new CA"
+            )
+            return None
+        return await self._create()
 
     async def _create(self) -> JSON:
         ca = await asyncio.to_thread(create_self_signed_ca, self._clock())

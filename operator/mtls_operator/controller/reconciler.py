@@ -24,6 +24,7 @@ from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesA
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.pki import CertificateAuthority, LeafRequest, fingerprint, issue_leaf
 from mtls_operator.plan import (
+    MAX_LABEL_VALUE_LENGTH,
     IdentityRef,
     PodInfo,
     Readiness,
@@ -55,7 +56,7 @@ from mtls_operator.renewal import (
     reissue_decision,
     renewal_time,
 )
-from mtls_operator.spec import IdentitySpec, parse_identity_spec
+from mtls_operator.spec import IdentitySpec, format_duration, parse_identity_spec
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,12 @@ Clock = Callable[[], datetime]
 
 # How soon to look again when something outside our control (the CA, a clash) may get fixed.
 RETRY_SOON = 15.0
+# Renewals due within this window are done together (jitter spreads them; this batches them).
+RENEWAL_HORIZON = timedelta(minutes=5)
 # The earliest a fresh certificate may be renewed again.
 MIN_RENEWAL_GAP = timedelta(minutes=5)
+# The longest wait between retries of an identity with a standing per-pod problem.
+MAX_PROBLEM_DELAY = 300.0
 # Never sleep longer than this between looks at an identity, whatever its renewal time.
 MAX_SLEEP = 3600.0
 
@@ -93,7 +98,7 @@ class Reconciler:
         self.served: dict[IdentityKey, set[str]] = {}
         # The last warning posted per identity, so a standing problem is not re-posted every loop.
         self._last_warning: dict[IdentityKey, str] = {}
-        self._bundles: dict[str, str] = {}
+        self._problem_streak: dict[IdentityKey, int] = {}
         # Secret names found taken by someone else: checked before issuing, until they free up.
         self._clashes: set[tuple[str, str]] = set()
 
@@ -104,14 +109,20 @@ class Reconciler:
         namespace, name = key
         identity = await self.cluster.get_identity(namespace, name)
         if identity is None or (identity.get("metadata") or {}).get("deletionTimestamp"):
-            self.served.pop(key, None)
-            self._last_warning.pop(key, None)
+            # Being deleted (its finalizer waits for this) or gone: its Secrets go with it.
+            await self.cleanup(key)
             return None
         metadata = identity.get("metadata") or {}
         generation = metadata.get("generation")
         previous_status: Mapping[str, Any] = identity.get("status") or {}
         now = self.clock()
         try:
+            if len(name) > MAX_LABEL_VALUE_LENGTH:
+                raise SpecError(
+                    "metadata.name",
+                    f"must be at most {MAX_LABEL_VALUE_LENGTH} characters (it is the {c.IDENTITY_LABEL} label "
+                    f"of every Secret), not {len(name)}",
+                )
             spec = parse_identity_spec(
                 identity.get("spec") or {},
                 namespace=namespace,
@@ -137,8 +148,11 @@ class Reconciler:
             await self._warn(key, identity, "CAUnavailable", message, now)
             return self.retry_delay
 
-        bundle_ids, bundle_pem = self.ca_store.trust
-        await self._ensure_trust_bundle(namespace, bundle_ids, bundle_pem)
+        bundle_pem = self.ca_store.bundle_pem
+        try:
+            await self._ensure_trust_bundle(namespace, bundle_pem)
+        except KubernetesAPIError as exc:
+            logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
         self.served[key] = result.served
         readiness = summarize_readiness(
@@ -173,7 +187,11 @@ class Reconciler:
         else:
             await self._warn(key, identity, readiness.reason, readiness.message, now)
         if result.failures or result.clashes:
-            return self.retry_delay
+            # Standing problems (a clash, a bad annotation) back off; the watches report their fixes.
+            streak = self._problem_streak.get(key, 0)
+            self._problem_streak[key] = streak + 1
+            return min(MAX_PROBLEM_DELAY, self.retry_delay * 2.0**streak)
+        self._problem_streak.pop(key, None)
         if result.next_renewal is None:
             return None
         wait = (result.next_renewal - self.clock()).total_seconds()
@@ -190,7 +208,13 @@ class Reconciler:
                 deleted += 1
         self.served.pop(key, None)
         self._last_warning.pop(key, None)
+        self._problem_streak.pop(key, None)
         return deleted
+
+    async def managed_secret_count(self, key: IdentityKey) -> int:
+        namespace, name = key
+        secrets = await self.cluster.list_secrets(namespace, secrets_query(name))
+        return sum(1 for secret in secrets if is_managed_by(secret, name))
 
     def identities_for_pod(self, pod: PodInfo, identities: Mapping[IdentityKey, IdentityRef]) -> set[IdentityKey]:
         """Identities a pod event concerns: those selecting it now, and those that served it before."""
@@ -221,13 +245,11 @@ class Reconciler:
         desired_names: set[str] = set()
         trusted = frozenset({ca.fingerprint, *(fingerprint(cert) for cert in ca.trust)})
         spec_hash = spec.certificate_hash()
+        claims: dict[str, list[PodInfo]] = {}
         for pod in pods:
             if pod.terminating or pod.finished:
                 # Keep a terminating pod's Secret (it may still be serving), but issue nothing new.
-                desired_names.update(
-                    name_ for name_, body in existing.items()
-                    if ((body.get("metadata") or {}).get("labels") or {}).get(c.POD_LABEL) == pod.name
-                )
+                desired_names.update(n for n, body in existing.items() if owner_pod_uid(body) == pod.uid)
                 continue
             if spec.service_account_name and pod.service_account != spec.service_account_name:
                 continue
@@ -239,10 +261,17 @@ class Reconciler:
                 continue
             result.pods += 1
             try:
-                secret_name = secret_name_for_pod(name, pod)
+                claims.setdefault(secret_name_for_pod(name, pod), []).append(pod)
             except ValueError as exc:
                 result.failures.append(str(exc))
-                continue
+        for secret_name, claimants in sorted(claims.items()):
+            pod = _rightful_claimant(claimants, existing.get(secret_name))
+            for other in claimants:
+                if other is not pod:
+                    result.failures.append(
+                        f"pod {other.name}: Secret name {secret_name} is already used by pod {pod.name} "
+                        f"(check the {c.SECRET_NAME_ANNOTATION} annotations)"
+                    )
             desired_names.add(secret_name)
             result.served.add(pod.name)
             secret: JSON | None = existing.get(secret_name)
@@ -269,7 +298,11 @@ class Reconciler:
         for secret_name, secret in existing.items():
             if secret_name not in desired_names and is_managed_by(secret, name):
                 meta = secret.get("metadata") or {}
-                await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")))
+                try:
+                    await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")))
+                except KubernetesAPIError as exc:
+                    result.failures.append(f"deleting Secret {secret_name} failed: {exc}")
+                    continue
                 logger.info("deleted Secret %s/%s: pod %s is no longer served by %s", namespace, secret_name,
                             (meta.get("labels") or {}).get(c.POD_LABEL), name)
         return result
@@ -309,6 +342,8 @@ class Reconciler:
             decision = reissue_decision(
                 reading.state if reading else None, desired, now, problems=reading.problems if reading else ()
             )
+        if decision is None and reading is not None and reading.state is not None:
+            decision = _batched_renewal(reading.state.renew_at, reading.state.not_after, now)
         labels, annotations = secret_metadata(identity_name, pod, spec.secret_labels, spec.secret_annotations)
         if decision is None and reading is not None and reading.state is not None and secret is not None:
             resource_version = str(secret["metadata"].get("resourceVersion"))
@@ -316,7 +351,11 @@ class Reconciler:
             if not desired.bundle_current:
                 patch.setdefault("data", {})[c.CA_CRT] = b64text(bundle_pem)
             if patch:
-                await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                try:
+                    await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                except KubernetesAPIError as exc:
+                    result.failures.append(f"pod {pod.name}: updating Secret {secret_name} failed: {exc}")
+                    return
             result.count_valid(wanted_id, reading.state.renew_at)
             return
         if decision is None:  # unreachable: no decision implies a readable existing Secret
@@ -441,10 +480,8 @@ class Reconciler:
             # Events are best effort: losing one must never stop a reconcile.
             logger.warning("could not post event %s: %s", reason, exc)
 
-    async def _ensure_trust_bundle(self, namespace: str, bundle_ids: str, bundle_pem: bytes) -> None:
+    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> None:
         """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity."""
-        if self._bundles.get(namespace) == bundle_ids:
-            return
         data = {c.CA_CRT: bundle_pem.decode("ascii")}
         existing = await self.cluster.get_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP)
         if existing is None:
@@ -468,7 +505,6 @@ class Reconciler:
         elif (existing.get("data") or {}) != data:
             version = str((existing.get("metadata") or {}).get("resourceVersion"))
             await self.cluster.update_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP, {"data": data}, version)
-        self._bundles[namespace] = bundle_ids
 
 
 @dataclass
@@ -489,6 +525,20 @@ class _PodsResult:
         self.spiffe_ids.add(spiffe)
         if self.next_renewal is None or renew_at < self.next_renewal:
             self.next_renewal = renew_at
+
+
+def _rightful_claimant(claimants: list[PodInfo], secret: JSON | None) -> PodInfo:
+    """Of pods claiming one Secret name, the one that owns the Secret keeps it; else the first by name."""
+    owner = owner_pod_uid(secret) if secret is not None else None
+    return next((pod for pod in claimants if pod.uid == owner), min(claimants, key=lambda pod: pod.name))
+
+
+def _batched_renewal(renew_at: datetime, not_after: datetime, now: datetime) -> Decision | None:
+    """Renew now what falls due within the horizon anyway: one pass instead of a wake-up per pod."""
+    if renew_at > now + RENEWAL_HORIZON:
+        return None
+    left = format_duration(max(not_after - now, timedelta(0)))
+    return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expires in {left} (due within the batch window)")
 
 
 def _clash_message(namespace: str, secret_name: str, pod_name: str, secret: JSON) -> str:

@@ -62,8 +62,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await runtime.stop()
 
 
+# The event handlers are async on purpose: they only touch the queue and in-memory maps, which
+# belong to the event loop (kopf runs sync handlers in a thread pool).
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-changed")
-def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     ref = identity_ref(body)
     key = (ref.namespace, ref.name)
@@ -74,10 +76,12 @@ def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_
         _requeue_namespace(runtime, ref.namespace)  # a pod it served may now go to another identity
         return
     runtime.identities[key] = ref
-    generation = body.get("metadata", {}).get("generation")
-    # Our own status writes come back as events too: only spec changes (or first sight) need work.
-    if runtime.generations.get(key) != generation or body.get("metadata", {}).get("deletionTimestamp"):
-        runtime.generations[key] = generation
+    metadata = body.get("metadata", {})
+    # Our own status writes come back as events too: only spec changes (or first sight, or a new
+    # object under an old name) need work.
+    seen = (ref.uid, metadata.get("generation"))
+    if runtime.generations.get(key) != seen or metadata.get("deletionTimestamp"):
+        runtime.generations[key] = seen
         # Selectors decide conflicts between identities: the namespace's others may be affected.
         _requeue_namespace(runtime, ref.namespace)
 
@@ -90,22 +94,29 @@ def _requeue_namespace(runtime: Runtime, namespace: str) -> None:
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-cleanup")
 async def identity_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Hold the finalizer until the identity's Secrets are gone.
+
+    The deleting itself is done by the queue's worker, serialised with any reconcile of this
+    identity still running, so no Secret can be created after the clean-up.
+    """
     runtime = _runtime(memo)
     ref = identity_ref(body)
+    key = (ref.namespace, ref.name)
+    runtime.queue.add(key)
     try:
-        deleted = await runtime.reconciler.cleanup((ref.namespace, ref.name))
+        remaining = await runtime.reconciler.managed_secret_count(key)
     except KubernetesAPIError as exc:
-        if exc.retryable:
-            raise kopf.TemporaryError(f"deleting the identity's Secrets failed: {exc}", delay=5) from exc
-        raise kopf.PermanentError(f"deleting the identity's Secrets failed: {exc}") from exc
-    logger.info("identity deleted: removed %d Secret(s)", deleted)
+        raise kopf.TemporaryError(f"cannot list the identity's Secrets: {exc}", delay=5) from exc
+    if remaining:
+        raise kopf.TemporaryError(f"waiting for {remaining} Secret(s) of this identity to be deleted", delay=1)
+    logger.info("identity deleted: its Secrets are gone")
 
 
 # No client-side label filter here: the watch itself carries the opt-in selector (see main.py), and
 # a pod whose labels stop matching arrives as DELETED with its new labels, which must still route to
 # the identity that served it.
 @kopf.on.event("", "v1", "pods", registry=registry, id="pod-changed")
-def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     pod = pod_info(body)
     for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
@@ -113,7 +124,7 @@ def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "secrets", registry=registry, id="secret-changed")
-def secret_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def secret_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A managed Secret deleted by someone else is re-issued now, not at the next renewal."""
     if event["type"] != "DELETED":
         return

@@ -31,7 +31,8 @@ class Runtime:
     reconciler: Reconciler
     queue: WorkQueue[IdentityKey]
     identities: dict[IdentityKey, IdentityRef] = field(default_factory=dict)
-    generations: dict[IdentityKey, object] = field(default_factory=dict)
+    # (uid, generation) last queued per identity: spec changes need work, status writes do not.
+    generations: dict[IdentityKey, tuple[str, object]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -59,7 +60,23 @@ class Runtime:
         return cls(settings=settings, api=api, reconciler=reconciler, queue=queue)
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self.queue.run(), name="mtls-operator reconcile queue")
+        self.task = asyncio.create_task(self._run(), name="mtls-operator reconcile queue")
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.queue.run())
+            group.create_task(self._watch_ca())
+
+    async def _watch_ca(self) -> None:
+        """Re-read the CA periodically; when it changes (replaced, broken, fixed) every identity looks again."""
+        ca_store = self.reconciler.ca_store
+        while True:
+            await asyncio.sleep(ca_store.refresh_interval)
+            before = ca_store.state
+            await ca_store.ensure_fresh()
+            if ca_store.state != before:
+                for key in self.identities:
+                    self.queue.add(key)
 
     async def stop(self) -> None:
         if self.task is not None:

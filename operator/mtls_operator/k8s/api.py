@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import urllib3
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
@@ -77,7 +78,7 @@ class KubeAPI:
             status = int(response.status)
         except ApiException as exc:
             raise _translate(what, int(exc.status or 0), exc.body, exc.reason) from None
-        except OSError as exc:  # connection refused, reset, TLS failure: all worth a retry
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, reset, TLS, retries exhausted
             raise KubernetesAPIError(f"{what}: {exc}", status=None, retryable=True) from None
         if status >= 400:
             raise _translate(what, status, raw, None)

@@ -106,6 +106,10 @@ class Cluster:
         except NotFoundError:
             return None
 
+    async def list_config_maps_everywhere(self, label_selector: str) -> list[JSON]:
+        query = {"labelSelector": label_selector}
+        return _items(await self.api.request("GET", core_path("configmaps"), query=query))
+
     async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> JSON:
         return await self.api.request("POST", core_path("configmaps", namespace), body=dict(body))
 

@@ -26,7 +26,7 @@ import attrs
 import kmock
 import yaml
 
-from mtls_operator.testing import discovery, errors
+from mtls_operator.testing import discovery, errors, protobuf
 from mtls_operator.testing.errors import ApiError
 from mtls_operator.testing.resources import Obj, ResourceInfo
 from mtls_operator.testing.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -307,7 +307,13 @@ class HttpApi:
     async def _body(self, request: aiohttp.web.BaseRequest, *, yaml_ok: bool = False) -> Any:
         raw = await request.read()
         content_type = request.headers.get("Content-Type", "")
-        if "protobuf" in content_type or "cbor" in content_type:
+        if "protobuf" in content_type:
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as exc:
+                raise ApiError(415, f"the body of the request was in an unknown format ({exc}) - accepted media "
+                               "types include: application/json, application/yaml", "UnsupportedMediaType") from None
+        if "cbor" in content_type:
             raise ApiError(415, f"the body of the request was in an unknown format - accepted media types "
                            f"include: application/json, application/yaml (got {content_type})",
                            "UnsupportedMediaType")

@@ -184,6 +184,7 @@ class Emulator:
         self._gc_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._attached = 0
         for info in builtin_resources():
             self._register(info)
         for ns in DEFAULT_NAMESPACES:
@@ -198,9 +199,13 @@ class Emulator:
             raise RuntimeError("This Emulator is already served on another event loop.")
         self._loop = loop
         self._loop_thread = threading.get_ident()
+        self._attached += 1
 
     def detach(self) -> None:
-        """Unbind from the loop, ending all watch streams."""
+        """Unbind from the loop (when its last server stops), ending all watch streams."""
+        self._attached = max(0, self._attached - 1)
+        if self._attached:
+            return
         for watchers in self._watchers.values():
             for watcher in list(watchers):
                 watcher.close()
@@ -542,6 +547,11 @@ class Emulator:
         rv = meta.get("resourceVersion")
         if rv not in (None, "") and rv != old_meta["resourceVersion"]:
             raise errors.conflict(info.plural, info.group, name)
+        uid = meta.get("uid")
+        if uid not in (None, "") and uid != old_meta.get("uid"):
+            raise errors.conflict(info.plural, info.group, name,
+                                  f"Precondition failed: UID in precondition: {uid}, "
+                                  f"UID in object meta: {old_meta.get('uid')}")
         if subresource == "status":
             # A status write changes the status only.
             status = new.get("status")
