@@ -24,8 +24,6 @@ def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # Watch only opted-in pods, server-side: the operator's cost must not grow with other pods.
     settings.watching.label_selectors["pods"] = f"{c.INJECT_LABEL}={c.INJECT_VALUE}"
-    # Likewise only the Secrets we manage (to notice one deleted behind our back).
-    settings.watching.label_selectors["secrets"] = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
     settings.persistence.finalizer = f"{c.GROUP}/cleanup"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -47,11 +45,13 @@ async def run_operator(
     memo: kopf.Memo | None = None,
     retry_delay: float = 15.0,
     ca_refresh_interval: float = 30.0,
+    watch_timeout: int = 60,
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or a signal arrives, when it is None).
 
     ``memo`` gives tests a handle on the running operator (``memo["runtime"]``); ``retry_delay``
-    (a clash or a missing CA) and ``ca_refresh_interval`` let them run in seconds, not minutes.
+    (a clash or a missing CA), ``ca_refresh_interval`` and ``watch_timeout`` (how long the Secret
+    deletion watch streams before it reconnects) let them run in seconds, not minutes.
     """
     memo = memo if memo is not None else kopf.Memo()
     memo.update(
@@ -60,6 +60,7 @@ async def run_operator(
         clock=clock,
         retry_delay=retry_delay,
         ca_refresh_interval=ca_refresh_interval,
+        watch_timeout=watch_timeout,
     )
     await kopf.operator(
         registry=registry,
@@ -87,11 +88,13 @@ class OperatorThread:
         clock: Callable[[], datetime] | None = None,
         retry_delay: float = 15.0,
         ca_refresh_interval: float = 30.0,
+        watch_timeout: int = 60,
     ) -> None:
         self.memo = kopf.Memo()
         self._clock = clock
         self._retry_delay = retry_delay
         self._ca_refresh_interval = ca_refresh_interval
+        self._watch_timeout = watch_timeout
         self._settings = settings
         self._configuration = configuration
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +157,7 @@ class OperatorThread:
                 memo=self.memo,
                 retry_delay=self._retry_delay,
                 ca_refresh_interval=self._ca_refresh_interval,
+                watch_timeout=self._watch_timeout,
             )
         finally:
             watcher.cancel()

@@ -52,7 +52,7 @@ class OperatorHandle:
 
     async def start(self) -> None:
         self._thread = OperatorThread(self.settings, self.server.client_configuration(), clock=self.clock,
-                                      retry_delay=0.5, ca_refresh_interval=0.5)
+                                      retry_delay=0.5, ca_refresh_interval=0.5, watch_timeout=2)
         await asyncio.to_thread(self._thread.start)
 
     async def stop(self) -> None:

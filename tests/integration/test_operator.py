@@ -425,3 +425,16 @@ async def test_identity_deleted_mid_reconcile_leaves_no_secrets(
         assert not managed_secrets(emulator)
     finally:
         await slow.stop()
+
+
+async def test_secret_deleted_while_its_watch_was_down_is_reissued(
+    emulator: Emulator, operator: OperatorHandle
+) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    first = (await eventually(lambda: managed_secrets(emulator), what="a Secret"))["payments-payments-0"]
+    dropped = emulator.faults.add(verb="watch", resource="secrets", drop_watch=True, count=1)
+    await eventually(lambda: dropped.fired == 1, what="the Secret watch dropped", within=15)
+    emulator.delete("v1", "secrets", "payments-payments-0", NS)
+    second = await eventually(lambda: managed_secrets(emulator).get("payments-payments-0"), what="re-created")
+    assert _serial(second) != _serial(first)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from mtls_operator.main import operator_settings
 
 
-def test_pod_and_secret_watches_carry_server_side_label_selectors() -> None:
+def test_pod_watch_carries_a_server_side_label_selector() -> None:
     selectors = operator_settings().watching.label_selectors
     assert selectors["pods"] == "mtls.dev/inject=true"
-    assert selectors["secrets"] == "app.kubernetes.io/managed-by=mtls-operator"
 
 
 def test_kopf_bookkeeping_uses_our_group() -> None:

@@ -49,6 +49,7 @@ async def start(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         memo.get("clock") or wall_clock,
         retry_delay=memo.get("retry_delay", 15.0),
         ca_refresh_interval=memo.get("ca_refresh_interval", 30.0),
+        watch_timeout=memo.get("watch_timeout", 60),
     )
     memo["runtime"] = runtime
     runtime.start()
@@ -122,15 +123,3 @@ async def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
         runtime.queue.add(key)
 
-
-@kopf.on.event("", "v1", "secrets", registry=registry, id="secret-changed")
-async def secret_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A managed Secret deleted by someone else is re-issued now, not at the next renewal."""
-    if event["type"] != "DELETED":
-        return
-    labels = body.get("metadata", {}).get("labels") or {}
-    identity = labels.get(c.IDENTITY_LABEL)
-    namespace = body.get("metadata", {}).get("namespace")
-    runtime = _runtime(memo)
-    if identity and namespace and (namespace, identity) in runtime.identities:
-        runtime.queue.add((namespace, identity))

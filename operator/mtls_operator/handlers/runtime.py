@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client as k8s_client
 
+from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
-from mtls_operator.k8s import Cluster, KubeAPI
+from mtls_operator.k8s import Cluster, KubeAPI, core_path
+from mtls_operator.k8s.watch import DeletionWatch
 from mtls_operator.plan import IdentityRef
 
 Clock = Callable[[], datetime]
@@ -34,6 +37,8 @@ class Runtime:
     # (uid, generation) last queued per identity: spec changes need work, status writes do not.
     generations: dict[IdentityKey, tuple[str, object]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    secret_watch: DeletionWatch | None = None
+    watch_timeout: int = 60
 
     @classmethod
     def build(
@@ -44,6 +49,7 @@ class Runtime:
         *,
         retry_delay: float,
         ca_refresh_interval: float,
+        watch_timeout: int,
     ) -> Runtime:
         api = KubeAPI.from_configuration(configuration)
         cluster = Cluster(api)
@@ -57,10 +63,34 @@ class Runtime:
         limiter = RateLimiter(settings.max_issuance_per_second)
         reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay)
         queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
-        return cls(settings=settings, api=api, reconciler=reconciler, queue=queue)
+        return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, watch_timeout=watch_timeout)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="mtls-operator reconcile queue")
+        loop = asyncio.get_running_loop()
+
+        def from_watch_thread(metadata: Mapping[str, Any] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while the operator stops
+                loop.call_soon_threadsafe(self._secret_deleted, metadata)
+
+        self.secret_watch = DeletionWatch(
+            self.api.api_client,
+            core_path("secrets"),
+            f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}",
+            from_watch_thread,
+            timeout_seconds=self.watch_timeout,
+        )
+        self.secret_watch.start()
+
+    def _secret_deleted(self, metadata: Mapping[str, Any] | None) -> None:
+        """A managed Secret deleted behind our back is re-issued now, not at the next renewal."""
+        if metadata is None:
+            keys = list(self.identities)
+        else:
+            key = (str(metadata.get("namespace")), str((metadata.get("labels") or {}).get(c.IDENTITY_LABEL)))
+            keys = [key] if key in self.identities else []
+        for key in keys:
+            self.queue.add(key)
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -79,6 +109,8 @@ class Runtime:
                     self.queue.add(key)
 
     async def stop(self) -> None:
+        if self.secret_watch is not None:
+            self.secret_watch.stop()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -42,6 +42,10 @@ class KubeAPI:
     def from_configuration(cls, configuration: k8s_client.Configuration) -> KubeAPI:
         return cls(k8s_client.ApiClient(configuration))
 
+    @property
+    def api_client(self) -> k8s_client.ApiClient:
+        return self._api_client
+
     def close(self) -> None:
         self._api_client.close()  # type: ignore[no-untyped-call]
 

@@ -19,7 +19,9 @@ resourceVersion with 410 Gone past the kept history, bookmarks, ``timeoutSeconds
 ``sendInitialEvents``; CustomResourceDefinitions registered on creation with their
 openAPIV3Schema enforced (prune, defaults, 422 with field paths), printer columns and a separate
 ``/status`` subresource; Tables for ``kubectl get``; namespaces (with the terminating phase);
-fault injection (:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
+admission webhooks (Mutating/ValidatingWebhookConfigurations with ``clientConfig.url`` are
+called over HTTPS on create; ``Emulator(admission_webhooks=False)`` only stores them); fault
+injection (:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
 
 Simplified:
 
@@ -43,17 +45,23 @@ Simplified:
   ``kubernetes.io/tls`` needs ``tls.crt`` and ``tls.key``; pods get the defaults the operator
   reads (``serviceAccountName: default``, ``status.phase: Pending``) and an immutable spec;
 - every namespace gets a ``default`` ServiceAccount, as its controller does;
-- events.k8s.io/v1 Events are the core/v1 Events converted (one storage, like the apiserver).
+- events.k8s.io/v1 Events are the core/v1 Events converted (one storage, like the apiserver);
+- admission webhooks: called for CREATE requests over HTTP only (not UPDATE/DELETE, not the
+  in-process helpers); ``clientConfig.service`` is unreachable (no cluster network), so such a
+  webhook fails (or is skipped with ``failurePolicy: Ignore``); ``matchConditions`` (CEL),
+  ``reinvocationPolicy`` and ``sideEffects`` are ignored; the only built-in admission is the
+  ServiceAccount default of pods.
 
 Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
-RBAC objects are only stored), admission plugins and admission webhooks (webhook
-configurations are stored, never called), API priority and fairness, controllers (nothing
+RBAC objects are only stored), admission plugins other than webhooks (no quotas, limit ranges,
+pod security, defaulting beyond the above), API priority and fairness, controllers (nothing
 schedules or runs pods, no Deployment/StatefulSet/ReplicaSet/Job controllers, no endpoints, no
 service IPs, no token or root-CA publishing), CEL (``x-kubernetes-validations``) and
 validation ratcheting, CRD conversion webhooks (all versions share one storage, only
 ``apiVersion`` changes), ``selectableFields`` (CR field selectors: metadata.name and
-metadata.namespace only), ``managedFields``, protobuf and CBOR (JSON only; requests in another
-format get 415), OpenAPI documents (``/openapi/v2|v3`` answer 404: use
+metadata.namespace only), ``managedFields``, protobuf and CBOR (JSON only, except the
+protobuf bodies of Namespace, Secret, ConfigMap and ServiceAccount that ``kubectl create`` sends;
+other requests in another format get 415), OpenAPI documents (``/openapi/v2|v3`` answer 404: use
 ``kubectl apply --validate=false``), aggregated API servers, subresources other than
 ``status`` (no logs, exec, scale, eviction, binding), resource quotas, limits, TLS and HTTP/2.
 """

@@ -31,6 +31,14 @@ def admit(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub
     return new
 
 
+def before_admission(info: ResourceInfo, body: Obj) -> None:
+    """What built-in admission plugins do before webhooks see a new object (ServiceAccount)."""
+    if info.group == "" and info.plural == "pods":
+        spec = body.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+
+
 def _raise(info: ResourceInfo, new: Obj, causes: list[Cause]) -> None:
     if causes:
         raise errors.invalid(info.kind, info.group, str(new.get("metadata", {}).get("name", "")), causes)

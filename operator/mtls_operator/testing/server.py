@@ -26,7 +26,8 @@ import attrs
 import kmock
 import yaml
 
-from mtls_operator.testing import discovery, errors, protobuf
+from mtls_operator.testing import builtin, discovery, errors, protobuf
+from mtls_operator.testing.admission import WebhookCaller
 from mtls_operator.testing.errors import ApiError
 from mtls_operator.testing.resources import Obj, ResourceInfo
 from mtls_operator.testing.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -108,6 +109,7 @@ class HttpApi:
         self.emulator = emulator
         self.bookmark_interval = bookmark_interval
         self.address = "127.0.0.1:0"
+        self.webhooks = WebhookCaller(emulator)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def cancel_all(self) -> None:
@@ -264,6 +266,8 @@ class HttpApi:
             if route.subresource is not None:
                 raise _not_found_url()
             body = await self._body(request)
+            if emulator.admission_webhooks and isinstance(body, dict):
+                body = await self._admit(info, route.namespace, body)
             obj = emulator._create(info, route.namespace, body, dry_run=dry_run)
             return _json_response(info.present(obj), 201)
         if verb == "update":
@@ -303,6 +307,14 @@ class HttpApi:
             return _json_response({"kind": info.list_kind, "apiVersion": info.api_version,
                                    "metadata": {"resourceVersion": emulator.resource_version}, "items": deleted})
         raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed")
+
+    async def _admit(self, info: ResourceInfo, namespace: str | None, body: Obj) -> Obj:
+        """The built-in mutating admission, then the admission webhooks (CREATE only)."""
+        meta = body.setdefault("metadata", {})
+        if info.namespaced and namespace and isinstance(meta, dict):
+            meta.setdefault("namespace", namespace)
+        builtin.before_admission(info, body)
+        return await self.webhooks.admit_create(info, namespace, body)
 
     async def _body(self, request: aiohttp.web.BaseRequest, *, yaml_ok: bool = False) -> Any:
         raw = await request.read()
@@ -669,6 +681,7 @@ class EmulatorServer:
         try:
             self.emulator.detach()  # ends the watch streams
             await self._api.cancel_all()
+            await self._api.webhooks.close()
         finally:
             if server is not None:
                 await server.__aexit__(exc_type, exc_value, traceback)

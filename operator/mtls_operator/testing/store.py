@@ -165,9 +165,12 @@ class Emulator:
         crds: Iterable[Mapping[str, Any]] = (),
         clock: Callable[[], datetime.datetime] | None = None,
         watch_history: int = 10000,
+        admission_webhooks: bool = True,
     ) -> None:
         self.clock: Callable[[], datetime.datetime] = clock or utcnow
         self.watch_history = watch_history
+        #: Call the stored Mutating/ValidatingWebhookConfigurations on HTTP creates (see admission.py).
+        self.admission_webhooks = admission_webhooks
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self._rv = 0
