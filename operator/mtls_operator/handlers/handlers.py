@@ -8,6 +8,7 @@ the operator was down while it was deleted.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -19,6 +20,10 @@ from mtls_operator.k8s.config import bearer_token
 from mtls_operator.plan import identity_ref, pod_info
 
 registry = kopf.OperatorRegistry()
+
+# How long the deletion handler waits for the worker's clean-up before handing back to kopf's retry.
+_CLEANUP_POLLS = 50
+_CLEANUP_POLL_INTERVAL = 0.1
 
 
 def _runtime(memo: kopf.Memo) -> Runtime:
@@ -104,10 +109,15 @@ async def identity_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
     ref = identity_ref(body)
     key = (ref.namespace, ref.name)
     runtime.queue.add(key)
-    try:
-        remaining = await runtime.reconciler.managed_secret_count(key)
-    except KubernetesAPIError as exc:
-        raise kopf.TemporaryError(f"cannot list the identity's Secrets: {exc}", delay=5) from exc
+    remaining = 0
+    for _ in range(_CLEANUP_POLLS):
+        await asyncio.sleep(_CLEANUP_POLL_INTERVAL)
+        try:
+            remaining = await runtime.reconciler.managed_secret_count(key)
+        except KubernetesAPIError as exc:
+            raise kopf.TemporaryError(f"cannot list the identity's Secrets: {exc}", delay=5) from exc
+        if not remaining:
+            break
     if remaining:
         raise kopf.TemporaryError(f"waiting for {remaining} Secret(s) of this identity to be deleted", delay=1)
     logger.info("identity deleted: its Secrets are gone")
