@@ -110,7 +110,7 @@ async def identity_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
     key = (ref.namespace, ref.name)
     runtime.queue.add(key)
     remaining = 0
-    for _ in range(_CLEANUP_POLLS):
+    for _attempt in range(_CLEANUP_POLLS):
         await asyncio.sleep(_CLEANUP_POLL_INTERVAL)
         try:
             remaining = await runtime.reconciler.managed_secret_count(key)

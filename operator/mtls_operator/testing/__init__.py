@@ -61,8 +61,10 @@ validation ratcheting, CRD conversion webhooks (all versions share one storage, 
 ``apiVersion`` changes), ``selectableFields`` (CR field selectors: metadata.name and
 metadata.namespace only), ``managedFields``, protobuf and CBOR (JSON only, except the
 protobuf bodies of Namespace, Secret, ConfigMap and ServiceAccount that ``kubectl create`` sends;
-other requests in another format get 415), OpenAPI documents (``/openapi/v2|v3`` answer 404: use
-``kubectl apply --validate=false``), aggregated API servers, subresources other than
+other requests in another format get 415), OpenAPI schemas (``/openapi/v3`` lists only each
+resource's PATCH operation, enough for kubectl to leave validation to the server with
+``fieldValidation=Strict``, which rejects unknown fields of custom resources; no schemas, so no
+``kubectl explain`` fields; ``/openapi/v2`` answers 404), aggregated API servers, subresources other than
 ``status`` (no logs, exec, scale, eviction, binding), resource quotas, limits, TLS and HTTP/2.
 """
 

@@ -45,6 +45,30 @@ def _raise(info: ResourceInfo, new: Obj, causes: list[Cause]) -> None:
 
 
 # --------------------------------------------------------------------------- custom resources
+def unknown_fields(info: ResourceInfo, obj: Obj) -> list[str]:
+    """The fields of ``obj`` that the CRD schema does not know (pruning would drop them)."""
+    if info.schema is None or not isinstance(obj, dict):
+        return []
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    pruned = info.schema.prune(body)
+    found: list[str] = []
+    _diff(body, pruned, "", found)
+    return found
+
+
+def _diff(before: object, after: object, path: str, found: list[str]) -> None:
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key, value in before.items():
+            child = f"{path}.{key}" if path else str(key)
+            if key not in after:
+                found.append(child)
+            else:
+                _diff(value, after[key], child, found)
+    elif isinstance(before, list) and isinstance(after, list):
+        for index, (value, kept) in enumerate(zip(before, after, strict=False)):
+            _diff(value, kept, f"{path}[{index}]", found)
+
+
 def _admit_custom(info: ResourceInfo, new: Obj, old: Obj | None, subresource: str | None) -> Obj:
     schema = info.schema
     if schema is None:

@@ -130,3 +130,53 @@ def aggregated(emulator: Emulator, *, legacy: bool) -> Obj:
         "metadata": {},
         "items": items,
     }
+
+
+# ------------------------------------------------------------------------------- OpenAPI v3
+# Only what clients look up to learn that the server validates fields itself: per group/version,
+# the PATCH operation of every resource (tagged with its GVK) with the fieldValidation parameter.
+# No schemas: kubectl then skips client-side validation and sends fieldValidation=Strict.
+def _gv_key(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_index(emulator: Emulator) -> Obj:
+    paths = {}
+    for group, versions in emulator.groups().items():
+        for version in versions:
+            key = _gv_key(group, version)
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={emulator.resource_version}"}
+    return {"paths": dict(sorted(paths.items()))}
+
+
+def openapi_v3_group_version(emulator: Emulator, key: str) -> Obj | None:
+    infos = [i for i in emulator.resources() if _gv_key(i.group, i.version) == key.strip("/")]
+    if not infos:
+        return None
+    paths: Obj = {}
+    for info in infos:
+        prefix = f"/{_gv_key(info.group, info.version)}"
+        base = f"{prefix}/namespaces/{{namespace}}/{info.plural}" if info.namespaced else f"{prefix}/{info.plural}"
+        gvk = {"group": info.group, "version": info.version, "kind": info.kind}
+        parameters = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+        if info.namespaced:
+            parameters.append({"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}})
+        paths[f"{base}/{{name}}"] = {
+            "parameters": parameters,
+            "patch": {
+                "operationId": f"patch{info.kind}",
+                "parameters": [
+                    {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+                    {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+                ],
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": gvk,
+                "responses": {"200": {"description": "OK"}},
+            },
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

@@ -35,6 +35,7 @@ from mtls_operator.testing.store import (
     BOOKMARK,
     ERROR,
     PATCH_APPLY,
+    PATCH_JSON,
     Emulator,
     Watcher,
     encode_event,
@@ -225,6 +226,12 @@ class HttpApi:
                                              "/livez"]})
         if path == "/version":
             return _json_response(discovery.VERSION)
+        if path == "/openapi/v3":
+            return _json_response(discovery.openapi_v3_index(emulator))
+        if path.startswith("/openapi/v3/"):
+            doc = discovery.openapi_v3_group_version(emulator, path[len("/openapi/v3/"):])
+            if doc is not None:
+                return _json_response(doc)
         if path in ("/healthz", "/readyz", "/livez"):
             return aiohttp.web.Response(text="ok")
         if path == "/api":
@@ -254,6 +261,7 @@ class HttpApi:
         emulator = self.emulator
         query = request.query
         dry_run = bool(query.get("dryRun"))
+        strict = query.get("fieldValidation") == "Strict"
         if verb == "get":
             assert route.name is not None
             obj = emulator.read(info, route.namespace, route.name)
@@ -266,6 +274,8 @@ class HttpApi:
             if route.subresource is not None:
                 raise _not_found_url()
             body = await self._body(request)
+            if strict:
+                self._strict(info, body)
             if emulator.admission_webhooks and isinstance(body, dict):
                 body = await self._admit(info, route.namespace, body)
             obj = emulator._create(info, route.namespace, body, dry_run=dry_run)
@@ -273,12 +283,16 @@ class HttpApi:
         if verb == "update":
             assert route.name is not None
             body = await self._body(request)
+            if strict:
+                self._strict(info, body)
             obj = emulator._update(info, route.namespace, route.name, body, route.subresource, dry_run=dry_run)
             return _json_response(info.present(obj))
         if verb == "patch":
             assert route.name is not None
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
             body = await self._body(request, yaml_ok=content_type == PATCH_APPLY)
+            if strict and content_type != PATCH_JSON:
+                self._strict(info, body)
             obj, created = emulator._patch(info, route.namespace, route.name, content_type, body,
                                            route.subresource, field_manager=query.get("fieldManager"),
                                            dry_run=dry_run)
@@ -307,6 +321,15 @@ class HttpApi:
             return _json_response({"kind": info.list_kind, "apiVersion": info.api_version,
                                    "metadata": {"resourceVersion": emulator.resource_version}, "items": deleted})
         raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed")
+
+    @staticmethod
+    def _strict(info: ResourceInfo, body: Any) -> None:
+        """``fieldValidation=Strict``: unknown fields of custom resources are an error, not pruned."""
+        unknown = builtin.unknown_fields(info, body) if isinstance(body, dict) else []
+        if unknown:
+            listed = ", ".join(f'unknown field "{field}"' for field in unknown)
+            raise errors.bad_request(f"{info.kind} in version \"{info.version}\" cannot be handled as a "
+                                     f"{info.kind}: strict decoding error: {listed}")
 
     async def _admit(self, info: ResourceInfo, namespace: str | None, body: Obj) -> Obj:
         """The built-in mutating admission, then the admission webhooks (CREATE only)."""

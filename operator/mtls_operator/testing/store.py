@@ -10,8 +10,6 @@ called from another thread (see :class:`~mtls_operator.testing.EmulatorThread`).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import concurrent.futures
 import datetime
@@ -655,11 +653,8 @@ class Emulator:
             raise ApiError(422, str(exc), "Invalid") from None
         if not isinstance(result, dict):
             raise ApiError(422, "the patched document is not an object", "Invalid")
+        # A resourceVersion the patch sets (or a JSON patch replaces) is a precondition, checked by _update.
         meta = result.get("metadata")
-        if isinstance(meta, dict) and meta.get("resourceVersion") == old["metadata"]["resourceVersion"] and (
-            content_type != PATCH_JSON and not _mentions_rv(patch)
-        ):
-            meta.pop("resourceVersion")  # not a precondition unless the patch sets it
         if isinstance(meta, dict) and meta.get("name") not in (None, name):
             raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name "
                                      f"on the URL ({name})")
@@ -998,16 +993,3 @@ class Emulator:
                 self._update(info, None, name, body, None)
 
         self._sync(run)
-
-
-def _mentions_rv(patch: Any) -> bool:
-    return isinstance(patch, dict) and isinstance(patch.get("metadata"), dict) and (
-        "resourceVersion" in patch["metadata"]
-    )
-
-
-def decode_base64(value: str) -> bytes | None:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
