@@ -1,0 +1,135 @@
+"""The work queue and the rate limit, on fast-forwarded loop time (looptime): no real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
+
+
+@contextlib.asynccontextmanager
+async def running(queue: WorkQueue[str]) -> AsyncIterator[WorkQueue[str]]:
+    task = asyncio.create_task(queue.run())
+    try:
+        yield queue
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def recorder(
+    runs: list[tuple[str, float]], result: Callable[[str, int], float | None] = lambda key, n: None,
+    work: float = 0.0,
+) -> Callable[[str], Awaitable[float | None]]:
+    async def process(key: str) -> float | None:
+        loop = asyncio.get_running_loop()
+        runs.append((key, loop.time()))
+        if work:
+            await asyncio.sleep(work)
+        return result(key, sum(1 for k, _ in runs if k == key))
+
+    return process
+
+
+@pytest.mark.looptime
+async def test_rate_limiter_holds_the_rate(looptime: float) -> None:
+    limiter = RateLimiter(10.0)
+    for _ in range(30):
+        await limiter.acquire()
+    # A burst of 10 at once, then one every 0.1 s.
+    assert asyncio.get_running_loop().time() == pytest.approx(2.0)
+
+
+@pytest.mark.looptime
+async def test_rate_limiter_refills_while_idle() -> None:
+    limiter = RateLimiter(5.0)
+    for _ in range(5):
+        await limiter.acquire()
+    await asyncio.sleep(10)
+    start = asyncio.get_running_loop().time()
+    for _ in range(5):
+        await limiter.acquire()
+    assert asyncio.get_running_loop().time() == pytest.approx(start)
+
+
+@pytest.mark.looptime
+async def test_events_during_a_run_coalesce_into_one_more_run() -> None:
+    runs: list[tuple[str, float]] = []
+    async with running(WorkQueue(recorder(runs, work=1.0))) as queue:
+        queue.add("a")
+        await asyncio.sleep(0.5)
+        for _ in range(100):
+            queue.add("a")
+        await asyncio.sleep(5)
+    assert [key for key, _ in runs] == ["a", "a"]
+
+
+@pytest.mark.looptime
+async def test_a_key_never_runs_twice_at_once() -> None:
+    active: set[str] = set()
+    overlaps: list[str] = []
+
+    async def process(key: str) -> None:
+        if key in active:
+            overlaps.append(key)
+        active.add(key)
+        await asyncio.sleep(1)
+        active.discard(key)
+
+    async with running(WorkQueue(process, workers=4)) as queue:
+        for _ in range(10):
+            queue.add("a")
+            queue.add("b")
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(5)
+    assert overlaps == []
+
+
+@pytest.mark.looptime
+async def test_the_returned_delay_schedules_the_next_run() -> None:
+    runs: list[tuple[str, float]] = []
+    async with running(WorkQueue(recorder(runs, lambda key, n: 3600.0 if n < 3 else None))) as queue:
+        queue.add("renew-me")
+        await asyncio.sleep(4 * 3600)
+    assert [when for _, when in runs] == [0.0, 3600.0, 7200.0]
+
+
+@pytest.mark.looptime
+async def test_an_earlier_wakeup_wins() -> None:
+    runs: list[tuple[str, float]] = []
+    async with running(WorkQueue(recorder(runs))) as queue:
+        queue.add("k", delay=100)
+        queue.add("k", delay=10)
+        queue.add("k", delay=50)
+        await asyncio.sleep(200)
+    assert [when for _, when in runs] == [10.0]
+
+
+@pytest.mark.looptime
+async def test_failures_back_off_exponentially() -> None:
+    runs: list[tuple[str, float]] = []
+
+    def fail_three_times(key: str, n: int) -> float | None:
+        if n <= 3:
+            raise RuntimeError("API down")
+        return None
+
+    async with running(WorkQueue(recorder(runs, fail_three_times))) as queue:
+        queue.add("k")
+        await asyncio.sleep(60)
+    assert [when for _, when in runs] == [0.0, 1.0, 3.0, 7.0]
+
+
+@pytest.mark.looptime
+async def test_forget_cancels_a_planned_run() -> None:
+    runs: list[tuple[str, float]] = []
+    async with running(WorkQueue(recorder(runs))) as queue:
+        queue.add("gone", delay=10)
+        queue.forget("gone")
+        await asyncio.sleep(60)
+    assert runs == []
