@@ -14,11 +14,8 @@ MANAGER_NAME: Final = "mtls-operator"
 INJECT_LABEL: Final = "mtls.dev/inject"
 INJECT_VALUE: Final = "true"
 
-# Pod annotations.
+# Pod annotation naming the pod's Secret (set by the injection webhook, or by hand).
 SECRET_NAME_ANNOTATION: Final = "mtls.dev/secret-name"
-MOUNT_PATH_ANNOTATION: Final = "mtls.dev/mount-path"
-DEFAULT_MOUNT_PATH: Final = "/var/run/secrets/mtls.dev"
-VOLUME_NAME: Final = "mtls-identity"
 
 # Labels on every pod Secret.
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"

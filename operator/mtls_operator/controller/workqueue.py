@@ -68,10 +68,6 @@ class WorkQueue(Generic[Key]):
         self._timers.pop(key, None)
         self.add(key)
 
-    @property
-    def pending(self) -> int:
-        return len(self._queued) + len(self._active)
-
     async def wait_idle(self) -> None:
         """Wait until nothing is queued or running (timers may still be planned)."""
         await self._idle.wait()

@@ -23,7 +23,6 @@ from mtls_operator.errors import ConflictError, KubernetesAPIError, NotFoundErro
 JSON = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 # Statuses a retry can fix: conflicts, throttling, server trouble, timeouts.
 _RETRYABLE = frozenset({0, 408, 409, 429, 500, 502, 503, 504})

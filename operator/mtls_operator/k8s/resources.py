@@ -53,12 +53,6 @@ class Cluster:
         query = {"labelSelector": label_selector}
         return _items(await self.api.request("GET", core_path("pods", namespace), query=query))
 
-    async def get_pod(self, namespace: str, name: str) -> JSON | None:
-        try:
-            return await self.api.request("GET", core_path("pods", namespace, name))
-        except NotFoundError:
-            return None
-
     # Secrets -------------------------------------------------------------------------------------
 
     async def get_secret(self, namespace: str, name: str) -> JSON | None:

@@ -69,10 +69,6 @@ def describe(cert: x509.Certificate) -> str:
     return f"'{subject}' (serial {serial_hex(cert)})"
 
 
-def valid_at(cert: x509.Certificate, now: datetime) -> bool:
-    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-
-
 def is_directly_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer``'s subject is ``cert``'s issuer and its key verifies ``cert``'s signature."""
     if cert.issuer != issuer.subject:
