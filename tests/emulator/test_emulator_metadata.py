@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from mtls_operator.testing import Emulator, EmulatorServer
+import pytest
+
+from mtls_operator.testing import ApiError, Emulator, EmulatorServer
 
 from .conftest import Http, secret, widget
 
@@ -146,3 +150,222 @@ async def test_in_process_helpers_apply_the_same_rules(emulator: Emulator) -> No
     assert emulator.get("example.com/v1", "widgets", "w", "default") == patched
     emulator.delete("example.com/v1", "widgets", "w", "default")
     assert emulator.get("example.com/v1", "widgets", "w", "default") is None
+
+
+# ------------------------------------------------------------- labels and annotations (ValidateObjectMeta)
+# Messages as kube-apiserver words them (k8s.io/apimachinery/pkg/util/validation, api/validation/objectmeta.go).
+QNAME_NAME_ERR = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+LABEL_VALUE_ERR = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+    "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+PREFIX_ERR = (
+    "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def labelled(name: str = "a", labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    body = secret(name)
+    if labels is not None:
+        body["metadata"]["labels"] = labels
+    if annotations is not None:
+        body["metadata"]["annotations"] = annotations
+    return body
+
+
+def causes(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(c["field"], c["reason"], c["message"]) for c in body["details"]["causes"]]
+
+
+async def test_label_value_longer_than_63_is_422(http: Http) -> None:
+    value = "x" * 64
+    status, body = await http.post(SECRETS, labelled(labels={"app": value}))
+    assert status == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        f'Secret "a" is invalid: metadata.labels: Invalid value: "{value}": must be no more than 63 characters'
+    )
+    assert body["details"] == {"name": "a", "kind": "Secret", "causes": [{
+        "reason": "FieldValueInvalid", "field": "metadata.labels",
+        "message": f'Invalid value: "{value}": must be no more than 63 characters',
+    }]}
+
+
+@pytest.mark.parametrize("value", ["-starts-with-dash", "ends.with.dot.", "has space", "slash/", "ünïcode",
+                                   "trailing-newline\n"])
+async def test_label_value_must_be_alphanumeric_dash_underscore_dot(http: Http, value: str) -> None:
+    status, body = await http.post(SECRETS, labelled(labels={"app": value}))
+    assert status == 422
+    quoted = json.dumps(value, ensure_ascii=False)
+    assert causes(body) == [("metadata.labels", "FieldValueInvalid", f"Invalid value: {quoted}: {LABEL_VALUE_ERR}")]
+
+
+async def test_label_value_may_be_empty_or_up_to_63_characters(http: Http) -> None:
+    labels = {"empty": "", "max": "A" * 62 + "z", "mixed": "My_value-1.2"}
+    status, created = await http.post(SECRETS, labelled(labels=labels))
+    assert status == 201, created
+    assert created["metadata"]["labels"] == labels
+
+
+async def test_label_key_must_be_a_qualified_name(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled(labels={"bad key!": "v"}))
+    assert status == 422
+    assert body["message"] == f'Secret "a" is invalid: metadata.labels: Invalid value: "bad key!": {QNAME_NAME_ERR}'
+    assert causes(body) == [("metadata.labels", "FieldValueInvalid", f'Invalid value: "bad key!": {QNAME_NAME_ERR}')]
+
+
+@pytest.mark.parametrize(("key", "problem"), [
+    ("x" * 64, "name part must be no more than 63 characters"),
+    ("example.com/", "name part must be non-empty"),
+    ("/app", "prefix part must be non-empty"),
+    ("Example.com/app", PREFIX_ERR),
+    ("a" * 254 + "/app", "prefix part must be no more than 253 characters"),
+])
+async def test_label_key_name_is_at_most_63_and_prefix_a_dns_subdomain(http: Http, key: str, problem: str) -> None:
+    status, body = await http.post(SECRETS, labelled(labels={key: "v"}))
+    assert status == 422
+    assert (f'metadata.labels: Invalid value: "{key}": {problem}') in body["message"]
+
+
+async def test_label_key_with_two_slashes_is_422(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled(labels={"a/b/c": "v"}))
+    assert status == 422
+    assert causes(body) == [("metadata.labels", "FieldValueInvalid", (
+        "Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and "
+        "must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+        "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix "
+        "and '/' (e.g. 'example.com/MyName')"
+    ))]
+
+
+async def test_valid_label_keys_pass(http: Http) -> None:
+    labels = {"app": "v", "app.kubernetes.io/name": "v", "My_Key.1": "v", "a" * 253 + "/" + "b" * 63: "v"}
+    status, created = await http.post(SECRETS, labelled(labels=labels))
+    assert status == 201, created
+    assert created["metadata"]["labels"] == labels
+
+
+async def test_annotation_key_must_be_a_qualified_name(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled(annotations={"bad key!": "v"}))
+    assert status == 422
+    assert body["message"] == (
+        f'Secret "a" is invalid: metadata.annotations: Invalid value: "bad key!": {QNAME_NAME_ERR}'
+    )
+    assert causes(body) == [
+        ("metadata.annotations", "FieldValueInvalid", f'Invalid value: "bad key!": {QNAME_NAME_ERR}'),
+    ]
+
+
+async def test_annotation_key_case_does_not_matter(http: Http) -> None:
+    # Annotation keys are checked in lower case: an upper-case prefix is fine (not for labels).
+    status, created = await http.post(SECRETS, labelled(annotations={"Example.COM/Note": "v"}))
+    assert status == 201, created
+    status, body = await http.post(SECRETS, labelled("b", labels={"Example.COM/Note": "v"}))
+    assert status == 422
+    assert body["details"]["causes"][0]["field"] == "metadata.labels"
+
+
+async def test_annotation_values_are_free_form(http: Http) -> None:
+    annotations = {"note": "any text: with spaces,\nnewlines and {\"json\": true}", "long": "x" * 10000, "empty": ""}
+    status, created = await http.post(SECRETS, labelled(annotations=annotations))
+    assert status == 201, created
+    assert created["metadata"]["annotations"] == annotations
+
+
+async def test_annotations_larger_than_256k_are_422(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled(annotations={"big": "x" * (ANNOTATIONS_LIMIT - 3 + 1)}))
+    assert status == 422
+    assert body["message"] == 'Secret "a" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes'
+    too_long = ("metadata.annotations", "FieldValueTooLong", "Too long: may not be more than 262144 bytes")
+    assert causes(body) == [too_long]
+
+
+async def test_annotations_of_exactly_256k_pass(http: Http) -> None:
+    annotations = {"a": "x" * 1000, "big": "x" * (ANNOTATIONS_LIMIT - 1 - 1000 - 3)}
+    status, created = await http.post(SECRETS, labelled(annotations=annotations))
+    assert status == 201, created
+    assert created["metadata"]["annotations"] == annotations
+
+
+async def test_annotation_size_counts_keys_and_values_in_utf8_bytes(http: Http) -> None:
+    value = "é" * (ANNOTATIONS_LIMIT // 2)  # 2 bytes each: fits in characters, not in bytes
+    status, body = await http.post(SECRETS, labelled(annotations={"k": value}))
+    assert status == 422
+    assert causes(body)[0][1] == "FieldValueTooLong"
+
+
+async def test_metadata_problems_are_reported_together_in_one_422(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled(labels={"bad key!": "x" * 64}, annotations={"-": "v"}))
+    assert status == 422
+    assert [(field, reason) for field, reason, _ in causes(body)] == [
+        ("metadata.labels", "FieldValueInvalid"),  # the key
+        ("metadata.labels", "FieldValueInvalid"),  # the value
+        ("metadata.annotations", "FieldValueInvalid"),
+    ]
+    assert body["message"].startswith('Secret "a" is invalid: [metadata.labels: Invalid value: "bad key!": ')
+
+
+async def test_invalid_name_and_labels_are_reported_together(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled("Not_Valid", labels={"app": "-"}))
+    assert status == 422
+    assert [c[0] for c in causes(body)] == ["metadata.name", "metadata.labels"]
+
+
+async def test_metadata_problems_come_before_the_schema_problems(http: Http) -> None:
+    body = widget("w", size=0)
+    body["metadata"]["labels"] = {"app": "-"}
+    status, answer = await http.post(WIDGETS, body)
+    assert status == 422
+    assert [c[0] for c in causes(answer)] == ["metadata.labels", "spec.size"]
+    assert answer["details"]["group"] == "example.com"
+
+
+async def test_update_with_invalid_labels_is_422(http: Http) -> None:
+    _, created = await http.post(SECRETS, labelled())
+    created["metadata"]["labels"] = {"app": "x" * 64}
+    status, body = await http.put(f"{SECRETS}/a", created)
+    assert status == 422
+    assert causes(body)[0][:2] == ("metadata.labels", "FieldValueInvalid")
+
+
+async def test_patch_with_invalid_annotations_is_422_and_changes_nothing(http: Http) -> None:
+    _, created = await http.post(SECRETS, labelled(labels={"app": "v"}))
+    for content_type, patch in [
+        ("application/merge-patch+json", {"metadata": {"annotations": {"bad key!": "v"}, "labels": {"app": "w"}}}),
+        ("application/json-patch+json", [{"op": "add", "path": "/metadata/annotations", "value": {"-": "v"}}]),
+        ("application/strategic-merge-patch+json", {"metadata": {"labels": {"app": "-"}}}),
+    ]:
+        status, body = await http.patch(f"{SECRETS}/a", patch, content_type=content_type)
+        assert status == 422, (content_type, body)
+    _, current = await http.get(f"{SECRETS}/a")
+    assert current == created
+
+
+async def test_apply_create_with_invalid_labels_is_422(http: Http) -> None:
+    status, body = await http.patch(f"{SECRETS}/applied", labelled("applied", labels={"app": "-"}),
+                                    content_type="application/apply-patch+yaml", fieldManager="test")
+    assert status == 422
+    assert causes(body)[0][0] == "metadata.labels"
+    status, _ = await http.get(f"{SECRETS}/applied")
+    assert status == 404
+
+
+async def test_in_process_helpers_validate_labels_and_annotations(emulator: Emulator) -> None:
+    with pytest.raises(ApiError) as created:
+        emulator.create(labelled(labels={"app": "x" * 64}))
+    assert created.value.code == 422
+    assert created.value.status["details"]["causes"][0]["field"] == "metadata.labels"
+    emulator.create(widget("w"))
+    with pytest.raises(ApiError) as patched:
+        emulator.patch("example.com/v1", "Widget", "w", "default", {"metadata": {"annotations": {"-": "v"}}})
+    assert patched.value.code == 422
+    assert patched.value.status["message"].startswith('Widget.example.com "w" is invalid: metadata.annotations: ')

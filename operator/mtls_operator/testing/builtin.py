@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from mtls_operator.testing import errors
 from mtls_operator.testing.errors import ApiError
 from mtls_operator.testing.resources import Obj, ResourceInfo
+from mtls_operator.testing.schema import FieldError, go_json, invalid_status
+from mtls_operator.testing.selectors import is_qualified_name, is_valid_label_value
 
 if TYPE_CHECKING:
     from mtls_operator.testing.store import Emulator
@@ -18,6 +20,8 @@ Strategy = Callable[["Emulator", ResourceInfo, Obj, "Obj | None", "str | None"],
 Cause = tuple[str, str, str]
 
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# apimachinery/pkg/api/validation.TotalAnnotationSizeLimitB: keys and values, in bytes.
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 # Pod spec fields that an update may change (the rest is immutable, as in the apiserver).
 _POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
 
@@ -37,6 +41,65 @@ def before_admission(info: ResourceInfo, body: Obj) -> None:
         spec = body.get("spec")
         if isinstance(spec, dict):
             spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+
+
+# --------------------------------------------------------------------------- object metadata
+def _invalid_value(path: str, value: str, detail: str) -> FieldError:
+    """``field.Invalid(path, value, detail)``."""
+    return FieldError(path, "FieldValueInvalid", f"Invalid value: {go_json(value)}: {detail}")
+
+
+def validate_labels_and_annotations(meta: Obj) -> list[FieldError]:
+    """The label and annotation checks of ``ValidateObjectMeta`` (and of its update variant).
+
+    Ports of ``v1validation.ValidateLabels`` and ``validation.ValidateAnnotations``: label keys and
+    annotation keys (compared in lower case) are qualified names, label values valid label values,
+    and the annotations (keys and values) at most 256 KiB in all. Go walks the maps in random order;
+    keys are taken in sorted order here.
+    """
+    problems: list[FieldError] = []
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        for key in sorted(labels):
+            problems.extend(_invalid_value("metadata.labels", key, msg) for msg in is_qualified_name(key))
+            value = labels[key]
+            if isinstance(value, str):
+                problems.extend(_invalid_value("metadata.labels", value, msg) for msg in is_valid_label_value(value))
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        size = 0
+        for key in sorted(annotations):
+            problems.extend(
+                _invalid_value("metadata.annotations", key, msg) for msg in is_qualified_name(key.lower())
+            )
+            value = annotations[key]
+            size += _byte_len(key) + (_byte_len(value) if isinstance(value, str) else 0)
+        if size > TOTAL_ANNOTATION_SIZE_LIMIT:
+            problems.append(FieldError("metadata.annotations", "FieldValueTooLong",
+                                       f"Too long: may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"))
+    return problems
+
+
+def _byte_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def invalid(info: ResourceInfo, name: str, problems: list[FieldError]) -> ApiError:
+    """The 422 Invalid of ``apierrors.NewInvalid`` for ``problems``."""
+    status = invalid_status(info.kind, info.group, name, problems)
+    return ApiError(422, str(status.get("message", "")), "Invalid", status=status)
+
+
+def causes_of(exc: ApiError) -> list[FieldError] | None:
+    """The field errors of a 422 Invalid (None for any other error)."""
+    details = exc.status.get("details")
+    if exc.code != 422 or exc.reason != "Invalid" or not isinstance(details, dict):
+        return None
+    causes = details.get("causes")
+    if not isinstance(causes, list):
+        return None
+    return [FieldError(str(c.get("field", "")), str(c.get("reason", "")), str(c.get("message", "")))
+            for c in causes if isinstance(c, dict)]
 
 
 def _raise(info: ResourceInfo, new: Obj, causes: list[Cause]) -> None:
@@ -73,15 +136,11 @@ def _admit_custom(info: ResourceInfo, new: Obj, old: Obj | None, subresource: st
     schema = info.schema
     if schema is None:
         return new
-    from mtls_operator.testing.schema import invalid_status
-
     keep: Obj = {k: new[k] for k in ("apiVersion", "kind", "metadata") if k in new}
     new, problems = schema.process(new)
     new.update(keep)
     if problems:
-        name = str(new.get("metadata", {}).get("name", ""))
-        status = invalid_status(info.kind, info.group, name, problems)
-        raise ApiError(422, str(status.get("message", "")), "Invalid", status=status)
+        raise invalid(info, str(new.get("metadata", {}).get("name", "")), problems)
     return new
 
 

@@ -72,15 +72,20 @@ def _regex_error(msg: str, fmt: str, *examples: str) -> str:
     return text + f"regex used for validation is '{fmt}')"
 
 
+def _go_len(value: str) -> int:
+    """``len(value)`` in Go: the length in UTF-8 bytes."""
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
 def _max_len_error(length: int) -> str:
     return f"must be no more than {length} characters"
 
 
 def _is_dns1123_subdomain(value: str) -> list[str]:
     errs: list[str] = []
-    if len(value) > 253:
+    if _go_len(value) > 253:
         errs.append(_max_len_error(253))
-    if not _DNS1123_SUBDOMAIN_RE.match(value):
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
         errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
     return errs
 
@@ -105,9 +110,9 @@ def is_qualified_name(value: str) -> list[str]:
         ]
     if not name:
         errs.append("name part must be non-empty")
-    elif len(name) > 63:
+    elif _go_len(name) > 63:
         errs.append("name part " + _max_len_error(63))
-    if not _QNAME_RE.match(name):
+    if not _QNAME_RE.fullmatch(name):
         errs.append("name part " + _regex_error(_QNAME_ERR, _QNAME_FMT, "MyName", "my.name", "123-abc"))
     return errs
 
@@ -115,9 +120,9 @@ def is_qualified_name(value: str) -> list[str]:
 def is_valid_label_value(value: str) -> list[str]:
     """``validation.IsValidLabelValue``: the problems with a label value (empty list when valid)."""
     errs: list[str] = []
-    if len(value) > 63:
+    if _go_len(value) > 63:
         errs.append(_max_len_error(63))
-    if not _LABEL_VALUE_RE.match(value):
+    if not _LABEL_VALUE_RE.fullmatch(value):
         errs.append(_regex_error(_LABEL_VALUE_ERR, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 
@@ -215,7 +220,7 @@ _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 def _parse_int(text: str) -> int | None:
     """``strconv.ParseInt(text, 10, 64)``."""
-    if not _INT_RE.match(text):
+    if not _INT_RE.fullmatch(text):
         return None
     value = int(text)
     if not -(2**63) <= value < 2**63:

@@ -26,7 +26,7 @@ from mtls_operator.testing.errors import ApiError
 from mtls_operator.testing.faults import FaultInjector
 from mtls_operator.testing.requestlog import RequestLog
 from mtls_operator.testing.resources import Obj, ResourceInfo, StoreKey, builtin_resources, version_priority
-from mtls_operator.testing.schema import StructuralSchema
+from mtls_operator.testing.schema import FieldError, StructuralSchema
 from mtls_operator.testing.selectors import (
     FieldSelector,
     LabelSelector,
@@ -438,7 +438,10 @@ class Emulator:
         meta["namespace"] = namespace
         return str(namespace)
 
-    def _validate_name(self, info: ResourceInfo, name: Any) -> None:
+    def _validate_name(self, info: ResourceInfo, name: Any, meta: Obj) -> None:
+        """422 for a bad name, with the other problems of ``ValidateObjectMeta`` (labels, annotations)."""
+        from mtls_operator.testing import builtin
+
         problem = None
         if not isinstance(name, str) or not name:
             problem = ("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")
@@ -455,7 +458,8 @@ class Emulator:
                        f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
                        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
         if problem is not None:
-            raise errors.invalid(info.kind, info.group, str(name or ""), [problem])
+            problems = [FieldError(*problem), *builtin.validate_labels_and_annotations(meta)]
+            raise builtin.invalid(info, str(name or ""), problems)
 
     def _require_namespace(self, info: ResourceInfo, namespace: str | None, name: str) -> None:
         if not info.namespaced or namespace is None:
@@ -482,10 +486,26 @@ class Emulator:
         return any(old.get(k) != new.get(k) for k in keys)
 
     def _admit(self, info: ResourceInfo, new: Obj, old: Obj | None, subresource: str | None) -> Obj:
-        """Resource-specific defaults and validation (the registry strategies)."""
+        """Resource-specific defaults and validation (the registry strategies), with the metadata checks.
+
+        Like a strategy's ``Validate``/``ValidateUpdate``, the labels and annotations are checked after the
+        defaults, and their problems come first in one 422 with the resource's own.
+        """
         from mtls_operator.testing import builtin
 
-        return builtin.admit(self, info, new, old, subresource)
+        name = str(new["metadata"].get("name", ""))
+        try:
+            admitted = builtin.admit(self, info, new, old, subresource)
+        except ApiError as exc:
+            others = builtin.causes_of(exc)
+            problems = builtin.validate_labels_and_annotations(new["metadata"])
+            if others is None or not problems:
+                raise
+            raise builtin.invalid(info, name, [*problems, *others]) from None
+        problems = builtin.validate_labels_and_annotations(admitted["metadata"])
+        if problems:
+            raise builtin.invalid(info, name, problems)
+        return admitted
 
     def _create(self, info: ResourceInfo, url_ns: str | None, body: Any, *, dry_run: bool = False) -> Obj:
         new = self._check_body(info, body)
@@ -497,7 +517,7 @@ class Emulator:
                 if self._find(info, namespace, name) is None:
                     break
             meta["name"] = name
-        self._validate_name(info, meta.get("name"))
+        self._validate_name(info, meta.get("name"), meta)
         name = meta["name"]
         self._require_namespace(info, namespace, name)
         if self._find(info, namespace, name) is not None:
