@@ -52,12 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
-        if args.command == "demo":
+        try:
             from mtls_operator.demo import run_demo
-
+            from mtls_operator.testing import serve
+        except ImportError as exc:
+            print(f"mtls-operator: {args.command} needs the API emulator ({exc.name} is missing): "
+                  "pip install 'mtls-operator[demo]'", file=sys.stderr)
+            return 2
+        if args.command == "demo":
             return run_demo(output_dir=args.output_dir)
-        from mtls_operator.testing import serve
-
         serve(port=args.port, kubeconfig=args.kubeconfig)
         return 0
     except ConfigError as exc:
