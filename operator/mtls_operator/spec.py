@@ -31,10 +31,12 @@ from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
 # Go-style durations restricted to hours, minutes and seconds, each at most once and in that order
 # ("24h", "1h30m", "90m", "1.5h"). The CRD carries the same pattern (tests keep them in step);
 # Kubernetes evaluates CRD patterns with RE2, hence no look-aheads and explicit anchors.
-DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?h)?([0-9]+(\.[0-9]+)?m)?([0-9]+(\.[0-9]+)?s)?$"
+# At most 6 fractional digits: every duration is then a whole number of microseconds, so this
+# parser and Kubernetes (nanoseconds) agree exactly on every bound.
+DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]{1,6})?h)?([0-9]+(\.[0-9]{1,6})?m)?([0-9]+(\.[0-9]{1,6})?s)?$"
 MAX_DURATION_TEXT_LENGTH: Final = 32
 _DURATION_RE = re.compile(
-    r"(?:(?P<h>[0-9]+(?:\.[0-9]+)?)h)?(?:(?P<m>[0-9]+(?:\.[0-9]+)?)m)?(?:(?P<s>[0-9]+(?:\.[0-9]+)?)s)?"
+    r"(?:(?P<h>[0-9]+(?:\.[0-9]{1,6})?)h)?(?:(?P<m>[0-9]+(?:\.[0-9]{1,6})?)m)?(?:(?P<s>[0-9]+(?:\.[0-9]{1,6})?)s)?"
 )
 _MICROSECONDS_PER_UNIT: Final = {"h": 3_600_000_000, "m": 60_000_000, "s": 1_000_000}
 _DURATION_HINT: Final = (
@@ -51,8 +53,8 @@ MAX_DNS_NAMES: Final = 100
 def parse_duration(text: str) -> timedelta:
     """Parse a Go-style duration (``24h``, ``1h30m``, ``1.5h``); ``ValueError`` says what is allowed.
 
-    Zero (``0h``) parses; callers enforce their own bounds. Precision is one microsecond,
-    truncated.
+    Zero (``0h``) parses; callers enforce their own bounds. At most 6 fractional digits per unit,
+    so the value is exact in microseconds.
     """
     if not isinstance(text, str):
         raise ValueError(f"a duration must be a string such as '24h', not {type(text).__name__}")

@@ -298,3 +298,11 @@ def test_status_schema(status_schema: dict[str, Any]) -> None:
     assert condition["lastTransitionTime"]["format"] == "date-time"
     assert properties["nextRenewalTime"]["format"] == "date-time"
     assert properties["spiffeIDs"]["items"]["type"] == "string"
+
+
+@pytest.mark.parametrize("text", ["8760.0000000001h", "1.0000001m", "0.0000001s", "1.1234567h"])
+def test_durations_finer_than_a_microsecond_are_refused_by_crd_and_parser(text: str) -> None:
+    """Six fractional digits at most: the operator's microseconds and Kubernetes' nanoseconds agree."""
+    assert re.fullmatch(spec.DURATION_PATTERN, text) is None
+    with pytest.raises(ValueError, match="invalid duration"):
+        spec.parse_duration(text)
