@@ -107,7 +107,7 @@ async def test_create_in_missing_namespace_is_404(http: Http) -> None:
     status, body = await http.post("/api/v1/namespaces/nowhere/secrets", secret("a", namespace="nowhere"))
     assert status == 404
     assert body["message"] == 'namespaces "nowhere" not found'
-    assert body["details"] == {"name": "nowhere", "group": "", "kind": "namespaces"}
+    assert body["details"] == {"name": "nowhere", "kind": "namespaces"}  # no "group" for the core group
 
 
 async def test_create_existing_name_is_409_already_exists(http: Http) -> None:
@@ -369,3 +369,162 @@ async def test_in_process_helpers_validate_labels_and_annotations(emulator: Emul
         emulator.patch("example.com/v1", "Widget", "w", "default", {"metadata": {"annotations": {"-": "v"}}})
     assert patched.value.code == 422
     assert patched.value.status["message"].startswith('Widget.example.com "w" is invalid: metadata.annotations: ')
+
+
+# ------------------------------------------------------------------- object names (NameIsDNSSubdomain ...)
+# k8s.io/apimachinery/pkg/util/validation: IsDNS1123Subdomain, IsDNS1123Label, RegexError.
+SUBDOMAIN_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+SUBDOMAIN_ERR = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    f"start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '{SUBDOMAIN_FMT}')"
+)
+LABEL_ERR = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and "
+    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+@pytest.mark.parametrize("name", ["Foo_Bar", "UPPER", "-dash", "dot.", "a..b", "with space", "a/b", "a%b", ".", "ünï"])
+async def test_custom_resource_name_must_be_a_dns_subdomain(http: Http, name: str) -> None:
+    status, body = await http.post(WIDGETS, widget(name))
+    assert status == 422, body
+    quoted = json.dumps(name, ensure_ascii=False)
+    problem = f"Invalid value: {quoted}: {SUBDOMAIN_ERR}"
+    assert body["message"] == f"Widget.example.com {quoted} is invalid: metadata.name: {problem}"
+    assert body["details"] == {"name": name, "group": "example.com", "kind": "Widget", "causes": [
+        {"reason": "FieldValueInvalid", "field": "metadata.name", "message": problem},
+    ]}
+
+
+async def test_custom_resource_name_is_at_most_253_characters(http: Http) -> None:
+    status, created = await http.post(WIDGETS, widget("a" * 63 + "." + "b" * 189))  # 253
+    assert status == 201, created
+    name = "a" * 254
+    status, body = await http.post(WIDGETS, widget(name))
+    assert status == 422
+    assert causes(body) == [("metadata.name", "FieldValueInvalid",
+                             f'Invalid value: "{name}": must be no more than 253 characters')]
+    name = "A" * 254  # both problems, one cause each
+    status, body = await http.post(WIDGETS, widget(name))
+    assert [c[2] for c in causes(body)] == [f'Invalid value: "{name}": must be no more than 253 characters',
+                                            f'Invalid value: "{name}": {SUBDOMAIN_ERR}']
+
+
+async def test_custom_resource_dotted_and_dashed_names_pass(http: Http) -> None:
+    for name in ("a", "0", "my-widget.v1", "1.2.3"):
+        status, created = await http.post(WIDGETS, widget(name))
+        assert status == 201, created
+
+
+async def test_invalid_custom_resource_name_in_process_is_422(emulator: Emulator) -> None:
+    with pytest.raises(ApiError) as raised:
+        emulator.create(widget("Foo_Bar"))
+    assert raised.value.code == 422
+    assert raised.value.status["message"] == (
+        f'Widget.example.com "Foo_Bar" is invalid: metadata.name: Invalid value: "Foo_Bar": {SUBDOMAIN_ERR}'
+    )
+
+
+async def test_builtin_name_message_is_the_apiservers(http: Http) -> None:
+    status, body = await http.post(SECRETS, secret("Not_Valid"))
+    assert status == 422
+    assert causes(body) == [("metadata.name", "FieldValueInvalid", f'Invalid value: "Not_Valid": {SUBDOMAIN_ERR}')]
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    pytest.param("Bad_Ns", LABEL_ERR, id="regex"),
+    pytest.param("has.dots", "must not contain dots", id="dots"),
+    pytest.param("x" * 64, "must be no more than 63 characters", id="too-long"),
+])
+async def test_namespace_name_must_be_a_dns_label(http: Http, name: str, problem: str) -> None:
+    status, body = await http.post("/api/v1/namespaces", {"metadata": {"name": name}})
+    assert status == 422
+    assert causes(body) == [("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {problem}')]
+    assert "group" not in body["details"]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    (SECRETS, secret("trailing-newline\n")),
+    (WIDGETS, widget("trailing-newline\n")),
+    ("/api/v1/namespaces", {"metadata": {"name": "trailing-newline\n"}}),
+])
+async def test_name_with_a_trailing_newline_is_422(http: Http, path: str, body: dict[str, Any]) -> None:
+    # Go's "$" is the end of the text; Python's "$" (with re.match) also matches before a final "\n".
+    status, answer = await http.post(path, body)
+    assert status == 422, answer
+    assert causes(answer)[0][:2] == ("metadata.name", "FieldValueInvalid")
+
+
+async def test_data_key_with_a_trailing_newline_is_422(http: Http) -> None:
+    status, body = await http.post(SECRETS, secret("a", data={"key\n": "dg=="}))
+    assert status == 422, body
+    assert causes(body)[0][:2] == ("data[key\n]", "FieldValueInvalid")
+
+
+async def test_schema_pattern_dollar_is_the_end_of_the_text(http: Http) -> None:
+    # "pattern: ^[a-z]+$" is a Go regexp: "abc\n" does not match it (Python's re.search would).
+    status, body = await http.post(WIDGETS, widget("w", code="abc\n"))
+    assert status == 422, body
+    assert causes(body) == [("spec.code", "FieldValueInvalid",
+                             "Invalid value: \"abc\\n\": spec.code in body should match '^[a-z]+$'")]
+    status, created = await http.post(WIDGETS, widget("w", code="abc"))
+    assert status == 201, created
+
+
+async def test_format_checks_refuse_a_trailing_newline() -> None:
+    from mtls_operator.testing.schema import StructuralSchema
+
+    for fmt, good in [("uuid", "123e4567-e89b-12d3-a456-426614174000"), ("date-time", "2030-01-02T03:04:05Z"),
+                      ("hostname", "example.com"), ("email", "a@b.c"), ("duration", "5m"),
+                      ("mac", "00:11:22:33:44:55")]:
+        schema = StructuralSchema({"type": "string", "format": fmt}, path="spec.v")
+        assert schema.validate(good) == [], fmt  # type: ignore[arg-type]
+        assert [e.path for e in schema.validate(good + "\n")] == ["spec.v"], fmt  # type: ignore[arg-type]
+
+
+async def test_create_validates_before_checking_that_the_name_exists(http: Http) -> None:
+    status, _ = await http.post(WIDGETS, widget("w"))
+    assert status == 201
+    status, body = await http.post(WIDGETS, widget("w", size=0))  # invalid and existing: 422, not 409
+    assert status == 422, body
+    assert [c[0] for c in causes(body)] == ["spec.size"]
+    await http.post(SECRETS, secret("s"))
+    status, body = await http.post(SECRETS, labelled("s", labels={"app": "-"}))
+    assert status == 422, body
+    status, body = await http.post(WIDGETS, widget("w"))  # valid and existing: 409 AlreadyExists
+    assert status == 409
+    assert body["reason"] == "AlreadyExists"
+    assert body["details"] == {"name": "w", "group": "example.com", "kind": "widgets"}
+
+
+async def test_dry_run_create_of_an_existing_name_is_409(http: Http) -> None:
+    await http.post(SECRETS, secret("a"))
+    status, body = await http.post(f"{SECRETS}?dryRun=All", secret("a"))
+    assert status == 409
+    assert body["reason"] == "AlreadyExists"
+    assert body["details"] == {"name": "a", "kind": "secrets"}  # no "group" for the core group
+
+
+async def test_invalid_status_has_no_group_for_the_core_group(http: Http) -> None:
+    status, body = await http.post(SECRETS, labelled(labels={"app": "-"}))
+    assert status == 422
+    assert "group" not in body["details"]
+    assert body["details"]["kind"] == "Secret"
+    from mtls_operator.testing import errors
+
+    status_body = errors.invalid("Secret", "", "a", [("data", "FieldValueInvalid", "x")]).status
+    assert status_body["details"] == {"name": "a", "kind": "Secret",
+                                      "causes": [{"reason": "FieldValueInvalid", "message": "x", "field": "data"}]}
+    assert errors.invalid("Widget", "example.com", "w", []).status["details"]["group"] == "example.com"
+
+
+async def test_not_found_and_conflict_have_no_group_for_the_core_group(http: Http) -> None:
+    status, body = await http.get(f"{SECRETS}/missing")
+    assert status == 404
+    assert body["details"] == {"name": "missing", "kind": "secrets"}
+    _, created = await http.post(SECRETS, secret("a"))
+    created["metadata"]["resourceVersion"] = "1"
+    status, body = await http.put(f"{SECRETS}/a", created)
+    assert status == 409
+    assert body["details"] == {"name": "a", "kind": "secrets"}

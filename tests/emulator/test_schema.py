@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mtls_operator.spec import DURATION_PATTERN
 from mtls_operator.testing.schema import (
     FieldError,
     StructuralSchema,
@@ -853,7 +854,7 @@ CRD_CASES = [
         None,
         [
             'spec.duration: Invalid value: "1d": spec.duration in body should match '
-            "'^([0-9]+(\\.[0-9]+)?h)?([0-9]+(\\.[0-9]+)?m)?([0-9]+(\\.[0-9]+)?s)?$'"
+            f"'{DURATION_PATTERN}'"
         ],
         id="duration-in-days",
     ),

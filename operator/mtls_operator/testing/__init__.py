@@ -11,8 +11,10 @@ through a kubeconfig exactly as they reach a cluster::
         api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(server.client_configuration()))
 
 What it emulates, following the API conventions: object metadata (uid, resourceVersion,
-generation, creationTimestamp, generateName, namespace from the URL; label keys and values and
-annotation keys and total size validated on every write, with the apiserver's 422 messages; the
+generation, creationTimestamp, generateName, namespace from the URL; names checked on create (DNS
+subdomains, custom resources included; DNS labels for namespaces), label keys and values and
+annotation keys and total size on every write, with the apiserver's 422 messages (a create validates
+before it answers 409 for an existing name); the
 other ``ValidateObjectMeta`` checks, of ownerReferences and finalizer names, are not made); create/get/list/watch/
 update/patch/delete/deletecollection; 409 on a stale resourceVersion or an existing name; JSON
 merge patch, JSON patch (with ``test``); finalizers and deletionTimestamp; ownerReference garbage

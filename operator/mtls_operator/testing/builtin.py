@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 Strategy = Callable[["Emulator", ResourceInfo, Obj, "Obj | None", "str | None"], None]
 Cause = tuple[str, str, str]
 
-_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")  # used with fullmatch: "$" would allow a final "\n"
 # apimachinery/pkg/api/validation.TotalAnnotationSizeLimitB: keys and values, in bytes.
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 # Pod spec fields that an update may change (the rest is immutable, as in the apiserver).
@@ -163,7 +163,7 @@ def _secret(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, s
         causes.append(("data", "FieldValueTypeInvalid", "Invalid value: must be a map of base64 strings"))
         data = {}
     for key, value in data.items():
-        if not _DATA_KEY.match(key):
+        if not _DATA_KEY.fullmatch(key):
             causes.append((f"data[{key}]", "FieldValueInvalid",
                            f'Invalid value: "{key}": a valid config key must consist of alphanumeric '
                            "characters, '-', '_' or '.'"))
@@ -202,7 +202,7 @@ def _configmap(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None
         causes.append(("data", "FieldValueTypeInvalid", "Invalid value: must be a map of strings"))
     else:
         for key, value in data.items():
-            if not _DATA_KEY.match(key):
+            if not _DATA_KEY.fullmatch(key):
                 causes.append((f"data[{key}]", "FieldValueInvalid", f'Invalid value: "{key}": invalid config key'))
             if not isinstance(value, str):
                 causes.append((f"data[{key}]", "FieldValueTypeInvalid", "Invalid value: must be a string"))

@@ -75,12 +75,18 @@ def _qualified(plural: str, group: str) -> str:
     return f"{plural}.{group}" if group else plural
 
 
+def details(name: str, group: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """``metav1.StatusDetails``: its fields are ``omitempty``, so an empty name or the core group "" is left out."""
+    result: dict[str, Any] = {"name": name, "group": group, "kind": kind, **extra}
+    return {key: value for key, value in result.items() if value not in ("", None)}
+
+
 def not_found(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
         404,
         f'{_qualified(plural, group)} "{name}" not found',
         "NotFound",
-        {"name": name, "group": group, "kind": plural},
+        details(name, group, plural),
     )
 
 
@@ -89,7 +95,7 @@ def already_exists(plural: str, group: str, name: str) -> ApiError:
         409,
         f'{_qualified(plural, group)} "{name}" already exists',
         "AlreadyExists",
-        {"name": name, "group": group, "kind": plural},
+        details(name, group, plural),
     )
 
 
@@ -99,7 +105,7 @@ def conflict(plural: str, group: str, name: str, why: str | None = None) -> ApiE
         409,
         f'Operation cannot be fulfilled on {_qualified(plural, group)} "{name}": {why}',
         "Conflict",
-        {"name": name, "group": group, "kind": plural},
+        details(name, group, plural),
     )
 
 
@@ -120,11 +126,6 @@ def invalid(kind: str, group: str, name: str, causes: Sequence[tuple[str, str, s
         422,
         f'{qualified} "{name}" is invalid: {summary}',
         "Invalid",
-        {
-            "name": name,
-            "group": group,
-            "kind": kind,
-            "causes": [{"reason": reason, "message": message, "field": field}
-                       for field, reason, message in causes],
-        },
+        details(name, group, kind, causes=[{"reason": reason, "message": message, "field": field}
+                                           for field, reason, message in causes]),
     )

@@ -67,12 +67,12 @@ class ResourceInfo:
         return obj
 
 
-_VERSION_RE = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+_VERSION_RE = re.compile(r"v([0-9]+)(?:(alpha|beta)([0-9]+))?")
 
 
 def version_priority(version: str) -> tuple[int, int, int, str]:
     """Sort key of Kubernetes versions, most preferred first: v2 > v1 > v1beta2 > v1alpha1 > foo."""
-    match = _VERSION_RE.match(version)
+    match = _VERSION_RE.fullmatch(version)
     if match is None:
         return (3, 0, 0, version)
     major = int(match.group(1))

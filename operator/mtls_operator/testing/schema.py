@@ -223,11 +223,12 @@ def invalid_status(kind: str, group: str, name: str, errors: Sequence[FieldError
     message = f"{qualified} {_go_quote(name)} is invalid"
     if errors:
         message += ": " + aggregate_message(errors)
-    details: dict[str, Any] = {"name": name}
+    details: dict[str, Any] = {"name": name} if name else {}  # StatusDetails fields are omitempty
     if group:
         details["group"] = group
     details["kind"] = kind
-    details["causes"] = [err.as_cause() for err in errors]
+    if errors:
+        details["causes"] = [err.as_cause() for err in errors]
     return {
         "kind": "Status",
         "apiVersion": "v1",
@@ -485,6 +486,51 @@ _HUMAN_DURATION_RE = re.compile(
 )
 
 
+_MULTILINE_FLAG_RE = re.compile(r"\(\?[a-zA-Z]*m")
+
+
+def _go_pattern(pattern: str) -> str:
+    """A Go (RE2) ``pattern`` for Python's ``re``, where the two differ on the end of the text.
+
+    Outside multi-line mode, Go's ``$`` matches at the end of the text only, Python's also before a
+    final newline, so ``^[a-z]+$`` would accept ``"abc\\n"``: ``$`` becomes ``\\Z`` here (and Go's
+    ``\\z``, unknown to Python before 3.14, too).
+    """
+    multiline = _MULTILINE_FLAG_RE.search(pattern) is not None
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            out.append("\\Z" if escaped == "z" and not in_class else char + escaped)
+            i += 2
+            continue
+        if in_class:
+            if char == "[" and pattern.startswith("[:", i):  # [:alpha:] inside a class
+                end = pattern.find(":]", i + 2)
+                if end != -1:
+                    out.append(pattern[i:end + 2])
+                    i = end + 2
+                    continue
+            if char == "]":
+                in_class = False
+        elif char == "[":
+            in_class = True
+            out.append(char)
+            i += 1
+            for prefix in ("^", "]"):  # a "]" first in a class is literal
+                if pattern.startswith(prefix, i):
+                    out.append(prefix)
+                    i += 1
+            continue
+        elif char == "$" and not multiline:
+            char = "\\Z"
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def _is_date(text: str) -> bool:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         return False
@@ -502,7 +548,7 @@ def _is_date_time(text: str) -> bool:
     parts = text.lower().split("t")
     if len(parts) != 2 or not _is_date(parts[0]):
         return False
-    match = _TIME_RE.match(parts[1])
+    match = _TIME_RE.fullmatch(parts[1])
     if match is None:
         return False
     return match[1] <= "23" and match[2] <= "59" and match[3] <= "59"
@@ -511,7 +557,7 @@ def _is_date_time(text: str) -> bool:
 def _is_hostname(text: str) -> bool:
     if not text or len(text) > 255:
         return False
-    return all(_HOSTNAME_LABEL_RE.match(label) for label in text.rstrip(".").split("."))
+    return all(_HOSTNAME_LABEL_RE.fullmatch(label) for label in text.rstrip(".").split("."))
 
 
 def _is_ip(text: str, version: int) -> bool:
@@ -566,18 +612,18 @@ def _check_format(fmt: str, text: str) -> bool:
         "datetime": _is_date_time,
         "date": _is_date,
         "byte": _is_base64,
-        "uuid": lambda t: bool(_UUID_RE.match(t)),
-        "uuid3": lambda t: bool(_UUID_VERSION_RE["uuid3"].match(t)),
-        "uuid4": lambda t: bool(_UUID_VERSION_RE["uuid4"].match(t)),
-        "uuid5": lambda t: bool(_UUID_VERSION_RE["uuid5"].match(t)),
+        "uuid": lambda t: bool(_UUID_RE.fullmatch(t)),
+        "uuid3": lambda t: bool(_UUID_VERSION_RE["uuid3"].fullmatch(t)),
+        "uuid4": lambda t: bool(_UUID_VERSION_RE["uuid4"].fullmatch(t)),
+        "uuid5": lambda t: bool(_UUID_VERSION_RE["uuid5"].fullmatch(t)),
         "ipv4": lambda t: _is_ip(t, 4),
         "ipv6": lambda t: _is_ip(t, 6),
         "cidr": _is_cidr,
-        "mac": lambda t: bool(_MAC_RE.match(t)),
+        "mac": lambda t: bool(_MAC_RE.fullmatch(t)),
         "hostname": _is_hostname,
-        "email": lambda t: bool(_EMAIL_RE.match(t)),
-        "uri": lambda t: bool(_URI_RE.match(t)),
-        "duration": lambda t: bool(_GO_DURATION_RE.match(t) or _HUMAN_DURATION_RE.match(t)),
+        "email": lambda t: bool(_EMAIL_RE.fullmatch(t)),
+        "uri": lambda t: bool(_URI_RE.fullmatch(t)),
+        "duration": lambda t: bool(_GO_DURATION_RE.fullmatch(t) or _HUMAN_DURATION_RE.fullmatch(t)),
     }
     check = checks.get(fmt)
     return True if check is None else check(text)
@@ -682,7 +728,7 @@ class _Validator:
         pattern = s.get("pattern")
         if isinstance(pattern, str) and pattern:
             try:
-                matched = re.search(pattern, data) is not None
+                matched = re.search(_go_pattern(pattern), data) is not None
             except re.error as err:
                 detail = f"{path} in body should match '{pattern}, but pattern is invalid: {err}'"
                 errs.append(_invalid(_field(path), data, detail))

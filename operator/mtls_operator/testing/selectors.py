@@ -25,6 +25,8 @@ __all__ = [
     "SelectorError",
     "escape_field_value",
     "field_value",
+    "is_dns1123_label",
+    "is_dns1123_subdomain",
     "is_qualified_name",
     "is_valid_label_value",
     "parse_field_selector",
@@ -53,6 +55,11 @@ _LABEL_VALUE_ERR = (
     "and must start and end with an alphanumeric character"
 )
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_LABEL_ERR = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
 _DNS1123_SUBDOMAIN_FMT = rf"{_DNS1123_LABEL_FMT}(\.{_DNS1123_LABEL_FMT})*"
 _DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS1123_SUBDOMAIN_FMT}$")
 _DNS1123_SUBDOMAIN_ERR = (
@@ -81,12 +88,26 @@ def _max_len_error(length: int) -> str:
     return f"must be no more than {length} characters"
 
 
-def _is_dns1123_subdomain(value: str) -> list[str]:
+def is_dns1123_subdomain(value: str) -> list[str]:
+    """``validation.IsDNS1123Subdomain``: the problems with a DNS subdomain (empty list when valid)."""
     errs: list[str] = []
     if _go_len(value) > 253:
         errs.append(_max_len_error(253))
     if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
         errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def is_dns1123_label(value: str) -> list[str]:
+    """``validation.IsDNS1123Label``: the problems with a DNS label (empty list when valid)."""
+    errs: list[str] = []
+    if _go_len(value) > 63:
+        errs.append(_max_len_error(63))
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        if _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+            errs.append("must not contain dots")  # a valid subdomain: the length was checked, so the dots
+        else:
+            errs.append(_regex_error(_DNS1123_LABEL_ERR, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
     return errs
 
 
@@ -101,7 +122,7 @@ def is_qualified_name(value: str) -> list[str]:
         if not prefix:
             errs.append("prefix part must be non-empty")
         else:
-            errs.extend("prefix part " + msg for msg in _is_dns1123_subdomain(prefix))
+            errs.extend("prefix part " + msg for msg in is_dns1123_subdomain(prefix))
     else:
         return [
             "a qualified name "

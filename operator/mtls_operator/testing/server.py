@@ -201,14 +201,14 @@ class HttpApi:
         if code == 429:
             seconds = max(1, math.ceil(retry_after or 1))
             exc = ApiError(429, message or "Too many requests, please try again later.", "TooManyRequests",
-                           {"retryAfterSeconds": seconds, "name": name, "group": info.group, "kind": info.plural},
+                           errors.details(name, info.group, info.plural, retryAfterSeconds=seconds),
                            headers={"Retry-After": str(seconds)})
             return exc
         if code == 404:
             return errors.not_found(info.plural, info.group, name)
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
         return ApiError(code, message or f"injected fault ({code})", None,
-                        {"name": name, "group": info.group, "kind": info.plural}, headers=headers)
+                        errors.details(name, info.group, info.plural), headers=headers)
 
     def _discovery(self, request: aiohttp.web.BaseRequest, route: tuple[str, str, str] | None) -> aiohttp.web.Response:
         emulator = self.emulator
@@ -305,8 +305,7 @@ class HttpApi:
                 meta = obj["metadata"]
                 return _json_response({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": meta["name"], "group": info.group, "kind": info.plural,
-                                "uid": meta.get("uid")},
+                    "details": errors.details(meta["name"], info.group, info.plural, uid=meta.get("uid")),
                 })
             return _json_response(info.present(obj))
         if verb == "deletecollection":

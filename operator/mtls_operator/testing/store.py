@@ -14,7 +14,6 @@ import collections
 import concurrent.futures
 import datetime
 import json
-import re
 import secrets as _random
 import threading
 import uuid
@@ -31,6 +30,8 @@ from mtls_operator.testing.selectors import (
     FieldSelector,
     LabelSelector,
     SelectorError,
+    is_dns1123_label,
+    is_dns1123_subdomain,
     parse_field_selector,
     parse_label_selector,
 )
@@ -44,13 +45,18 @@ ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOO
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 PATCH_MERGE = "application/merge-patch+json"
 PATCH_JSON = "application/json-patch+json"
 PATCH_STRATEGIC = "application/strategic-merge-patch+json"
 PATCH_APPLY = "application/apply-patch+yaml"
+
+
+def _path_segment_problems(name: str) -> list[str]:
+    """``path.IsValidPathSegmentName``."""
+    if name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{bad}'" for bad in ("/", "%") if bad in name]
 
 
 def utcnow() -> datetime.datetime:
@@ -442,23 +448,21 @@ class Emulator:
         """422 for a bad name, with the other problems of ``ValidateObjectMeta`` (labels, annotations)."""
         from mtls_operator.testing import builtin
 
-        problem = None
         if not isinstance(name, str) or not name:
-            problem = ("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")
-        elif info.crd is not None or info.plural == "events":
-            if "/" in name or "%" in name or name in (".", ".."):
-                problem = ("metadata.name", "FieldValueInvalid", f"Invalid value: {name!r}: may not contain '/'")
-        elif info.plural == "namespaces":
-            if len(name) > 63 or not _DNS_LABEL.match(name):
-                problem = ("metadata.name", "FieldValueInvalid",
-                           f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
-                           "alphanumeric characters or '-', and must start and end with an alphanumeric character")
-        elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            problem = ("metadata.name", "FieldValueInvalid",
-                       f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                       "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
-        if problem is not None:
-            problems = [FieldError(*problem), *builtin.validate_labels_and_annotations(meta)]
+            problems = [FieldError("metadata.name", "FieldValueRequired",
+                                   "Required value: name or generateName is required")]
+        else:
+            if info.plural == "events" and info.crd is None:
+                messages = _path_segment_problems(name)
+            elif info.plural == "namespaces" and info.group == "":
+                messages = is_dns1123_label(name)  # NameIsDNSLabel (ValidateNamespaceName)
+            else:
+                messages = is_dns1123_subdomain(name)  # NameIsDNSSubdomain, custom resources included
+            quoted = json.dumps(name, ensure_ascii=False)
+            problems = [FieldError("metadata.name", "FieldValueInvalid", f"Invalid value: {quoted}: {msg}")
+                        for msg in messages]
+        if problems:
+            problems.extend(builtin.validate_labels_and_annotations(meta))
             raise builtin.invalid(info, str(name or ""), problems)
 
     def _require_namespace(self, info: ResourceInfo, namespace: str | None, name: str) -> None:
@@ -520,8 +524,6 @@ class Emulator:
         self._validate_name(info, meta.get("name"), meta)
         name = meta["name"]
         self._require_namespace(info, namespace, name)
-        if self._find(info, namespace, name) is not None:
-            raise errors.already_exists(info.plural, info.group, name)
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink",
                       "resourceVersion"):
             meta.pop(field, None)
@@ -534,6 +536,10 @@ class Emulator:
         if info.status_subresource and info.crd is not None:
             new.pop("status", None)  # create cannot set the status of custom resources
         new = self._admit(info, new, None, None)
+        # Like the registry's Store.Create: the object is validated first (BeforeCreate), and only
+        # then does the storage refuse an existing name, so an invalid object is 422 even then.
+        if self._find(info, namespace, name) is not None:
+            raise errors.already_exists(info.plural, info.group, name)
         if dry_run:
             meta["resourceVersion"] = ""
             return new

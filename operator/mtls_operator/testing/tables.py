@@ -103,12 +103,12 @@ def human_duration(d: timedelta) -> str:
     return f"{hours // 24 // 365}y"
 
 
-_RFC3339_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def parse_timestamp(text: str) -> datetime | None:
     """An RFC 3339 time (as ``metav1.Time`` parses it), aware; None when it does not parse."""
-    match = _RFC3339_RE.match(text)
+    match = _RFC3339_RE.fullmatch(text)
     if match is None:
         return None
     year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
