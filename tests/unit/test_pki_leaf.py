@@ -116,7 +116,7 @@ def test_svid_properties(leaf_spec: KeySpec) -> None:
 
     assert leaf.serial_hex == format(cert.serial_number, "x")
     assert cert.serial_number > 0
-    assert cert.serial_number.bit_length() == 127
+    assert 0 < cert.serial_number < 2**128
     assert leaf.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
     assert key_matches_certificate(load_private_key_pem(leaf.key_pem), cert)
     assert "PRIVATE KEY" not in repr(leaf)
@@ -146,7 +146,7 @@ def test_every_issue_has_a_new_key_and_serial() -> None:
     leaves = [issue_leaf(root(), REQUEST, NOW) for _ in range(20)]
     assert len({leaf.serial_hex for leaf in leaves}) == 20
     assert len({leaf.key_pem for leaf in leaves}) == 20
-    assert all(len(leaf.serial_hex) == 32 for leaf in leaves)
+    assert all(len(leaf.serial_hex) <= 32 for leaf in leaves)
 
 
 @pytest.mark.parametrize(

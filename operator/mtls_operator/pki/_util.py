@@ -37,13 +37,15 @@ def format_time(moment: datetime) -> str:
 
 
 def random_serial() -> int:
-    """A random positive serial of exactly 127 bits (126 of them random).
+    """A positive serial of 128 random bits (RFC 5280: positive, at most 20 octets; this is 17 at most).
 
-    ``x509.random_serial_number()`` gives 159 bits; we want 128-bit-class serials: 127 bits with
-    the top one set always encode as exactly 16 DER octets (no sign-padding octet, never zero,
-    never negative), far above the 64 bits of entropy the CA/Browser Forum asks for.
+    ``x509.random_serial_number()`` gives 159 bits; 128 random bits is the usual choice and twice
+    the 64 bits of entropy the CA/Browser Forum asks for. Zero is not a valid serial: draw again.
     """
-    return secrets.randbits(127) | (1 << 126)
+    while True:
+        serial = secrets.randbits(128)
+        if serial:
+            return serial
 
 
 def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
