@@ -69,6 +69,8 @@ RETRY_SOON = 15.0
 RENEWAL_HORIZON = timedelta(minutes=5)
 # The earliest a fresh certificate may be renewed again.
 MIN_RENEWAL_GAP = timedelta(minutes=5)
+# How many pods of one identity are served at once.
+ISSUE_CONCURRENCY = 8
 # The longest wait between retries of an identity with a standing per-pod problem.
 MAX_PROBLEM_DELAY = 300.0
 # Never sleep longer than this between looks at an identity, whatever its renewal time.
@@ -264,6 +266,7 @@ class Reconciler:
                 claims.setdefault(secret_name_for_pod(name, pod), []).append(pod)
             except ValueError as exc:
                 result.failures.append(str(exc))
+        assignments: list[tuple[str, PodInfo]] = []
         for secret_name, claimants in sorted(claims.items()):
             pod = _rightful_claimant(claimants, existing.get(secret_name))
             for other in claimants:
@@ -274,27 +277,36 @@ class Reconciler:
                     )
             desired_names.add(secret_name)
             result.served.add(pod.name)
-            secret: JSON | None = existing.get(secret_name)
-            if secret is None and (namespace, secret_name) in self._clashes:
-                # Known to be taken: look before generating a key we could not store.
-                secret = await self.cluster.get_secret(namespace, secret_name)
-                if secret is not None and not is_managed_by(secret, name):
-                    result.clashes.append(_clash_message(namespace, secret_name, pod.name, secret))
-                    continue
-                self._clashes.discard((namespace, secret_name))
-            await self._serve_pod(
-                pod=pod,
-                secret_name=secret_name,
-                secret=secret,
-                identity_name=name,
-                spec=spec,
-                ca=ca,
-                bundle_pem=bundle_pem,
-                trusted=trusted,
-                spec_hash=spec_hash,
-                now=now,
-                result=result,
-            )
+            assignments.append((secret_name, pod))
+
+        # Pods are served concurrently (API round trips overlap); the rate limit stays global.
+        slots = asyncio.Semaphore(ISSUE_CONCURRENCY)
+
+        async def serve(secret_name: str, pod: PodInfo) -> None:
+            async with slots:
+                secret: JSON | None = existing.get(secret_name)
+                if secret is None and (namespace, secret_name) in self._clashes:
+                    # Known to be taken: look before generating a key we could not store.
+                    secret = await self.cluster.get_secret(namespace, secret_name)
+                    if secret is not None and not is_managed_by(secret, name):
+                        result.clashes.append(_clash_message(namespace, secret_name, pod.name, secret))
+                        return
+                    self._clashes.discard((namespace, secret_name))
+                await self._serve_pod(
+                    pod=pod,
+                    secret_name=secret_name,
+                    secret=secret,
+                    identity_name=name,
+                    spec=spec,
+                    ca=ca,
+                    bundle_pem=bundle_pem,
+                    trusted=trusted,
+                    spec_hash=spec_hash,
+                    now=now,
+                    result=result,
+                )
+
+        await asyncio.gather(*(serve(secret_name, pod) for secret_name, pod in assignments))
         for secret_name, secret in existing.items():
             if secret_name not in desired_names and is_managed_by(secret, name):
                 meta = secret.get("metadata") or {}
