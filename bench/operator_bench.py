@@ -1,68 +1,139 @@
-"""Operator throughput: pods -> certificates, with the API emulator in its own process.
+"""Operator benchmark (issue 3, item 7): N opted-in pods under one identity, every process real.
 
-Prints figures, asserts nothing about speed:
-- unthrottled: how fast one operator process issues certificates for a fresh identity's pods,
-  and how many API requests it spends per certificate;
-- throttled: that MTLS_MAX_ISSUANCE_PER_SECOND holds (renewals never stampede the API);
-- restart: how many writes a restarted operator makes when every certificate is still valid (0).
+The API emulator and the operator (`mtls-operator run`) each run in their own process; this
+process is the client: it creates the identity, starts the operator, then creates N pods as fast
+as it can (a Deployment scaling up) and watches the Secrets appear. It prints, per N:
+- throughput: N / (last Secret seen - first pod created), and p50/p99 pod -> Secret latency;
+- object writes per issued certificate from the emulator's own request log, per resource, with
+  Events apart (the client's own writes subtracted);
+- the operator's peak RSS (VmHWM) and CPU time;
+- the raw rate of the PKI code alone (issue_leaf, same key type) and the operator's rate as a
+  fraction of it;
+and then two checks: a restart re-issues nothing (0 writes), and the issuance rate limit holds.
+Figures only, no thresholds: the issue's targets are >= 200 certificates/s at N = 3000 (stretch
+300), one object write per first issuance, operator RSS < 200 MB at N = 3000.
 
-Sizes: BENCH_PODS (default 600) and BENCH_RATE (default 100) in the environment.
+BENCH_SIZES (default "1000,3000") chooses N.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import json
 import os
-import resource
+import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mtls_operator import constants as c
-from mtls_operator.config import Settings
-from mtls_operator.handlers.runtime import Runtime
-from mtls_operator.k8s import KubeAPI, core_path, group_path
-from mtls_operator.k8s.config import load_configuration
-from mtls_operator.main import OperatorThread
+from mtls_operator.models import KeySpec, Usage
+from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
+from mtls_operator.testing.server import REQUEST_LOG_PATH
 
 NS = "bench"
-PODS = int(os.environ.get("BENCH_PODS", "600"))
-RATE = float(os.environ.get("BENCH_RATE", "100"))
+SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,3000").split(",")]
+CLIENT_THREADS = 8
 
 
-def start_emulator(folder: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    kubeconfig = folder / "kubeconfig"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mtls_operator.testing", "--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not kubeconfig.exists():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.05)
-    time.sleep(0.2)
-    return process, kubeconfig
+class Emulator:
+    """The emulator in its own process, reached over plain HTTP (no auth: it is the emulator)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = folder / "kubeconfig"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mtls_operator.testing", "--kubeconfig", str(self.kubeconfig)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not self.kubeconfig.exists() or not self.kubeconfig.read_text().strip():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.05)
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        self.url = config["clusters"][0]["cluster"]["server"].rstrip("/")
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback, ours)
+            return json.loads(response.read() or b"{}")
+
+    def writes(self) -> Counter[str]:
+        log = self.request("GET", REQUEST_LOG_PATH)
+        return Counter({
+            f"{entry['resource']}{'/' + entry['subresource'] if entry['subresource'] else ''}": entry["count"]
+            for entry in log["counts"]
+            if entry["verb"] in ("create", "update", "patch", "delete", "deletecollection")
+        })
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
-def create_pods(api: KubeAPI, app: str, count: int) -> None:
-    def one(index: int) -> None:
-        body = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{app}-{index}", "namespace": NS,
-                         "labels": {"app": app, c.INJECT_LABEL: c.INJECT_VALUE}},
-            "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
-        }
-        asyncio.run(api.request("POST", core_path("pods", NS), body=body))
+class SecretWatch(threading.Thread):
+    """When each pod's Secret first appears (the time it reached this client)."""
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(count)))
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(daemon=True)
+        self.emulator = emulator
+        self.seen: dict[str, float] = {}
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        selector = f"{c.MANAGED_BY_LABEL}%3D{c.MANAGER_NAME}"
+        url = f"{self.emulator.url}/api/v1/namespaces/{NS}/secrets?watch=true&labelSelector={selector}"
+        with urllib.request.urlopen(url, timeout=600) as stream:  # noqa: S310 (loopback, ours)
+            self.ready.set()
+            for line in stream:
+                event = json.loads(line)
+                labels = (event.get("object") or {}).get("metadata", {}).get("labels") or {}
+                pod = labels.get(c.POD_LABEL)
+                if event.get("type") == "ADDED" and pod and pod not in self.seen:
+                    self.seen[pod] = time.monotonic()
+
+
+class Operator:
+    def __init__(self, emulator: Emulator, *, rate: float) -> None:
+        self.log = emulator.kubeconfig.with_name("operator.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
+             "--namespace", NS, "--metrics-port", "0", "--max-issuance-per-second", str(rate)],
+            stdout=self.log, stderr=self.log,
+        )
+
+    def status(self, field: str) -> str:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+        return "?"
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.log.close()
 
 
 def identity(name: str) -> dict[str, Any]:
@@ -70,76 +141,133 @@ def identity(name: str) -> dict[str, Any]:
             "spec": {"selector": {"matchLabels": {"app": name}}}}
 
 
-def wait_issued(api: KubeAPI, name: str, count: int, timeout: float = 600) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        body = asyncio.run(api.request("GET", group_path(c.GROUP, c.VERSION, c.PLURAL, NS, name)))
-        if (body.get("status") or {}).get("issued") == count:
-            return time.monotonic() - started
+def pod(name: str, app: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": app, c.INJECT_LABEL: c.INJECT_VALUE}},
+            "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}
+
+
+def identity_status(emulator: Emulator, name: str) -> dict[str, Any]:
+    path = f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NS}/{c.PLURAL}/{name}"
+    return emulator.request("GET", path).get("status") or {}
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
         time.sleep(0.05)
-    raise TimeoutError(f"{name}: not all {count} certificates issued in {timeout}s")
 
 
-def writes(counts: Counter[tuple[str, str]]) -> int:
-    return sum(n for (method, _), n in counts.items() if method != "GET")
+def pki_rate(seconds: float = 2.0) -> float:
+    """Certificates per second of the PKI code alone: key generation, signing, chain verification."""
+    now = datetime.now(UTC)
+    ca = create_self_signed_ca(now)
+    request = LeafRequest("spiffe://cluster.local/ns/bench/sa/default", (), frozenset(Usage), KeySpec(),
+                          timedelta(hours=24))
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        issue_leaf(ca, request, now)
+        count += 1
+    return count / (time.perf_counter() - started)
 
 
-def run_case(
-    api: KubeAPI, configuration: Any, name: str, pods: int, rate: float
-) -> tuple[float, Counter[tuple[str, str]]]:
-    create_pods(api, name, pods)
-    operator = OperatorThread(Settings(namespace=NS, max_issuance_per_second=rate), configuration)
-    operator.start()
+def run_size(n: int, folder: Path, raw_pki: float) -> None:
+    emulator = Emulator(folder / f"n{n}")
     try:
-        runtime: Runtime = operator.memo["runtime"]
-        asyncio.run(api.request("POST", group_path(c.GROUP, c.VERSION, c.PLURAL, NS), body=identity(name)))
-        elapsed = wait_issued(api, name, pods)
-        counts = Counter(runtime.api.counts)
+        emulator.request("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+        emulator.request("POST", f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NS}/{c.PLURAL}", identity("app"))
+        watch = SecretWatch(emulator)
+        watch.start()
+        watch.ready.wait(10)
+        operator = Operator(emulator, rate=10_000)
+        try:
+            # The operator is up once its CA exists (it creates one on first start).
+            wait_until(lambda: identity_status(emulator, "app").get("conditions"), 30, "operator start")
+            before = emulator.writes()
+            created: dict[str, float] = {}
+
+            def create(index: int) -> None:
+                name = f"app-{index}"
+                created[name] = time.monotonic()
+                emulator.request("POST", f"/api/v1/namespaces/{NS}/pods", pod(name, "app"))
+
+            cpu_before = operator.cpu_seconds()
+            started = time.monotonic()
+            with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+                list(pool.map(create, range(n)))
+            created_in = time.monotonic() - started
+            wait_until(lambda: len(watch.seen) >= n, 600, f"{n} Secrets")
+            wait_until(lambda: identity_status(emulator, "app").get("issued") == n, 60, "status issued=N")
+            time.sleep(0.5)  # let the last status and Event land in the log
+            elapsed = max(watch.seen.values()) - started
+            cpu = operator.cpu_seconds() - cpu_before
+            writes = emulator.writes() - before
+            writes["pods"] -= n  # ours, not the operator's
+            latencies = sorted(watch.seen[name] - created[name] for name in created)
+            p50 = statistics.median(latencies)
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            rate = n / elapsed
+            object_writes = sum(count for resource, count in writes.items() if resource != "events")
+            print(f"N={n}: {rate:.0f} certificates/s ({n} Secrets {elapsed:.1f}s after the first pod; "
+                  f"the client took {created_in:.1f}s to create the pods)")
+            print(f"N={n}: pod -> Secret latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+            detail = ", ".join(f"{resource} {count}" for resource, count in sorted(writes.items())
+                               if count and resource != "events")
+            print(f"N={n}: {object_writes / n:.3f} object writes per certificate ({detail}); "
+                  f"events {writes['events']} apart")
+            print(f"N={n}: operator peak RSS {operator.status('VmHWM')}, CPU {cpu:.1f}s "
+                  f"({cpu * 1000 / n:.2f} ms per certificate)")
+            print(f"N={n}: operator rate is {rate / raw_pki:.0%} of the raw PKI rate")
+
+            # A restart re-derives everything from the Secrets: no writes at all.
+            operator.stop()
+            before = emulator.writes()
+            operator = Operator(emulator, rate=10_000)
+            time.sleep(5)
+            restart = emulator.writes() - before
+            print(f"N={n}: restart with {n} valid certificates: {sum(restart.values())} writes")
+        finally:
+            operator.stop()
     finally:
-        operator.stop()
-    return elapsed, counts
+        emulator.stop()
+
+
+def run_throttled(folder: Path, rate: float = 100.0, n: int = 500) -> None:
+    emulator = Emulator(folder / "throttled")
+    try:
+        emulator.request("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+        with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+            list(pool.map(lambda i: emulator.request("POST", f"/api/v1/namespaces/{NS}/pods", pod(f"t-{i}", "t")),
+                          range(n)))
+        operator = Operator(emulator, rate=rate)
+        try:
+            emulator.request("POST", f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NS}/{c.PLURAL}", identity("t"))
+            started = time.monotonic()
+            wait_until(lambda: identity_status(emulator, "t").get("issued") == n, 120, "throttled issuance")
+            elapsed = time.monotonic() - started
+            print(f"rate limit MTLS_MAX_ISSUANCE_PER_SECOND={rate:g} (burst {rate:g}): {n} certificates in "
+                  f"{elapsed:.1f}s = {n / elapsed:.0f}/s overall, {(n - rate) / max(elapsed - 1, 0.1):.0f}/s "
+                  "after the burst")
+        finally:
+            operator.stop()
+    finally:
+        emulator.stop()
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("kopf").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:
-        emulator, kubeconfig = start_emulator(Path(tmp))
-        try:
-            configuration = load_configuration(str(kubeconfig))
-            api = KubeAPI.from_configuration(configuration)
-            asyncio.run(api.request("POST", core_path("namespaces"), body={"metadata": {"name": NS}}))
-
-            elapsed, counts = run_case(api, configuration, "fast", PODS, 10_000.0)
-            secret_writes = sum(n for (m, r), n in counts.items() if r == "secrets" and m != "GET")
-            print(f"operator: {PODS} pods issued in {elapsed:.1f}s = {PODS / elapsed:.0f} certificates/s "
-                  f"(rate limit off)")
-            print(f"operator: {sum(counts.values()) / PODS:.2f} API requests per certificate "
-                  f"({writes(counts) / PODS:.2f} writes, {secret_writes / PODS:.2f} Secret writes)")
-
-            throttled = max(1, int(RATE * 3))
-            elapsed, _ = run_case(api, configuration, "throttled", throttled, RATE)
-            print(f"operator: MTLS_MAX_ISSUANCE_PER_SECOND={RATE:g}: {throttled} certificates in {elapsed:.1f}s "
-                  f"= {throttled / elapsed:.0f}/s")
-
-            operator = OperatorThread(Settings(namespace=NS), configuration)
-            operator.start()
-            try:
-                runtime: Runtime = operator.memo["runtime"]
-                deadline = time.monotonic() + 60
-                while len(runtime.reconciler.served) < 2 and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                time.sleep(1.0)
-                restart_writes = writes(runtime.api.counts)
-            finally:
-                operator.stop()
-            print(f"operator: restart with {PODS + throttled} valid certificates: {restart_writes} writes")
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"operator: bench process max RSS {rss:.0f} MB (operator, its threads and the bench client)")
-            api.close()
-        finally:
-            emulator.terminate()
-            emulator.wait(10)
+    raw_pki = pki_rate()
+    print(f"raw PKI (ECDSA P-256 key, sign, verify): {raw_pki:.0f} certificates/s on one core")
+    folder = Path(tempfile.mkdtemp(prefix="mtls-bench-"))
+    try:
+        for n in SIZES:
+            run_size(n, folder, raw_pki)
+        run_throttled(folder)
+    except Exception:
+        print(f"bench failed; the emulator's and operator's logs are kept in {folder}", file=sys.stderr)
+        raise
+    shutil.rmtree(folder)
     return 0
 
 

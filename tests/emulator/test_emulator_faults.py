@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from mtls_operator.testing import EmulatorServer, RequestLog
+from mtls_operator.testing.server import REQUEST_LOG_PATH
 
 from .conftest import Http, secret
 
@@ -131,3 +132,17 @@ def test_request_log_is_bounded() -> None:
     assert log.count("get", "secrets") == 1000
     log.reset()
     assert log.count() == 0
+
+
+async def test_request_log_served_over_http_for_other_processes(http: Http, server: EmulatorServer) -> None:
+    server.emulator.requests.reset()
+    await http.post(SECRETS, secret("a"))
+    await http.get(f"{SECRETS}/a")
+    status, body = await http.get(REQUEST_LOG_PATH)
+    assert status == 200
+    assert body["reads"] == 1
+    assert body["writes"] == 1
+    assert {"verb": "create", "resource": "secrets", "subresource": "", "count": 1} in body["counts"]
+    # Reading the log is not itself a logged request.
+    status, again = await http.get(REQUEST_LOG_PATH)
+    assert again["reads"] == 1

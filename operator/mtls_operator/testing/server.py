@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mtls_operator.testing")
 
+# The request log as JSON ({"reads", "writes", "counts": [{verb, resource, subresource, count}]}).
+REQUEST_LOG_PATH = "/_emulator/requests"
 JSON_TYPE = "application/json"
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -234,6 +236,14 @@ class HttpApi:
                 return _json_response(doc)
         if path in ("/healthz", "/readyz", "/livez"):
             return aiohttp.web.Response(text="ok")
+        if path == REQUEST_LOG_PATH:
+            # Not a Kubernetes path: the request log, for benchmarks with the emulator in its own process.
+            log = emulator.requests
+            counts = [
+                {"verb": verb, "resource": resource, "subresource": sub, "count": n}
+                for (verb, resource, sub), n in sorted(log.counts().items())
+            ]
+            return _json_response({"reads": log.reads, "writes": log.writes, "counts": counts})
         if path == "/api":
             if aggregated:
                 return self._aggregated(discovery.aggregated(emulator, legacy=True))
