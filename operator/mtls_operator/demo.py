@@ -101,10 +101,11 @@ def _foreign_files(bundle: bytes) -> TLSFiles:
 def run_demo(output_dir: str | None = None, out: TextIO = sys.stdout) -> int:
     logging.basicConfig(level=logging.WARNING, format="  [%(levelname)s %(name)s] %(message)s")
     logging.getLogger("kopf").setLevel(logging.ERROR)
-    return asyncio.run(_demo(Path(output_dir) if output_dir else None, out))
+    return asyncio.run(run_demo_async(Path(output_dir) if output_dir else None, out))
 
 
-async def _demo(output_dir: Path | None, out: TextIO) -> int:
+async def run_demo_async(output_dir: Path | None, out: TextIO) -> int:
+    """The demo on the running event loop; 0 only if every check held."""
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -115,7 +116,10 @@ async def _demo(output_dir: Path | None, out: TextIO) -> int:
         say(f"Emulated Kubernetes API on {server.url} (kmock), CRD {c.PLURAL}.{c.GROUP} installed")
         for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
             emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        operator = OperatorThread(Settings(namespace=OPERATOR_NAMESPACE), server.client_configuration())
+        operator = OperatorThread(
+            # No metrics endpoint: the demo must not take (or collide on) port 9090.
+            Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0), server.client_configuration()
+        )
         await asyncio.to_thread(operator.start)
         say("Started the operator (kopf) against it")
         try:

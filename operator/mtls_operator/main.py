@@ -15,6 +15,7 @@ from kubernetes import client as k8s_client
 
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
+from mtls_operator.errors import ConfigError
 from mtls_operator.handlers import registry
 
 T = TypeVar("T")
@@ -51,7 +52,8 @@ async def run_operator(
 
     ``memo`` gives tests a handle on the running operator (``memo["runtime"]``); ``retry_delay``
     (a clash or a missing CA), ``ca_refresh_interval`` and ``watch_timeout`` (how long the Secret
-    deletion watch streams before it reconnects) let them run in seconds, not minutes.
+    deletion watch streams before it reconnects) let them run in seconds, not minutes. Raises
+    ``ConfigError`` when start-up is refused (the metrics port cannot be bound).
     """
     memo = memo if memo is not None else kopf.Memo()
     memo.update(
@@ -62,15 +64,32 @@ async def run_operator(
         ca_refresh_interval=ca_refresh_interval,
         watch_timeout=watch_timeout,
     )
-    await kopf.operator(
-        registry=registry,
-        settings=operator_settings(),
-        clusterwide=True,
-        standalone=True,
-        memo=memo,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=operator_settings(),
+            clusterwide=True,
+            standalone=True,
+            memo=memo,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    except Exception as exc:
+        # Our own start-up refusal (a metrics port in use) ends the run with its one line, not with
+        # kopf's wrapping of it (an ActivityError, which kopf does not export).
+        refusal = _config_error_behind(exc)
+        if refusal is not None:
+            raise refusal from None
+        raise
+
+
+def _config_error_behind(exc: BaseException) -> ConfigError | None:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConfigError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 class OperatorThread:

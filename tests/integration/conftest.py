@@ -89,6 +89,13 @@ def emulator(server: EmulatorServer) -> Emulator:
     return server.emulator
 
 
+def operator_settings(**overrides: Any) -> Settings:
+    """Settings for a test operator: metrics off unless a test asks (several operators run in one process)."""
+    values: dict[str, Any] = {"namespace": OPERATOR_NS, "metrics_port": 0}
+    values.update(overrides)
+    return Settings(**values)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -96,7 +103,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def operator(server: EmulatorServer, clock: FakeClock) -> AsyncIterator[OperatorHandle]:
-    handle = OperatorHandle(server, clock, Settings(namespace=OPERATOR_NS))
+    handle = OperatorHandle(server, clock, operator_settings())
     await handle.start()
     try:
         yield handle

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from mtls_operator.cli import main
+from mtls_operator.handshake import HandshakeResult
 
 
 def test_demo_passes_and_writes_secret_files(tmp_path: Path) -> None:
     # As a user runs it: its own process, its own event loops.
+    started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "mtls_operator.cli", "demo", "--output-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     text = run.stdout
+    # The bound, for the whole process (imports, emulator, operator, handshakes).
+    assert time.monotonic() - started < 30
     assert "Demo passed" in text
     assert "orders-0 -> payments-0 (mutual TLS): OK" in text
     assert "foreign-CA client -> payments-0: refused" in text
@@ -39,3 +45,17 @@ def test_run_refuses_bad_settings_with_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "MTLS_DEFAULT_DURATION" in err
+
+
+async def test_demo_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtls_operator.demo as demo
+
+    def refused(*_: object, **__: object) -> HandshakeResult:
+        return HandshakeResult(ok=False, error="client: injected failure")
+
+    monkeypatch.setattr(demo, "mutual_tls_handshake", refused)
+    out = io.StringIO()
+    assert await demo.run_demo_async(None, out) == 1
+    text = out.getvalue()
+    assert "[FAILED] mutual TLS between payments-0 and orders-0 succeeds" in text
+    assert "Demo FAILED" in text

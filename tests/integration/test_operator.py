@@ -24,6 +24,7 @@ from .conftest import (
     get_identity,
     identity,
     managed_secrets,
+    operator_settings,
     pod,
     ready,
     settle,
@@ -225,9 +226,7 @@ async def test_unusable_ca_reported_then_recovered(emulator: Emulator, server: A
     emulator.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                      "metadata": {"name": c.DEFAULT_CA_SECRET, "namespace": OPERATOR_NS},
                      "data": {"tls.crt": b64text(b"not a certificate"), "tls.key": b64text(b"nope")}})
-    from mtls_operator.config import Settings
-
-    handle = OperatorHandle(server, clock, Settings(namespace=OPERATOR_NS))
+    handle = OperatorHandle(server, clock, operator_settings())
     await handle.start()
     try:
         emulator.create(identity("payments"))
@@ -410,9 +409,7 @@ async def test_long_names(emulator: Emulator, operator: OperatorHandle) -> None:
 async def test_identity_deleted_mid_reconcile_leaves_no_secrets(
     emulator: Emulator, server: Any, clock: FakeClock
 ) -> None:
-    from mtls_operator.config import Settings
-
-    slow = OperatorHandle(server, clock, Settings(namespace=OPERATOR_NS, max_issuance_per_second=10))
+    slow = OperatorHandle(server, clock, operator_settings(max_issuance_per_second=10))
     await slow.start()
     try:
         emulator.create(identity("payments"))

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "mtls_operator"
 
 # Pure code: no kopf, no kubernetes client, nothing with I/O above it.
 PURE = ["models.py", "constants.py", "errors.py", "spec.py", "policy.py", "renewal.py", "config.py", "plan.py", "pki"]
-FRAMEWORKS = {"kopf", "kubernetes", "kmock", "aiohttp"}
+FRAMEWORKS = {"kopf", "kubernetes", "kmock", "aiohttp", "prometheus_client"}
 UPPER = {"mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.k8s", "mtls_operator.main",
          "mtls_operator.cli", "mtls_operator.demo", "mtls_operator.testing"}
 
@@ -47,6 +47,10 @@ def test_pure_code_imports_no_framework_and_no_upper_layer(path: Path) -> None:
 def test_k8s_layer_imports_no_kopf_and_no_upper_layer(path: Path) -> None:
     upper = UPPER - {"mtls_operator.k8s"}
     assert not _hits(_imports(path), {"kopf"} | upper)
+
+
+def test_metrics_import_no_kopf_no_kubernetes_and_no_upper_layer() -> None:
+    assert not _hits(_imports(PACKAGE / "metrics.py"), {"kopf", "kubernetes"} | UPPER)
 
 
 @pytest.mark.parametrize("path", _files("controller"), ids=lambda p: str(p.relative_to(PACKAGE)))

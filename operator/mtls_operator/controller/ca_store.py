@@ -15,6 +15,7 @@ from datetime import datetime
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.metrics import Metrics
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, load_ca
 from mtls_operator.plan import b64text, secret_data
 
@@ -32,12 +33,14 @@ class CAStore:
         secret_name: str,
         clock: Clock,
         refresh_interval: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._cluster = cluster
         self.namespace = namespace
         self.secret_name = secret_name
         self._clock = clock
         self.refresh_interval = refresh_interval
+        self._metrics = metrics if metrics is not None else Metrics()
         self._ca: CertificateAuthority | None = None
         self._error: str | None = "the CA has not been loaded yet"
         self._loaded_version: str | None = None
@@ -111,6 +114,7 @@ class CAStore:
         if self._ca is None or self._ca.fingerprint != ca.fingerprint:
             logger.info("signing with CA %s from %s (expires %s)", ca.fingerprint, self.where, ca.not_after)
         self._ca = ca
+        self._metrics.ca_loaded(ca.fingerprint, ca.not_after)
         self._error = None
         self._loaded_version = version
         self._ever_loaded = True

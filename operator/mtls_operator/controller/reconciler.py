@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.workqueue import RateLimiter
 from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.metrics import IssuanceError, Metrics
 from mtls_operator.pki import CertificateAuthority, LeafRequest, fingerprint, issue_leaf
 from mtls_operator.plan import (
     MAX_LABEL_VALUE_LENGTH,
@@ -29,6 +31,7 @@ from mtls_operator.plan import (
     PodInfo,
     Readiness,
     SecretContent,
+    SecretReading,
     b64text,
     identity_ref,
     identity_status,
@@ -69,6 +72,8 @@ RETRY_SOON = 15.0
 RENEWAL_HORIZON = timedelta(minutes=5)
 # The earliest a fresh certificate may be renewed again.
 MIN_RENEWAL_GAP = timedelta(minutes=5)
+# Parsed Secrets remembered by (uid, resourceVersion); cleared when full.
+READING_CACHE_SIZE = 50_000
 # How many pods of one identity are served at once.
 ISSUE_CONCURRENCY = 8
 # The longest wait between retries of an identity with a standing per-pod problem.
@@ -88,6 +93,7 @@ class Reconciler:
         limiter: RateLimiter,
         jitter: Callable[[], float] = random.random,
         retry_delay: float = RETRY_SOON,
+        metrics: Metrics | None = None,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
@@ -96,11 +102,13 @@ class Reconciler:
         self.limiter = limiter
         self.jitter = jitter
         self.retry_delay = retry_delay
+        self.metrics = metrics if metrics is not None else Metrics()
         # Which pods each identity served at its last reconcile: routes pod events to identities.
         self.served: dict[IdentityKey, set[str]] = {}
         # The last warning posted per identity, so a standing problem is not re-posted every loop.
         self._last_warning: dict[IdentityKey, str] = {}
         self._problem_streak: dict[IdentityKey, int] = {}
+        self._readings: dict[tuple[str, str], SecretReading] = {}
         # Secret names found taken by someone else: checked before issuing, until they free up.
         self._clashes: set[tuple[str, str]] = set()
 
@@ -108,6 +116,14 @@ class Reconciler:
 
     async def reconcile(self, key: IdentityKey) -> float | None:
         """Bring one identity's Secrets and status in line; return seconds until the next look."""
+        try:
+            return await self._reconcile(key)
+        except KubernetesAPIError:
+            # The queue logs it and retries with backoff; the metric makes it visible.
+            self.metrics.issuance_error(IssuanceError.API)
+            raise
+
+    async def _reconcile(self, key: IdentityKey) -> float | None:
         namespace, name = key
         identity = await self.cluster.get_identity(namespace, name)
         if identity is None or (identity.get("metadata") or {}).get("deletionTimestamp"):
@@ -138,6 +154,7 @@ class Reconciler:
             await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
                                keep_counts=True)
             await self._warn(key, identity, reason, str(exc), now)
+            self.metrics.issuance_error(IssuanceError.INVALID_SPEC)
             return None
 
         try:
@@ -148,6 +165,7 @@ class Reconciler:
             await self._report(identity, previous_status, Readiness(False, "CAUnavailable", message), generation,
                                now, keep_counts=True)
             await self._warn(key, identity, "CAUnavailable", message, now)
+            self.metrics.issuance_error(IssuanceError.CA_UNAVAILABLE)
             return self.retry_delay
 
         bundle_pem = self.ca_store.bundle_pem
@@ -157,6 +175,17 @@ class Reconciler:
             logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
         self.served[key] = result.served
+        for error, count in result.errors.items():
+            self.metrics.issuance_error(error, count)
+        self.metrics.identity_observed(
+            namespace,
+            name,
+            served=result.pods,
+            issued=result.valid,
+            failed=len(result.failed_pods),
+            earliest_not_after=result.earliest_not_after,
+            next_renewal=result.next_renewal,
+        )
         readiness = summarize_readiness(
             pods=result.pods,
             issued=result.valid,
@@ -211,7 +240,19 @@ class Reconciler:
         self.served.pop(key, None)
         self._last_warning.pop(key, None)
         self._problem_streak.pop(key, None)
+        self.metrics.identity_removed(namespace, name)
         return deleted
+
+    def _read(self, secret: JSON) -> SecretReading:
+        """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass."""
+        meta = secret.get("metadata") or {}
+        version = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        reading = self._readings.get(version)
+        if reading is None:
+            if len(self._readings) >= READING_CACHE_SIZE:
+                self._readings.clear()
+            reading = self._readings[version] = read_secret(secret)
+        return reading
 
     async def managed_secret_count(self, key: IdentityKey) -> int:
         namespace, name = key
@@ -265,15 +306,17 @@ class Reconciler:
             try:
                 claims.setdefault(secret_name_for_pod(name, pod), []).append(pod)
             except ValueError as exc:
-                result.failures.append(str(exc))
+                result.fail(IssuanceError.INVALID_SPEC, str(exc), pod.name)
         assignments: list[tuple[str, PodInfo]] = []
         for secret_name, claimants in sorted(claims.items()):
             pod = _rightful_claimant(claimants, existing.get(secret_name))
             for other in claimants:
                 if other is not pod:
-                    result.failures.append(
+                    result.fail(
+                        IssuanceError.SECRET_CONFLICT,
                         f"pod {other.name}: Secret name {secret_name} is already used by pod {pod.name} "
-                        f"(check the {c.SECRET_NAME_ANNOTATION} annotations)"
+                        f"(check the {c.SECRET_NAME_ANNOTATION} annotations)",
+                        other.name,
                     )
             desired_names.add(secret_name)
             result.served.add(pod.name)
@@ -289,7 +332,7 @@ class Reconciler:
                     # Known to be taken: look before generating a key we could not store.
                     secret = await self.cluster.get_secret(namespace, secret_name)
                     if secret is not None and not is_managed_by(secret, name):
-                        result.clashes.append(_clash_message(namespace, secret_name, pod.name, secret))
+                        result.clash(_clash_message(namespace, secret_name, pod.name, secret), pod.name)
                         return
                     self._clashes.discard((namespace, secret_name))
                 await self._serve_pod(
@@ -313,7 +356,7 @@ class Reconciler:
                 try:
                     await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")))
                 except KubernetesAPIError as exc:
-                    result.failures.append(f"deleting Secret {secret_name} failed: {exc}")
+                    result.fail(IssuanceError.API, f"deleting Secret {secret_name} failed: {exc}")
                     continue
                 logger.info("deleted Secret %s/%s: pod %s is no longer served by %s", namespace, secret_name,
                             (meta.get("labels") or {}).get(c.POD_LABEL), name)
@@ -335,7 +378,7 @@ class Reconciler:
         result: _PodsResult,
     ) -> None:
         wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
-        reading = read_secret(secret) if secret is not None else None
+        reading = self._read(secret) if secret is not None else None
         desired = DesiredState(
             spiffe_id=wanted_id,
             spec_hash=spec_hash,
@@ -366,16 +409,17 @@ class Reconciler:
                 try:
                     await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
                 except KubernetesAPIError as exc:
-                    result.failures.append(f"pod {pod.name}: updating Secret {secret_name} failed: {exc}")
+                    result.fail(IssuanceError.API, f"pod {pod.name}: updating Secret {secret_name} failed: {exc}",
+                                pod.name)
                     return
-            result.count_valid(wanted_id, reading.state.renew_at)
+            result.count_valid(wanted_id, reading.state.renew_at, reading.state.not_after)
             return
         if decision is None:  # unreachable: no decision implies a readable existing Secret
             decision = Decision(ReissueReason.REPAIR, "Repairing: Secret unreadable")
         try:
             content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash)
         except (PKIError, ChainError) as exc:
-            result.failures.append(f"pod {pod.name}: issuing failed: {exc}")
+            result.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
             return
         body = secret_body(
             name=secret_name,
@@ -394,7 +438,7 @@ class Reconciler:
                     taken = await self.cluster.get_secret(pod.namespace, secret_name)
                     if taken is not None and not is_managed_by(taken, identity_name):
                         self._clashes.add((pod.namespace, secret_name))
-                        result.clashes.append(_clash_message(pod.namespace, secret_name, pod.name, taken))
+                        result.clash(_clash_message(pod.namespace, secret_name, pod.name, taken), pod.name)
                         return
                     raise
             else:
@@ -403,17 +447,19 @@ class Reconciler:
                          "data": body["data"], "type": body["type"]}
                 await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
         except ConflictError as exc:
-            result.failures.append(f"pod {pod.name}: Secret {secret_name} changed while writing, retrying ({exc})")
+            result.fail(IssuanceError.API,
+                        f"pod {pod.name}: Secret {secret_name} changed while writing, retrying ({exc})", pod.name)
             return
         except KubernetesAPIError as exc:
-            result.failures.append(f"pod {pod.name}: writing Secret {secret_name} failed: {exc}")
+            result.fail(IssuanceError.API, f"pod {pod.name}: writing Secret {secret_name} failed: {exc}", pod.name)
             return
         logger.info("%s for pod %s/%s: serial %s, %s, expires %s", decision.message, pod.namespace, pod.name,
                     content.serial, wanted_id, content.not_after.isoformat())
         result.issued_by_reason[decision.reason] = result.issued_by_reason.get(decision.reason, 0) + 1
+        self.metrics.certificate_issued(decision.reason)
         if result.first_decision is None:
             result.first_decision = f"pod {pod.name}: {decision.message}"
-        result.count_valid(wanted_id, content.renew_at)
+        result.count_valid(wanted_id, content.renew_at, content.not_after)
 
     async def _issue(
         self, pod: PodInfo, spec: IdentitySpec, ca: CertificateAuthority, bundle_pem: bytes, wanted_id: str,
@@ -428,8 +474,10 @@ class Reconciler:
             duration=spec.duration,
         )
         now = self.clock()
+        started = time.perf_counter()
         # Key generation (RSA 4096 especially) is CPU work: keep it off the event loop.
         leaf = await asyncio.to_thread(issue_leaf, ca, request, now)
+        self.metrics.certificate_signed(time.perf_counter() - started)
         renew_at = jittered_renewal_time(
             renewal_time(leaf.not_before, leaf.not_after, spec.renew_before), leaf.not_after, self.jitter()
         )
@@ -529,14 +577,33 @@ class _PodsResult:
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     clashes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # Served pods left without a valid certificate this pass, and why (for the metrics).
+    failed_pods: set[str] = field(default_factory=set)
+    errors: dict[IssuanceError, int] = field(default_factory=dict)
+    earliest_not_after: datetime | None = None
     issued_by_reason: dict[ReissueReason, int] = field(default_factory=dict)
     first_decision: str | None = None
 
-    def count_valid(self, spiffe: str, renew_at: datetime) -> None:
+    def count_valid(self, spiffe: str, renew_at: datetime, not_after: datetime) -> None:
         self.valid += 1
         self.spiffe_ids.add(spiffe)
         if self.next_renewal is None or renew_at < self.next_renewal:
             self.next_renewal = renew_at
+        if self.earliest_not_after is None or not_after < self.earliest_not_after:
+            self.earliest_not_after = not_after
+
+    def fail(self, error: IssuanceError, message: str, pod: str | None = None) -> None:
+        self.failures.append(message)
+        self._count(error, pod)
+
+    def clash(self, message: str, pod: str) -> None:
+        self.clashes.append(message)
+        self._count(IssuanceError.SECRET_CONFLICT, pod)
+
+    def _count(self, error: IssuanceError, pod: str | None) -> None:
+        self.errors[error] = self.errors.get(error, 0) + 1
+        if pod is not None:
+            self.failed_pods.add(pod)
 
 
 def _rightful_claimant(claimants: list[PodInfo], secret: JSON | None) -> PodInfo:

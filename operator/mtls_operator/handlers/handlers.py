@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from mtls_operator import constants as c
-from mtls_operator.errors import KubernetesAPIError
+from mtls_operator.errors import ConfigError, KubernetesAPIError
 from mtls_operator.handlers.runtime import Runtime, wall_clock
 from mtls_operator.k8s.config import bearer_token
 from mtls_operator.plan import identity_ref, pod_info
@@ -56,8 +56,12 @@ async def start(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         ca_refresh_interval=memo.get("ca_refresh_interval", 30.0),
         watch_timeout=memo.get("watch_timeout", 60),
     )
+    try:
+        runtime.start()
+    except ConfigError as exc:
+        await runtime.stop()
+        raise kopf.PermanentError(str(exc)) from exc
     memo["runtime"] = runtime
-    runtime.start()
     logger.info("reconciler started; CA in Secret %s/%s", runtime.settings.namespace, runtime.settings.ca_secret)
 
 

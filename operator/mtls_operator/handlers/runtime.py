@@ -18,6 +18,7 @@ from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.k8s import Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import DeletionWatch
+from mtls_operator.metrics import Metrics
 from mtls_operator.plan import IdentityRef
 
 Clock = Callable[[], datetime]
@@ -33,6 +34,7 @@ class Runtime:
     api: KubeAPI
     reconciler: Reconciler
     queue: WorkQueue[IdentityKey]
+    metrics: Metrics
     identities: dict[IdentityKey, IdentityRef] = field(default_factory=dict)
     # (uid, generation) last queued per identity: spec changes need work, status writes do not.
     generations: dict[IdentityKey, tuple[str, object]] = field(default_factory=dict)
@@ -53,19 +55,26 @@ class Runtime:
     ) -> Runtime:
         api = KubeAPI.from_configuration(configuration)
         cluster = Cluster(api)
+        metrics = Metrics()
         ca_store = CAStore(
             cluster,
             namespace=settings.namespace,
             secret_name=settings.ca_secret,
             clock=clock,
             refresh_interval=ca_refresh_interval,
+            metrics=metrics,
         )
         limiter = RateLimiter(settings.max_issuance_per_second)
-        reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay)
+        reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay,
+                                metrics=metrics)
         queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
-        return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, watch_timeout=watch_timeout)
+        return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, metrics=metrics,
+                   watch_timeout=watch_timeout)
 
     def start(self) -> None:
+        """Start the metrics endpoint (first: a port in use fails start-up), the queue and the watch."""
+        if self.settings.metrics_enabled:
+            self.metrics.serve(self.settings.metrics_port)
         self.task = asyncio.create_task(self._run(), name="mtls-operator reconcile queue")
         loop = asyncio.get_running_loop()
 
@@ -116,4 +125,5 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        await asyncio.to_thread(self.metrics.close)
         self.api.close()
