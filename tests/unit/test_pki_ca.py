@@ -13,10 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from mtls_operator.errors import CAError, PKIError
-from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
+from mtls_operator.models import KeyAlgorithm, KeySpec
 from mtls_operator.pki import (
     CertificateAuthority,
-    LeafRequest,
     certs_to_pem,
     create_intermediate_ca,
     create_self_signed_ca,
@@ -29,15 +28,8 @@ from mtls_operator.pki import (
     verify_leaf,
 )
 
-NOW = datetime(2026, 11, 27, tzinfo=UTC)
-ALL_SPECS = [KeySpec(algorithm, size) for algorithm, sizes in KEY_SIZES.items() for size in sizes or (None,)]
-REQUEST = LeafRequest(
-    spiffe_id="spiffe://cluster.local/ns/shop/sa/payments",
-    dns_names=("payments.shop.svc",),
-    usages=frozenset(Usage),
-    key=KeySpec(),
-    duration=timedelta(hours=24),
-)
+from .pki_cases import ALL_SPECS, NOW, REQUEST
+
 SecretData = tuple[bytes, bytes, bytes | None]
 
 

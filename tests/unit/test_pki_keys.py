@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 
 from mtls_operator.errors import PKIError
-from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec
+from mtls_operator.models import KeyAlgorithm, KeySpec
 from mtls_operator.pki import (
     PrivateKey,
     create_self_signed_ca,
@@ -20,8 +19,7 @@ from mtls_operator.pki import (
     private_key_to_pem,
 )
 
-NOW = datetime(2026, 11, 27, tzinfo=UTC)
-ALL_SPECS = [KeySpec(algorithm, size) for algorithm, sizes in KEY_SIZES.items() for size in sizes or (None,)]
+from .pki_cases import ALL_SPECS, NOW
 
 
 def leaked_pem_lines(data: bytes, message: str) -> list[bytes]:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtls_operator.errors import CAError, ChainError, PKIError
-from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
+from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
 from mtls_operator.pki import (
     CertificateAuthority,
     LeafRequest,
@@ -28,8 +28,8 @@ from mtls_operator.pki import (
     verify_leaf,
 )
 
-NOW = datetime(2026, 11, 27, tzinfo=UTC)
-ALL_SPECS = [KeySpec(algorithm, size) for algorithm, sizes in KEY_SIZES.items() for size in sizes or (None,)]
+from .pki_cases import ALL_SPECS, NOW
+
 SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/payments"
 REQUEST = LeafRequest(
     spiffe_id=SPIFFE_ID,

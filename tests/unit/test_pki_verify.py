@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import subprocess
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,11 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from mtls_operator.errors import ChainError
-from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
+from mtls_operator.models import KeyAlgorithm, KeySpec
 from mtls_operator.pki import (
     CertificateAuthority,
     IssuedLeaf,
-    LeafRequest,
     PrivateKey,
     certs_to_pem,
     create_intermediate_ca,
@@ -30,15 +29,8 @@ from mtls_operator.pki import (
     verify_leaf,
 )
 
-NOW = datetime(2026, 11, 27, tzinfo=UTC)
-ALL_SPECS = [KeySpec(algorithm, size) for algorithm, sizes in KEY_SIZES.items() for size in sizes or (None,)]
-REQUEST = LeafRequest(
-    spiffe_id="spiffe://cluster.local/ns/shop/sa/payments",
-    dns_names=("payments.shop.svc",),
-    usages=frozenset(Usage),
-    key=KeySpec(),
-    duration=timedelta(hours=24),
-)
+from .pki_cases import ALL_SPECS, NOW, REQUEST
+
 OPENSSL = "/usr/bin/openssl"
 
 

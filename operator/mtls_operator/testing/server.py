@@ -662,7 +662,30 @@ def _client_configuration(url: str) -> kubernetes.client.Configuration:
     return config
 
 
-class EmulatorServer:
+class _Endpoint:
+    """What both ways of serving share: the emulator (with CRDs installed) and how to reach it."""
+
+    def __init__(self, emulator: Emulator | None, crds: Iterable[Mapping[str, Any]]) -> None:
+        self.emulator = emulator if emulator is not None else Emulator()
+        for crd in crds:
+            self.emulator.install_crd(crd)
+        self.port = 0
+        self.url = ""
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], *, namespace: str = "default") -> pathlib.Path:
+        """Write a kubeconfig whose current context points at this server; returns its path."""
+        if not self.url:
+            raise RuntimeError("The server is not running.")
+        return _write_kubeconfig(self.url, path, namespace)
+
+    def client_configuration(self) -> kubernetes.client.Configuration:
+        """A ``kubernetes.client.Configuration`` for this server."""
+        if not self.url:
+            raise RuntimeError("The server is not running.")
+        return _client_configuration(self.url)
+
+
+class EmulatorServer(_Endpoint):
     """Serves an :class:`Emulator` over HTTP on 127.0.0.1 on the current event loop.
 
     ``async with EmulatorServer() as server:`` then ``server.url``, ``server.write_kubeconfig(p)``.
@@ -679,14 +702,10 @@ class EmulatorServer:
         crds: Iterable[Mapping[str, Any]] = (),
         bookmark_interval: float = 60.0,
     ) -> None:
-        self.emulator = emulator if emulator is not None else Emulator()
-        for crd in crds:
-            self.emulator.install_crd(crd)
+        super().__init__(emulator, crds)
         self._requested_port = port
         self._api = HttpApi(self.emulator, bookmark_interval=bookmark_interval)
         self._server: _Server | None = None
-        self.port = 0
-        self.url = ""
 
     async def __aenter__(self) -> Self:
         self.emulator.attach(asyncio.get_running_loop())
@@ -718,20 +737,8 @@ class EmulatorServer:
             if server is not None:
                 await server.__aexit__(exc_type, exc_value, traceback)
 
-    def write_kubeconfig(self, path: str | os.PathLike[str], *, namespace: str = "default") -> pathlib.Path:
-        """Write a kubeconfig whose current context points at this server; returns its path."""
-        if not self.url:
-            raise RuntimeError("The server is not running.")
-        return _write_kubeconfig(self.url, path, namespace)
 
-    def client_configuration(self) -> kubernetes.client.Configuration:
-        """A ``kubernetes.client.Configuration`` for this server."""
-        if not self.url:
-            raise RuntimeError("The server is not running.")
-        return _client_configuration(self.url)
-
-
-class EmulatorThread:
+class EmulatorThread(_Endpoint):
     """The same as :class:`EmulatorServer`, on its own event loop in a daemon thread (sync code).
 
     ``with EmulatorThread() as server:``; the in-process helpers of ``server.emulator`` may be
@@ -746,9 +753,7 @@ class EmulatorThread:
         crds: Iterable[Mapping[str, Any]] = (),
         bookmark_interval: float = 60.0,
     ) -> None:
-        self.emulator = emulator if emulator is not None else Emulator()
-        for crd in crds:
-            self.emulator.install_crd(crd)
+        super().__init__(emulator, crds)
         self._port = port
         self._bookmark_interval = bookmark_interval
         self._thread: threading.Thread | None = None
@@ -757,8 +762,6 @@ class EmulatorThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._server: EmulatorServer | None = None
-        self.port = 0
-        self.url = ""
 
     def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="mtls-emulator", daemon=True)
@@ -801,13 +804,3 @@ class EmulatorThread:
             self.url = server.url
             self._ready.set()
             await self._stop.wait()
-
-    def write_kubeconfig(self, path: str | os.PathLike[str], *, namespace: str = "default") -> pathlib.Path:
-        if not self.url:
-            raise RuntimeError("The server is not running.")
-        return _write_kubeconfig(self.url, path, namespace)
-
-    def client_configuration(self) -> kubernetes.client.Configuration:
-        if not self.url:
-            raise RuntimeError("The server is not running.")
-        return _client_configuration(self.url)
