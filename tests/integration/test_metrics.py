@@ -7,7 +7,7 @@ import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -169,3 +169,33 @@ async def test_a_metrics_port_in_use_stops_start_up_with_one_line(server: Emulat
     last = stderr.decode().strip().splitlines()[-1]
     assert last.startswith(f"mtls-operator: MTLS_METRICS_PORT={port}: cannot serve metrics on 0.0.0.0:{port}"), last
     assert "Traceback" not in stderr.decode()
+
+
+async def test_a_failing_renewal_keeps_expiry_visible(
+    emulator: Emulator, metered: tuple[OperatorHandle, int], clock: FakeClock
+) -> None:
+    operator, port = metered
+    emulator.create(identity("payments", duration="24h", renewBefore="8h"))
+    emulator.create(pod("payments-0", "payments"))
+    emulator.create(pod("payments-1", "payments"))
+    await eventually(lambda: (ready(emulator, "payments") or {}).get("status") == "True", what="Ready")
+    expiry = min(timestamp(s["metadata"]["annotations"][c.NOT_AFTER_ANNOTATION])
+                 for s in managed_secrets(emulator).values())
+    who = labels(namespace=NS, identity="payments")
+
+    emulator.faults.add(verb="patch", resource="secrets", status=500, count=None)
+    clock.advance(timedelta(hours=17))  # renewal due, 7h of validity left
+    operator.poke()
+
+    def failing() -> Scrape | None:
+        found = scrape(port)
+        failed = found.get("mtls_identity_pods", {}).get(labels(namespace=NS, identity="payments", state="failed"))
+        return found if failed == 2 else None
+
+    found = await eventually(failing, what="both renewals failing")
+    assert found["mtls_certificate_expiration_timestamp_seconds"][who] == expiry
+    assert who in found["mtls_certificate_renewal_timestamp_seconds"]
+    status = get_identity(emulator, "payments")["status"]
+    assert status["nextRenewalTime"]
+    assert status["spiffeIDs"] == ["spiffe://cluster.local/ns/shop/sa/default"]
+    assert status["conditions"][0]["reason"] == "IssuanceFailed"

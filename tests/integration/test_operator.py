@@ -435,3 +435,16 @@ async def test_secret_deleted_while_its_watch_was_down_is_reissued(
     emulator.delete("v1", "secrets", "payments-payments-0", NS)
     second = await eventually(lambda: managed_secrets(emulator).get("payments-payments-0"), what="re-created")
     assert _serial(second) != _serial(first)
+
+
+async def test_identity_deleted_without_its_finalizer_leaves_nothing(
+    emulator: Emulator, operator: OperatorHandle
+) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    await eventually(lambda: managed_secrets(emulator), what="a Secret")
+    await eventually(lambda: get_identity(emulator, "payments")["metadata"].get("finalizers"), what="finalizer")
+    # The usual way out of a stuck deletion: drop the finalizers, then delete.
+    emulator.patch(API, c.PLURAL, "payments", NS, {"metadata": {"finalizers": None}})
+    emulator.delete(API, c.PLURAL, "payments", NS)
+    await eventually(lambda: not managed_secrets(emulator), what="Secrets cleaned up without the finalizer")

@@ -399,6 +399,14 @@ class Reconciler:
             )
         if decision is None and reading is not None and reading.state is not None:
             decision = _batched_renewal(reading.state.renew_at, reading.state.not_after, now)
+
+        def keep_held() -> None:
+            # Whatever fails below, a certificate the pod still holds keeps its expiry on the
+            # status and in the metrics: that is exactly when someone needs to see it.
+            state = reading.state if reading is not None else None
+            if state is not None and state.not_after > now:
+                result.count_held(state.spiffe_id, state.renew_at, state.not_after)
+
         labels, annotations = secret_metadata(identity_name, pod, spec.secret_labels, spec.secret_annotations)
         if decision is None and reading is not None and reading.state is not None and secret is not None:
             resource_version = str(secret["metadata"].get("resourceVersion"))
@@ -411,6 +419,7 @@ class Reconciler:
                 except KubernetesAPIError as exc:
                     result.fail(IssuanceError.API, f"pod {pod.name}: updating Secret {secret_name} failed: {exc}",
                                 pod.name)
+                    keep_held()
                     return
             result.count_valid(wanted_id, reading.state.renew_at, reading.state.not_after)
             return
@@ -420,6 +429,7 @@ class Reconciler:
             content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash)
         except (PKIError, ChainError) as exc:
             result.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
+            keep_held()
             return
         body = secret_body(
             name=secret_name,
@@ -439,6 +449,7 @@ class Reconciler:
                     if taken is not None and not is_managed_by(taken, identity_name):
                         self._clashes.add((pod.namespace, secret_name))
                         result.clash(_clash_message(pod.namespace, secret_name, pod.name, taken), pod.name)
+                        keep_held()
                         return
                     raise
             else:
@@ -449,9 +460,11 @@ class Reconciler:
         except ConflictError as exc:
             result.fail(IssuanceError.API,
                         f"pod {pod.name}: Secret {secret_name} changed while writing, retrying ({exc})", pod.name)
+            keep_held()
             return
         except KubernetesAPIError as exc:
             result.fail(IssuanceError.API, f"pod {pod.name}: writing Secret {secret_name} failed: {exc}", pod.name)
+            keep_held()
             return
         logger.info("%s for pod %s/%s: serial %s, %s, expires %s", decision.message, pod.namespace, pod.name,
                     content.serial, wanted_id, content.not_after.isoformat())
@@ -586,6 +599,14 @@ class _PodsResult:
 
     def count_valid(self, spiffe: str, renew_at: datetime, not_after: datetime) -> None:
         self.valid += 1
+        self.spiffe_ids.add(spiffe)
+        if self.next_renewal is None or renew_at < self.next_renewal:
+            self.next_renewal = renew_at
+        if self.earliest_not_after is None or not_after < self.earliest_not_after:
+            self.earliest_not_after = not_after
+
+    def count_held(self, spiffe: str, renew_at: datetime, not_after: datetime) -> None:
+        """A certificate still valid though its renewal failed: it keeps expiry and renewal times visible."""
         self.spiffe_ids.add(spiffe)
         if self.next_renewal is None or renew_at < self.next_renewal:
             self.next_renewal = renew_at

@@ -82,7 +82,9 @@ async def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     if event["type"] == "DELETED":
         runtime.identities.pop(key, None)
         runtime.generations.pop(key, None)
-        runtime.queue.forget(key)
+        # One last pass finds it gone and cleans up: its Secrets and metric series must not outlive
+        # it even when its finalizer never ran (removed by hand, or deleted before kopf added it).
+        runtime.queue.add(key)
         _requeue_namespace(runtime, ref.namespace)  # a pod it served may now go to another identity
         return
     runtime.identities[key] = ref
