@@ -311,7 +311,8 @@ async def test_managed_secret_deleted_is_reissued(emulator: Emulator, operator: 
     emulator.delete("v1", "secrets", "payments-payments-0", NS)
     second = await eventually(lambda: managed_secrets(emulator).get("payments-payments-0"), what="re-created")
     assert _serial(second) != _serial(first)
-
+    await eventually(lambda: any("repair: 1" in e["message"] for e in emulator.list("v1", "events", NS)),
+                     what="an Event counting the repair")
 
 
 async def test_pod_recreated_under_same_name_gets_new_key_and_owner(

@@ -109,6 +109,8 @@ class Reconciler:
         self._last_warning: dict[IdentityKey, str] = {}
         self._problem_streak: dict[IdentityKey, int] = {}
         self._readings: dict[tuple[str, str], SecretReading] = {}
+        # Managed Secrets seen deleted (namespace, name): re-issuing one is a repair, not a first issue.
+        self._vanished: dict[tuple[str, str], bool] = {}
         # Secret names found taken by someone else: checked before issuing, until they free up.
         self._clashes: set[tuple[str, str]] = set()
 
@@ -254,6 +256,12 @@ class Reconciler:
             reading = self._readings[version] = read_secret(secret)
         return reading
 
+    def secret_vanished(self, namespace: str, name: str) -> None:
+        """A managed Secret was deleted: if its pod is still served, re-issuing it is a repair."""
+        if len(self._vanished) >= READING_CACHE_SIZE:
+            self._vanished.clear()
+        self._vanished[(namespace, name)] = True
+
     async def managed_secret_count(self, key: IdentityKey) -> int:
         namespace, name = key
         secrets = await self.cluster.list_secrets(namespace, secrets_query(name))
@@ -389,6 +397,8 @@ class Reconciler:
         decision: Decision | None
         if reading is not None and reading.state is None:
             decision = Decision(ReissueReason.REPAIR, f"Repairing: {reading.problems[0]}")
+        elif secret is None and self._vanished.pop((pod.namespace, secret_name), False):
+            decision = Decision(ReissueReason.REPAIR, "Repairing: the Secret was deleted")
         elif secret is not None and owner_pod_uid(secret) != pod.uid:
             # A new pod under an old name (StatefulSet): its own key, and an ownerReference that
             # does not let the garbage collector delete the Secret along with the old pod.

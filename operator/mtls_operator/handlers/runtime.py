@@ -98,6 +98,7 @@ class Runtime:
         else:
             key = (str(metadata.get("namespace")), str((metadata.get("labels") or {}).get(c.IDENTITY_LABEL)))
             keys = [key] if key in self.identities else []
+            self.reconciler.secret_vanished(key[0], str(metadata.get("name")))
         for key in keys:
             self.queue.add(key)
 
