@@ -21,6 +21,16 @@ _SETTING_FLAGS = {
     "max_issuance_per_second": "MTLS_MAX_ISSUANCE_PER_SECOND",
     "allowed_dns_patterns": "MTLS_ALLOWED_DNS_PATTERNS",
     "metrics_port": "MTLS_METRICS_PORT",
+    "ca_propagation_delay": "MTLS_CA_PROPAGATION_DELAY",
+    "ca_duration": "MTLS_CA_DURATION",
+    "webhook_port": "MTLS_WEBHOOK_PORT",
+    "webhook_service": "MTLS_WEBHOOK_SERVICE",
+    "webhook_configuration": "MTLS_WEBHOOK_CONFIGURATION",
+    "leader_election": "MTLS_LEADER_ELECTION",
+    "lease_name": "MTLS_LEASE_NAME",
+    "lease_duration": "MTLS_LEASE_DURATION",
+    "pod_name": "MTLS_POD_NAME",
+    "health_port": "MTLS_HEALTH_PORT",
 }
 
 

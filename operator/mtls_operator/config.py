@@ -6,13 +6,17 @@ environment. A value that is empty or only whitespace counts as unset, so a char
 ``value: ""`` for "use the default". Every bad value raises :class:`ConfigError` with one line
 naming the variable, the value and what is allowed.
 
-``MTLS_METRICS_PORT=0`` disables the metrics endpoint.
+``MTLS_METRICS_PORT=0`` disables the metrics endpoint, ``MTLS_WEBHOOK_PORT=0`` the admission
+webhooks, ``MTLS_HEALTH_PORT=0`` the liveness endpoint; ``MTLS_LEADER_ELECTION=false`` makes this
+process issue without holding the Lease (one replica only).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,10 +42,36 @@ class Settings:
     max_issuance_per_second: float = 50.0
     allowed_dns_patterns: tuple[str, ...] = ()
     metrics_port: int = 9090
+    # CA rotation: how long the kubelet gets to put a new trust bundle into every pod's files
+    # before signing switches to the new CA; and the lifetime of a CA the operator creates.
+    ca_propagation_delay: timedelta = timedelta(minutes=2)
+    ca_duration: timedelta = timedelta(hours=8760)
+    # Admission webhooks (served by every replica): port, the Service in front of them (the
+    # serving certificate's DNS names) and the name of both webhook configurations whose
+    # caBundle the operator keeps equal to the trust bundle.
+    webhook_port: int = 9443
+    webhook_service: str = "mtls-operator-webhook"
+    webhook_configuration: str = "mtls-operator"
+    # High availability: one replica issues, the holder of this coordination.k8s.io Lease.
+    leader_election: bool = True
+    lease_name: str = "mtls-operator"
+    lease_duration: timedelta = timedelta(seconds=15)
+    pod_name: str = ""
+    # kopf's liveness endpoint (http://0.0.0.0:PORT/healthz).
+    health_port: int = 8080
 
     @property
     def metrics_enabled(self) -> bool:
         return self.metrics_port != 0
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return self.webhook_port != 0
+
+    @property
+    def holder_identity(self) -> str:
+        """Who holds the Lease: the pod name (downward API), else host and process."""
+        return self.pod_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
 ENV_TRUST_DOMAIN: Final = "MTLS_TRUST_DOMAIN"
@@ -52,6 +82,16 @@ ENV_DEFAULT_DURATION: Final = "MTLS_DEFAULT_DURATION"
 ENV_MAX_ISSUANCE_PER_SECOND: Final = "MTLS_MAX_ISSUANCE_PER_SECOND"
 ENV_ALLOWED_DNS_PATTERNS: Final = "MTLS_ALLOWED_DNS_PATTERNS"
 ENV_METRICS_PORT: Final = "MTLS_METRICS_PORT"
+ENV_CA_PROPAGATION_DELAY: Final = "MTLS_CA_PROPAGATION_DELAY"
+ENV_CA_DURATION: Final = "MTLS_CA_DURATION"
+ENV_WEBHOOK_PORT: Final = "MTLS_WEBHOOK_PORT"
+ENV_WEBHOOK_SERVICE: Final = "MTLS_WEBHOOK_SERVICE"
+ENV_WEBHOOK_CONFIGURATION: Final = "MTLS_WEBHOOK_CONFIGURATION"
+ENV_LEADER_ELECTION: Final = "MTLS_LEADER_ELECTION"
+ENV_LEASE_NAME: Final = "MTLS_LEASE_NAME"
+ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
+ENV_POD_NAME: Final = "MTLS_POD_NAME"
+ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -61,6 +101,16 @@ ENV_VARS: Final = (
     ENV_MAX_ISSUANCE_PER_SECOND,
     ENV_ALLOWED_DNS_PATTERNS,
     ENV_METRICS_PORT,
+    ENV_CA_PROPAGATION_DELAY,
+    ENV_CA_DURATION,
+    ENV_WEBHOOK_PORT,
+    ENV_WEBHOOK_SERVICE,
+    ENV_WEBHOOK_CONFIGURATION,
+    ENV_LEADER_ELECTION,
+    ENV_LEASE_NAME,
+    ENV_LEASE_DURATION,
+    ENV_POD_NAME,
+    ENV_HEALTH_PORT,
 )
 
 _T = TypeVar("_T")
@@ -93,10 +143,10 @@ def _namespace(value: str) -> str:
     return value
 
 
-def _ca_secret(value: str) -> str:
+def _dns_subdomain_name(value: str) -> str:
     if not policy.is_dns1123_subdomain(value):
         raise ValueError(
-            "must be a Secret name: at most 253 lower-case letters, digits, '-' and '.', "
+            "must be an object name: at most 253 lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit"
         )
     return value
@@ -133,11 +183,48 @@ def _allowed_dns_patterns(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(patterns))
 
 
-def _metrics_port(value: str) -> int:
-    port = int(value) if _PORT_RE.fullmatch(value) else -1
-    if not 0 <= port <= 65535:
-        raise ValueError("must be a TCP port 1..65535, or 0 to disable metrics")
-    return port
+def _port(what: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        port = int(value) if _PORT_RE.fullmatch(value) else -1
+        if not 0 <= port <= 65535:
+            raise ValueError(f"must be a TCP port 1..65535, or 0 to disable {what}")
+        return port
+
+    return parse
+
+
+def _bounded_duration(low: timedelta, high: timedelta) -> Callable[[str], timedelta]:
+    def parse(value: str) -> timedelta:
+        duration = parse_duration(value)
+        if not low <= duration <= high:
+            raise ValueError(f"must be between {format_duration(low)} and {format_duration(high)}")
+        return duration
+
+    return parse
+
+
+def _object_name(value: str) -> str:
+    if not policy.is_dns1123_label(value):
+        raise ValueError(
+            "must be an object name: at most 63 lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _pod_name(value: str) -> str:
+    if not policy.is_dns1123_subdomain(value):
+        raise ValueError("must be a pod name (set it from metadata.name with the downward API)")
+    return value
 
 
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
@@ -161,11 +248,27 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         trust_domain=read(ENV_TRUST_DOMAIN, _trust_domain, defaults.trust_domain),
         cluster_domain=read(ENV_CLUSTER_DOMAIN, _cluster_domain, defaults.cluster_domain),
         namespace=read(ENV_NAMESPACE, _namespace, defaults.namespace),
-        ca_secret=read(ENV_CA_SECRET, _ca_secret, defaults.ca_secret),
+        ca_secret=read(ENV_CA_SECRET, _dns_subdomain_name, defaults.ca_secret),
         default_duration=read(ENV_DEFAULT_DURATION, _default_duration, defaults.default_duration),
         max_issuance_per_second=read(
             ENV_MAX_ISSUANCE_PER_SECOND, _max_issuance_per_second, defaults.max_issuance_per_second
         ),
         allowed_dns_patterns=read(ENV_ALLOWED_DNS_PATTERNS, _allowed_dns_patterns, defaults.allowed_dns_patterns),
-        metrics_port=read(ENV_METRICS_PORT, _metrics_port, defaults.metrics_port),
+        metrics_port=read(ENV_METRICS_PORT, _port("metrics"), defaults.metrics_port),
+        ca_propagation_delay=read(
+            ENV_CA_PROPAGATION_DELAY,
+            _bounded_duration(timedelta(0), timedelta(hours=24)),
+            defaults.ca_propagation_delay,
+        ),
+        ca_duration=read(ENV_CA_DURATION, _bounded_duration(timedelta(hours=1), timedelta(hours=87600)),
+                         defaults.ca_duration),
+        webhook_port=read(ENV_WEBHOOK_PORT, _port("the admission webhooks"), defaults.webhook_port),
+        webhook_service=read(ENV_WEBHOOK_SERVICE, _object_name, defaults.webhook_service),
+        webhook_configuration=read(ENV_WEBHOOK_CONFIGURATION, _dns_subdomain_name, defaults.webhook_configuration),
+        leader_election=read(ENV_LEADER_ELECTION, _boolean, defaults.leader_election),
+        lease_name=read(ENV_LEASE_NAME, _dns_subdomain_name, defaults.lease_name),
+        lease_duration=read(ENV_LEASE_DURATION, _bounded_duration(timedelta(seconds=2), timedelta(minutes=10)),
+                            defaults.lease_duration),
+        pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
+        health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
     )

@@ -66,6 +66,19 @@ GOOD_VALUES = [
     pytest.param("MTLS_METRICS_PORT", "1", "metrics_port", 1, id="port-min"),
     pytest.param("MTLS_METRICS_PORT", "65535", "metrics_port", 65535, id="port-max"),
     pytest.param("MTLS_METRICS_PORT", "0", "metrics_port", 0, id="port-zero-disables"),
+    pytest.param("MTLS_CA_PROPAGATION_DELAY", "30s", "ca_propagation_delay", timedelta(seconds=30), id="delay"),
+    pytest.param("MTLS_CA_PROPAGATION_DELAY", "0s", "ca_propagation_delay", timedelta(0), id="delay-zero"),
+    pytest.param("MTLS_CA_DURATION", "43800h", "ca_duration", timedelta(hours=43800), id="ca-duration"),
+    pytest.param("MTLS_WEBHOOK_PORT", "8443", "webhook_port", 8443, id="webhook-port"),
+    pytest.param("MTLS_WEBHOOK_PORT", "0", "webhook_port", 0, id="webhook-port-zero-disables"),
+    pytest.param("MTLS_WEBHOOK_SERVICE", "hooks", "webhook_service", "hooks", id="webhook-service"),
+    pytest.param("MTLS_WEBHOOK_CONFIGURATION", "my.hooks", "webhook_configuration", "my.hooks", id="webhook-config"),
+    pytest.param("MTLS_LEADER_ELECTION", "false", "leader_election", False, id="leader-election-off"),
+    pytest.param("MTLS_LEADER_ELECTION", "TRUE", "leader_election", True, id="leader-election-on"),
+    pytest.param("MTLS_LEASE_NAME", "mtls-leader", "lease_name", "mtls-leader", id="lease-name"),
+    pytest.param("MTLS_LEASE_DURATION", "30s", "lease_duration", timedelta(seconds=30), id="lease-duration"),
+    pytest.param("MTLS_POD_NAME", "mtls-operator-7d9f-abcde", "pod_name", "mtls-operator-7d9f-abcde", id="pod"),
+    pytest.param("MTLS_HEALTH_PORT", "0", "health_port", 0, id="health-port-zero-disables"),
 ]
 
 
@@ -90,8 +103,8 @@ BAD_VALUES = [
     pytest.param("MTLS_NAMESPACE", "Security", "namespace name", id="namespace-upper"),
     pytest.param("MTLS_NAMESPACE", "a.b", "namespace name", id="namespace-dotted"),
     pytest.param("MTLS_NAMESPACE", "x" * 64, "at most 63", id="namespace-long"),
-    pytest.param("MTLS_CA_SECRET", "CA", "Secret name", id="ca-secret-upper"),
-    pytest.param("MTLS_CA_SECRET", "ca_secret", "Secret name", id="ca-secret-underscore"),
+    pytest.param("MTLS_CA_SECRET", "CA", "object name", id="ca-secret-upper"),
+    pytest.param("MTLS_CA_SECRET", "ca_secret", "object name", id="ca-secret-underscore"),
     pytest.param("MTLS_DEFAULT_DURATION", "1d", "no days", id="duration-days"),
     pytest.param("MTLS_DEFAULT_DURATION", "24", "invalid duration", id="duration-no-unit"),
     pytest.param("MTLS_DEFAULT_DURATION", "-1h", "invalid duration", id="duration-negative"),
@@ -114,6 +127,17 @@ BAD_VALUES = [
     pytest.param("MTLS_METRICS_PORT", "90_90", "TCP port", id="port-underscore"),
     pytest.param("MTLS_METRICS_PORT", "9090.0", "TCP port", id="port-float"),
     pytest.param("MTLS_METRICS_PORT", "1" * 100, "TCP port", id="port-huge"),
+    pytest.param("MTLS_CA_PROPAGATION_DELAY", "25h", "between 0s and 24h", id="delay-long"),
+    pytest.param("MTLS_CA_PROPAGATION_DELAY", "2", "invalid duration", id="delay-no-unit"),
+    pytest.param("MTLS_CA_DURATION", "30m", "between 1h and 87600h", id="ca-duration-short"),
+    pytest.param("MTLS_WEBHOOK_PORT", "https", "or 0 to disable the admission webhooks", id="webhook-port-text"),
+    pytest.param("MTLS_WEBHOOK_SERVICE", "my.service", "object name", id="webhook-service-dotted"),
+    pytest.param("MTLS_WEBHOOK_CONFIGURATION", "Hooks", "object name", id="webhook-config-upper"),
+    pytest.param("MTLS_LEADER_ELECTION", "maybe", "true or false", id="leader-election-text"),
+    pytest.param("MTLS_LEASE_NAME", "lease_1", "object name", id="lease-name-underscore"),
+    pytest.param("MTLS_LEASE_DURATION", "1s", "between 2s and 10m", id="lease-duration-short"),
+    pytest.param("MTLS_POD_NAME", "Pod!", "downward API", id="pod-name-bad"),
+    pytest.param("MTLS_HEALTH_PORT", "70000", "or 0 to disable the health endpoint", id="health-port-high"),
 ]
 
 
