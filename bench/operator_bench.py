@@ -116,7 +116,8 @@ class Operator:
         self.log = emulator.kubeconfig.with_name("operator.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
-             "--namespace", NS, "--metrics-port", "0", "--max-issuance-per-second", str(rate)],
+             "--namespace", NS, "--metrics-port", "0", "--webhook-port", "0", "--health-port", "0",
+             "--max-issuance-per-second", str(rate)],
             stdout=self.log, stderr=self.log,
         )
 

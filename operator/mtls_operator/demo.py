@@ -118,7 +118,8 @@ async def run_demo_async(output_dir: Path | None, out: TextIO) -> int:
             emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         operator = OperatorThread(
             # No metrics endpoint: the demo must not take (or collide on) port 9090.
-            Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0), server.client_configuration()
+            Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0, webhook_port=0, health_port=0,
+                     leader_election=False), server.client_configuration()
         )
         await asyncio.to_thread(operator.start)
         say("Started the operator (kopf) against it")

@@ -62,7 +62,7 @@ async def test_real_cluster_issues_and_handshakes(namespace: tuple[KubeAPI, str]
         })
         await api.request("POST", core_path("pods", ns), body=_pod(f"{app}-0", ns, app))
     stop = asyncio.Event()
-    settings = Settings(namespace=ns, metrics_port=0)
+    settings = Settings(namespace=ns, metrics_port=0, webhook_port=0, health_port=0, leader_election=False)
     task = asyncio.create_task(run_operator(settings, load_configuration(KUBECONFIG), stop_flag=stop))
     try:
         deadline = time.monotonic() + 120

@@ -90,8 +90,10 @@ def emulator(server: EmulatorServer) -> Emulator:
 
 
 def operator_settings(**overrides: Any) -> Settings:
-    """Settings for a test operator: metrics off unless a test asks (several operators run in one process)."""
-    values: dict[str, Any] = {"namespace": OPERATOR_NS, "metrics_port": 0}
+    """Settings for a test operator: metrics, webhooks, health endpoint and leader election off unless a
+    test asks (several operators run in one process, each would take the same ports and the Lease)."""
+    values: dict[str, Any] = {"namespace": OPERATOR_NS, "metrics_port": 0, "webhook_port": 0, "health_port": 0,
+                              "leader_election": False}
     values.update(overrides)
     return Settings(**values)
 

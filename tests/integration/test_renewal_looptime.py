@@ -38,7 +38,7 @@ async def reconciling(server: EmulatorThread) -> AsyncIterator[WorkQueue[Identit
 
     api = KubeAPI.from_configuration(server.client_configuration())
     cluster = Cluster(api)
-    settings = Settings(namespace=OPERATOR_NS)
+    settings = Settings(namespace=OPERATOR_NS, webhook_port=0, health_port=0, leader_election=False)
     ca_store = CAStore(cluster, namespace=OPERATOR_NS, secret_name=settings.ca_secret, clock=clock)
     reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=RateLimiter(50), jitter=lambda: 0.0)
     queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
