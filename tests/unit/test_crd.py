@@ -288,6 +288,8 @@ def test_status_schema(status_schema: dict[str, Any]) -> None:
         "issued",
         "nextRenewalTime",
         "caFingerprint",
+        "caRotationPhase",
+        "lastIssuance",
     }
     conditions = properties["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
