@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,10 +72,12 @@ class Runtime:
                    watch_timeout=watch_timeout)
 
     def start(self) -> None:
-        """Start the metrics endpoint (first: a port in use fails start-up), the queue and the watch."""
+        """Start the metrics endpoint (first: a port in use fails start-up) and the background work."""
         if self.settings.metrics_enabled:
             self.metrics.serve(self.settings.metrics_port)
-        self.task = asyncio.create_task(self._run(), name="mtls-operator reconcile queue")
+        self.task = asyncio.create_task(self._run(), name="mtls-operator runtime")
+
+    def _start_secret_watch(self) -> None:
         loop = asyncio.get_running_loop()
 
         def from_watch_thread(metadata: Mapping[str, Any] | None) -> None:
@@ -91,6 +93,11 @@ class Runtime:
         )
         self.secret_watch.start()
 
+    def _stop_secret_watch(self) -> None:
+        if self.secret_watch is not None:
+            self.secret_watch.stop()
+            self.secret_watch = None
+
     def _secret_deleted(self, metadata: Mapping[str, Any] | None) -> None:
         """A managed Secret deleted behind our back is re-issued now, not at the next renewal."""
         if metadata is None:
@@ -104,8 +111,33 @@ class Runtime:
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.queue.run())
-            group.create_task(self._watch_ca())
+            for work in self._replica_work():
+                group.create_task(work)
+            group.create_task(self._lead_when_elected())
+
+    def _replica_work(self) -> list[Coroutine[Any, Any, None]]:
+        """What every replica runs, leading or not (the admission webhooks are served by all)."""
+        return []
+
+    async def _lead_when_elected(self) -> None:
+        """Lead (issue, renew, rotate) only while this replica is the elected one."""
+        await self._lead()
+
+    async def _lead(self) -> None:
+        """Everything only the leader does; cancelled as a whole when leadership is lost."""
+        self._start_secret_watch()
+        try:
+            # A new leader knows nothing of the schedule: every identity is looked at once.
+            for key in self.identities:
+                self.queue.add(key)
+            async with asyncio.TaskGroup() as group:
+                for work in self._leader_work():
+                    group.create_task(work)
+        finally:
+            self._stop_secret_watch()
+
+    def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
+        return [self.queue.run(), self._watch_ca()]
 
     async def _watch_ca(self) -> None:
         """Re-read the CA periodically; when it changes (replaced, broken, fixed) every identity looks again."""
@@ -119,8 +151,6 @@ class Runtime:
                     self.queue.add(key)
 
     async def stop(self) -> None:
-        if self.secret_watch is not None:
-            self.secret_watch.stop()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
