@@ -23,9 +23,11 @@ resourceVersion with 410 Gone past the kept history, bookmarks, ``timeoutSeconds
 ``sendInitialEvents``; CustomResourceDefinitions registered on creation with their
 openAPIV3Schema enforced (prune, defaults, 422 with field paths), printer columns and a separate
 ``/status`` subresource; Tables for ``kubectl get``; namespaces (with the terminating phase);
-admission webhooks (Mutating/ValidatingWebhookConfigurations with ``clientConfig.url`` are
-called over HTTPS on create; ``Emulator(admission_webhooks=False)`` only stores them); fault
-injection (:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
+admission webhooks (Mutating/ValidatingWebhookConfigurations are called over HTTPS on create,
+update and patch in the apiserver's order, with its selectors, failure policies, timeouts, JSON
+patches and ``Warning`` headers; ``clientConfig.service`` through :meth:`Emulator.route_service`;
+``Emulator(admission_webhooks=False)`` only stores them); fault injection
+(:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
 
 Simplified:
 
@@ -50,11 +52,14 @@ Simplified:
   reads (``serviceAccountName: default``, ``status.phase: Pending``) and an immutable spec;
 - every namespace gets a ``default`` ServiceAccount, as its controller does;
 - events.k8s.io/v1 Events are the core/v1 Events converted (one storage, like the apiserver);
-- admission webhooks: called for CREATE requests over HTTP only (not UPDATE/DELETE, not the
-  in-process helpers); ``clientConfig.service`` is unreachable (no cluster network), so such a
-  webhook fails (or is skipped with ``failurePolicy: Ignore``); ``matchConditions`` (CEL),
-  ``reinvocationPolicy`` and ``sideEffects`` are ignored; the only built-in admission is the
-  ServiceAccount default of pods.
+- admission webhooks (details in ``admission.py``): called for CREATE and UPDATE requests over
+  HTTP (not DELETE or CONNECT, not the in-process helpers); a ``clientConfig.service`` is reached
+  only where :meth:`Emulator.route_service` routes it (there is no cluster network), else it fails
+  like an unreachable webhook; AdmissionReview v1 only; ``matchPolicy`` is always Exact;
+  ``matchConditions`` (CEL) and ``reinvocationPolicy`` are ignored; the built-in admission before
+  the webhooks is only the namespace checks and the ServiceAccount default of pods, so webhooks see
+  pods without the scheme defaults a real apiserver has applied by then (``restartPolicy``,
+  ``dnsPolicy``, ``imagePullPolicy``...; the emulator's few pod defaults come after them).
 
 Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
 RBAC objects are only stored), admission plugins other than webhooks (no quotas, limit ranges,

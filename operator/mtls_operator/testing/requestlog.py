@@ -16,6 +16,8 @@ class LoggedRequest(NamedTuple):
     namespace: str | None
     name: str | None
     status: int
+    # Who asked (a client that names itself, e.g. one operator replica of several).
+    user_agent: str | None = None
 
 
 class RequestLog:
@@ -44,6 +46,8 @@ class RequestLog:
         namespace: str | None,
         name: str | None,
         status: int,
+        *,
+        user_agent: str | None = None,
     ) -> None:
         with self._lock:
             self._counts[(verb, resource, group, subresource or "")] += 1
@@ -51,7 +55,7 @@ class RequestLog:
                 self.reads += 1
             elif verb in WRITE_VERBS:
                 self.writes += 1
-            self.recent.append(LoggedRequest(verb, resource, namespace, name, status))
+            self.recent.append(LoggedRequest(verb, resource, namespace, name, status, user_agent))
 
     def record_other(self) -> None:
         with self._lock:

@@ -27,7 +27,7 @@ import kmock
 import yaml
 
 from mtls_operator.testing import builtin, discovery, errors, protobuf
-from mtls_operator.testing.admission import WebhookCaller
+from mtls_operator.testing.admission import Admission, Warnings
 from mtls_operator.testing.errors import ApiError
 from mtls_operator.testing.resources import Obj, ResourceInfo
 from mtls_operator.testing.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -112,7 +112,7 @@ class HttpApi:
         self.emulator = emulator
         self.bookmark_interval = bookmark_interval
         self.address = "127.0.0.1:0"
-        self.webhooks = WebhookCaller(emulator)
+        self.admission = Admission(emulator)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def cancel_all(self) -> None:
@@ -192,7 +192,8 @@ class HttpApi:
         finally:
             if verb != "watch" or status != 200:  # watches are recorded when their stream starts
                 emulator.requests.record(verb or method.lower(), info.group, info.plural, route.subresource,
-                                         route.namespace, route.name, status)
+                                         route.namespace, route.name, status,
+                                         user_agent=request.headers.get("User-Agent"))
 
     def _fault_error(
         self, code: int, retry_after: float | None, message: str | None, info: ResourceInfo, route: Route
@@ -280,33 +281,16 @@ class HttpApi:
             return self._list(request, info, route)
         if verb == "watch":
             return await self._watch(request, info, route, drop)
-        if verb == "create":
-            if route.subresource is not None:
-                raise _not_found_url()
-            body = await self._body(request)
-            if strict:
-                self._strict(info, body)
-            if emulator.admission_webhooks and isinstance(body, dict):
-                body = await self._admit(info, route.namespace, body)
-            obj = emulator._create(info, route.namespace, body, dry_run=dry_run)
-            return _json_response(info.present(obj), 201)
-        if verb == "update":
-            assert route.name is not None
-            body = await self._body(request)
-            if strict:
-                self._strict(info, body)
-            obj = emulator._update(info, route.namespace, route.name, body, route.subresource, dry_run=dry_run)
-            return _json_response(info.present(obj))
-        if verb == "patch":
-            assert route.name is not None
-            content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            body = await self._body(request, yaml_ok=content_type == PATCH_APPLY)
-            if strict and content_type != PATCH_JSON:
-                self._strict(info, body)
-            obj, created = emulator._patch(info, route.namespace, route.name, content_type, body,
-                                           route.subresource, field_manager=query.get("fieldManager"),
-                                           dry_run=dry_run)
-            return _json_response(info.present(obj), 201 if created else 200)
+        if verb in ("create", "update", "patch"):
+            # Admission webhooks' warnings reach the client on success and on failure alike.
+            warnings = Warnings()
+            try:
+                response = await self._write(request, verb, info, route, dry_run, strict, warnings)
+            except ApiError as exc:
+                response = _error_response(exc)
+            for header in warnings.headers:
+                response.headers.add("Warning", header)
+            return response
         if verb == "delete":
             assert route.name is not None
             options = await self._delete_options(request)
@@ -340,13 +324,37 @@ class HttpApi:
             raise errors.bad_request(f"{info.kind} in version \"{info.version}\" cannot be handled as a "
                                      f"{info.kind}: strict decoding error: {listed}")
 
-    async def _admit(self, info: ResourceInfo, namespace: str | None, body: Obj) -> Obj:
-        """The built-in mutating admission, then the admission webhooks (CREATE only)."""
-        meta = body.setdefault("metadata", {})
-        if info.namespaced and namespace and isinstance(meta, dict):
-            meta.setdefault("namespace", namespace)
-        builtin.before_admission(info, body)
-        return await self.webhooks.admit_create(info, namespace, body)
+    async def _write(
+        self, request: aiohttp.web.BaseRequest, verb: str, info: ResourceInfo, route: Route, dry_run: bool,
+        strict: bool, warnings: Warnings,
+    ) -> aiohttp.web.Response:
+        """Create, update or patch, through admission (admission.py)."""
+        field_manager = request.query.get("fieldManager")
+        if verb == "create":
+            if route.subresource is not None:
+                raise _not_found_url()
+            body = await self._body(request)
+            if strict:
+                self._strict(info, body)
+            obj = await self.admission.create(info, route.namespace, body, dry_run=dry_run,
+                                              field_manager=field_manager, warnings=warnings)
+            return _json_response(info.present(obj), 201)
+        assert route.name is not None
+        if verb == "update":
+            body = await self._body(request)
+            if strict:
+                self._strict(info, body)
+            obj = await self.admission.update(info, route.namespace, route.name, body, route.subresource,
+                                              dry_run=dry_run, field_manager=field_manager, warnings=warnings)
+            return _json_response(info.present(obj))
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        body = await self._body(request, yaml_ok=content_type == PATCH_APPLY)
+        if strict and content_type != PATCH_JSON:
+            self._strict(info, body)
+        obj, created = await self.admission.patch(info, route.namespace, route.name, content_type, body,
+                                                  route.subresource, dry_run=dry_run, field_manager=field_manager,
+                                                  warnings=warnings)
+        return _json_response(info.present(obj), 201 if created else 200)
 
     async def _body(self, request: aiohttp.web.BaseRequest, *, yaml_ok: bool = False) -> Any:
         raw = await request.read()
@@ -732,7 +740,7 @@ class EmulatorServer(_Endpoint):
         try:
             self.emulator.detach()  # ends the watch streams
             await self._api.cancel_all()
-            await self._api.webhooks.close()
+            await self._api.admission.close()
         finally:
             if server is not None:
                 await server.__aexit__(exc_type, exc_value, traceback)

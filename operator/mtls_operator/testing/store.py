@@ -173,8 +173,11 @@ class Emulator:
     ) -> None:
         self.clock: Callable[[], datetime.datetime] = clock or utcnow
         self.watch_history = watch_history
-        #: Call the stored Mutating/ValidatingWebhookConfigurations on HTTP creates (see admission.py).
+        #: Call the stored Mutating/ValidatingWebhookConfigurations on HTTP creates and updates (admission.py).
         self.admission_webhooks = admission_webhooks
+        #: Where admission webhooks' ``clientConfig.service`` is reached, (namespace, name, port) → "host:port";
+        #: set with :meth:`route_service`.
+        self.service_endpoints: dict[tuple[str, str, int], str] = {}
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self._rv = 0
@@ -198,6 +201,20 @@ class Emulator:
             self._create(self.resource("v1", "namespaces"), None, {"metadata": {"name": ns}})
         for crd in crds:
             self.install_crd(crd)
+
+    def route_service(self, namespace: str, name: str, port: int, address: str) -> None:
+        """Make port ``port`` of the Service ``namespace/name`` reachable at ``address`` ("127.0.0.1:8443").
+
+        There is no cluster network: this is how an admission webhook registered with
+        ``clientConfig.service`` (as a Helm chart renders it) is called. The emulator then posts to
+        ``https://<address><service.path>`` and verifies the server's certificate against the
+        ``caBundle`` for the name ``<name>.<namespace>.svc``, as kube-apiserver does. A webhook whose
+        service is not routed fails like an unreachable one (its ``failurePolicy`` decides).
+        """
+        host, sep, local_port = address.rpartition(":")
+        if not sep or not host or not local_port.isdigit():
+            raise ValueError(f"expected host:port, not {address!r}")
+        self.service_endpoints[(namespace, name, int(port))] = address
 
     # ------------------------------------------------------------------------------ threads
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -512,9 +529,32 @@ class Emulator:
         return admitted
 
     def _create(self, info: ResourceInfo, url_ns: str | None, body: Any, *, dry_run: bool = False) -> Obj:
+        namespace = self._create_namespace(info, url_ns, body)
+        return self._commit_create(info, self._prepare_create(info, namespace, body), dry_run=dry_run)
+
+    # A create is three steps so that admission (admission.py) can call the webhooks between them,
+    # in the create handler's order: the namespace, mutating admission, BeforeCreate (the name
+    # generated, defaults, validation), validating admission, then the storage.
+    def _create_namespace(self, info: ResourceInfo, url_ns: str | None, body: Any) -> str | None:
+        """What the create handler does before admission: the URL's namespace onto the object (400 on a
+        mismatch), then the NamespaceLifecycle plugin (404 for a missing namespace, 403 while it terminates)."""
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        meta = body.get("metadata")
+        if meta is None:
+            meta = body["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        namespace = self._check_namespace(info, url_ns, meta)
+        # Names are generated later, so the plugin names the object by its generateName (or "Unknown").
+        self._require_namespace(info, namespace, str(meta.get("name") or meta.get("generateName") or "Unknown"))
+        return namespace
+
+    def _prepare_create(self, info: ResourceInfo, namespace: str | None, body: Any) -> Obj:
+        """BeforeCreate: the generated name, system fields, the resource's defaults and validation."""
         new = self._check_body(info, body)
         meta = new["metadata"]
-        namespace = self._check_namespace(info, url_ns, meta)
+        self._check_namespace(info, namespace, meta)
         if not meta.get("name") and meta.get("generateName"):
             for _ in range(100):
                 name = str(meta["generateName"]) + "".join(_random.choice(_GENERATE_ALPHABET) for _ in range(5))
@@ -522,8 +562,6 @@ class Emulator:
                     break
             meta["name"] = name
         self._validate_name(info, meta.get("name"), meta)
-        name = meta["name"]
-        self._require_namespace(info, namespace, name)
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink",
                       "resourceVersion"):
             meta.pop(field, None)
@@ -535,10 +573,14 @@ class Emulator:
             meta.pop("generation", None)
         if info.status_subresource and info.crd is not None:
             new.pop("status", None)  # create cannot set the status of custom resources
-        new = self._admit(info, new, None, None)
+        return self._admit(info, new, None, None)
+
+    def _commit_create(self, info: ResourceInfo, new: Obj, *, dry_run: bool = False) -> Obj:
+        meta = new["metadata"]
+        name = meta["name"]
         # Like the registry's Store.Create: the object is validated first (BeforeCreate), and only
         # then does the storage refuse an existing name, so an invalid object is 422 even then.
-        if self._find(info, namespace, name) is not None:
+        if self._find(info, meta.get("namespace"), name) is not None:
             raise errors.already_exists(info.plural, info.group, name)
         if dry_run:
             meta["resourceVersion"] = ""
@@ -563,12 +605,25 @@ class Emulator:
     ) -> Obj:
         if old is None:
             old = self.read(info, namespace, name)
-        new = self._check_body(info, body)
-        meta = new["metadata"]
-        if meta.get("name") not in (None, name):
+        new = self._prepare_update(info, namespace, name, body, subresource, old)
+        return self._commit_update(info, new, old, dry_run=dry_run)
+
+    @staticmethod
+    def _check_url_name(name: str, meta: Any) -> None:
+        """An update's body may not name another object than its URL (checked before admission too)."""
+        if isinstance(meta, dict) and meta.get("name") not in (None, name):
             raise errors.bad_request(
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
             )
+
+    # An update is two steps so that admission (admission.py) can call the validating webhooks
+    # between them, after BeforeUpdate (preconditions, defaults, validation) and before the storage.
+    def _prepare_update(
+        self, info: ResourceInfo, namespace: str | None, name: str, body: Any, subresource: str | None, old: Obj
+    ) -> Obj:
+        new = self._check_body(info, body)
+        meta = new["metadata"]
+        self._check_url_name(name, meta)
         self._check_namespace(info, namespace, meta)
         old_meta = old["metadata"]
         rv = meta.get("resourceVersion")
@@ -614,8 +669,12 @@ class Emulator:
         new = self._admit(info, new, old, subresource)
         if info.generation and subresource != "status" and self._spec_changed(info, old, new):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        return new
+
+    def _commit_update(self, info: ResourceInfo, new: Obj, old: Obj, *, dry_run: bool = False) -> Obj:
         if dry_run:
             return new
+        meta, old_meta = new["metadata"], old["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not (
             info.group == "" and info.plural == "namespaces"
         ):
@@ -639,19 +698,35 @@ class Emulator:
         dry_run: bool = False,
     ) -> tuple[Obj, bool]:
         """Apply a patch; returns (stored object, created) — apply patches create absent objects."""
+        old = self._find(info, namespace, name)
+        target = self._patched(info, name, content_type, patch, subresource, old, field_manager)
+        if old is None:
+            return self._create(info, namespace, target, dry_run=dry_run), True
+        return self._update(info, namespace, name, target, subresource, old=old, dry_run=dry_run), False
+
+    def _patched(
+        self,
+        info: ResourceInfo,
+        name: str,
+        content_type: str,
+        patch: Any,
+        subresource: str | None,
+        old: Obj | None,
+        field_manager: str | None,
+    ) -> Obj:
+        """``old`` with the patch applied, or the object an apply patch creates when ``old`` is None."""
         if content_type == PATCH_APPLY and not field_manager:
             raise ApiError(
                 422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
                 "is required for apply patch", "Invalid",
             )
-        old = self._find(info, namespace, name)
         if old is None:
             if content_type == PATCH_APPLY and subresource is None:
                 if not isinstance(patch, dict):
                     raise errors.bad_request("the apply patch must be an object")
-                body = patching.deep_copy(patch)
+                body: Obj = patching.deep_copy(patch)
                 body.setdefault("metadata", {})["name"] = name
-                return self._create(info, namespace, body, dry_run=dry_run), True
+                return body
             raise errors.not_found(info.plural, info.group, name)
         current = patching.deep_copy(info.present(old))
         try:
@@ -680,11 +755,8 @@ class Emulator:
         if not isinstance(result, dict):
             raise ApiError(422, "the patched document is not an object", "Invalid")
         # A resourceVersion the patch sets (or a JSON patch replaces) is a precondition, checked by _update.
-        meta = result.get("metadata")
-        if isinstance(meta, dict) and meta.get("name") not in (None, name):
-            raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name "
-                                     f"on the URL ({name})")
-        return self._update(info, namespace, name, result, subresource, old=old, dry_run=dry_run), False
+        self._check_url_name(name, result.get("metadata"))
+        return result
 
     def _delete(
         self,
