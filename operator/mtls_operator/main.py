@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -14,14 +15,22 @@ import kopf
 from kubernetes import client as k8s_client
 
 from mtls_operator import constants as c
-from mtls_operator.config import Settings
+from mtls_operator.admission import serving_dns_names
+from mtls_operator.config import ENV_HEALTH_PORT, Settings
+from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import ConfigError
-from mtls_operator.handlers import registry
+from mtls_operator.handlers import AdmissionServer, registry
+from mtls_operator.handlers.runtime import wall_clock
 
 T = TypeVar("T")
 
+# Seconds the loop keeps running after kopf stops, for the admission server's TLS connections to close.
+_TLS_CLOSE_GRACE = 0.2
 
-def operator_settings() -> kopf.OperatorSettings:
+
+def operator_settings(config: Settings, serving: ServingCertificate | None = None) -> kopf.OperatorSettings:
+    """kopf's settings for our operator; ``serving`` is the admission webhooks' certificate, ``None``
+    when they are off (``MTLS_WEBHOOK_PORT=0``)."""
     settings = kopf.OperatorSettings()
     # Watch only opted-in pods, server-side: the operator's cost must not grow with other pods.
     settings.watching.label_selectors["pods"] = f"{c.INJECT_LABEL}={c.INJECT_VALUE}"
@@ -33,7 +42,27 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.posting.level = logging.WARNING
     # We know our resources; no need to watch CRDs and namespaces cluster-wide.
     settings.scanning.disabled = True
+    # Every replica serves the admission webhooks; the Helm chart owns their configurations (kopf
+    # manages none), and the operator keeps only their caBundle current.
+    if config.webhooks_enabled and serving is not None:
+        settings.admission.server = AdmissionServer(serving, port=config.webhook_port)
+    else:
+        settings.admission.server = _no_admission_server
     return settings
+
+
+async def _no_admission_server(_: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+    """Webhooks off: kopf refuses to run admission handlers without a server, so this one never listens."""
+    await asyncio.Event().wait()
+    yield kopf.WebhookClientConfig()  # unreachable: the wait ends only by cancellation at shutdown
+
+
+def serving_certificate(config: Settings, clock: Callable[[], datetime] | None) -> ServingCertificate | None:
+    """This replica's webhook serving certificate (a placeholder until the CA loads), if webhooks are on."""
+    if not config.webhooks_enabled:
+        return None
+    names = serving_dns_names(config.webhook_service, config.namespace, config.cluster_domain)
+    return ServingCertificate(names, clock=clock or wall_clock, duration=config.default_duration)
 
 
 async def run_operator(
@@ -53,9 +82,10 @@ async def run_operator(
     ``memo`` gives tests a handle on the running operator (``memo["runtime"]``); ``retry_delay``
     (a clash or a missing CA), ``ca_refresh_interval`` and ``watch_timeout`` (how long the Secret
     deletion watch streams before it reconnects) let them run in seconds, not minutes. Raises
-    ``ConfigError`` when start-up is refused (the metrics port cannot be bound).
+    ``ConfigError`` when start-up is refused (the metrics or health port cannot be bound).
     """
     memo = memo if memo is not None else kopf.Memo()
+    serving = serving_certificate(settings, clock)
     memo.update(
         settings=settings,
         kube_configuration=configuration,
@@ -63,16 +93,18 @@ async def run_operator(
         retry_delay=retry_delay,
         ca_refresh_interval=ca_refresh_interval,
         watch_timeout=watch_timeout,
+        serving_certificate=serving,
     )
     try:
         await kopf.operator(
             registry=registry,
-            settings=operator_settings(),
+            settings=operator_settings(settings, serving),
             clusterwide=True,
             standalone=True,
             memo=memo,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
+            liveness_endpoint=liveness_endpoint(settings),
         )
     except Exception as exc:
         # Our own start-up refusal (a metrics port in use) ends the run with its one line, not with
@@ -81,6 +113,32 @@ async def run_operator(
         if refusal is not None:
             raise refusal from None
         raise
+    if serving is not None:
+        # kopf has closed the admission server's keep-alive connections; TLS ends each with a
+        # close_notify exchange with the API server, which needs this loop for a moment more.
+        await asyncio.sleep(_TLS_CLOSE_GRACE)
+
+
+def liveness_endpoint(settings: Settings) -> str | None:
+    """kopf's health endpoint, answered by every replica, leader or not (the chart probes it).
+
+    A port in use is refused here with one line (``ConfigError``), as for metrics: kopf would only
+    find out after start-up, and stop with a traceback.
+    """
+    port = settings.health_port
+    if not port:
+        return None
+    with socket.socket() as probe:
+        # As aiohttp binds (address reuse on): only a port someone listens on is refused.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104 -- the kubelet probes the pod IP
+        except OSError as exc:
+            raise ConfigError(
+                f"{ENV_HEALTH_PORT}={port}: cannot serve the health endpoint on 0.0.0.0:{port}: "
+                f"{exc.strerror or exc} (choose another port, or 0 to disable it)"
+            ) from None
+    return f"http://0.0.0.0:{port}/healthz"
 
 
 def _config_error_behind(exc: BaseException) -> ConfigError | None:

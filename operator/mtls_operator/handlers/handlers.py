@@ -55,6 +55,7 @@ async def start(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         retry_delay=memo.get("retry_delay", 15.0),
         ca_refresh_interval=memo.get("ca_refresh_interval", 30.0),
         watch_timeout=memo.get("watch_timeout", 60),
+        serving=memo.get("serving_certificate"),
     )
     try:
         runtime.start()
@@ -70,6 +71,16 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
+
+
+# The health endpoint answers {"role": ...}: which replica issues, at a glance. A follower is healthy
+# too, so this never fails (kopf caches probe results for 10 seconds).
+@kopf.on.probe(registry=registry, id="role")
+async def role(memo: kopf.Memo, **_: Any) -> str:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return "starting"
+    return "leader" if runtime.leading else "follower"
 
 
 # The event handlers are async on purpose: they only touch the queue and in-memory maps, which
@@ -133,8 +144,11 @@ async def identity_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
 # a pod whose labels stop matching arrives as DELETED with its new labels, which must still route to
 # the identity that served it.
 @kopf.on.event("", "v1", "pods", registry=registry, id="pod-changed")
-async def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
+    if event["type"] == "ADDED":
+        # A new pod (not one listed at start-up or after a lost watch): issue before the pass.
+        await runtime.issue_first(body)
     pod = pod_info(body)
     for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
         runtime.queue.add(key)

@@ -38,8 +38,12 @@ class KubeAPI:
         self.counts: Counter[tuple[str, str]] = Counter()
 
     @classmethod
-    def from_configuration(cls, configuration: k8s_client.Configuration) -> KubeAPI:
-        return cls(k8s_client.ApiClient(configuration))
+    def from_configuration(cls, configuration: k8s_client.Configuration, *, user_agent: str | None = None) -> KubeAPI:
+        """``user_agent`` names this replica in the API server's audit log (who wrote what, when)."""
+        api_client = k8s_client.ApiClient(configuration)
+        if user_agent:
+            api_client.user_agent = user_agent
+        return cls(api_client)
 
     @property
     def api_client(self) -> k8s_client.ApiClient:
