@@ -42,3 +42,16 @@ TRUST_BUNDLE_CONFIGMAP: Final = "mtls-trust-bundle"
 
 # Kubernetes limits.
 MAX_SECRET_NAME_LENGTH: Final = 253
+
+# Pod injection by the mutating admission webhook: the Secret volume it adds, where every container
+# mounts it, and the pod annotation that moves the mount.
+IDENTITY_VOLUME: Final = "mtls-identity"
+DEFAULT_MOUNT_PATH: Final = "/var/run/secrets/mtls.dev"
+MOUNT_PATH_ANNOTATION: Final = "mtls.dev/mount-path"
+
+# Admission webhooks: kopf handler ids, which are also the URL paths the configurations call, and the
+# webhook names inside the Mutating/ValidatingWebhookConfigurations (the Helm chart uses these).
+INJECT_HANDLER_ID: Final = "inject-pod"
+VALIDATE_HANDLER_ID: Final = "validate-identity"
+INJECT_WEBHOOK_NAME: Final = "inject.mtls.dev"
+IDENTITIES_WEBHOOK_NAME: Final = "identities.mtls.dev"

@@ -2,7 +2,10 @@
 
 Two workloads get identities; the operator issues each opted-in pod its own certificate; a real
 mutual-TLS handshake between a ``payments`` pod and an ``orders`` pod succeeds, and one with a
-certificate from a foreign CA is refused. Exits 0 only if all of that held.
+certificate from a foreign CA is refused. ``payments`` runs StatefulSet-style pods with stable names;
+the ``orders`` pod is created as a Deployment's is (only a generateName) through the API, so the
+operator's admission webhook injects its Secret volume, as it would in a cluster with the Helm chart.
+Exits 0 only if all of that held.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import aiohttp
+
 from mtls_operator import constants as c
+from mtls_operator.admission import webhook_configurations
 from mtls_operator.config import Settings
 from mtls_operator.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
 from mtls_operator.main import OperatorThread
@@ -36,8 +43,10 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "replicas": 2,
         "dnsNames": ["payments", f"payments.{NAMESPACE}.svc", f"payments.{NAMESPACE}.svc.cluster.local"],
     },
-    "orders": {"replicas": 1, "dnsNames": ["orders", f"orders.{NAMESPACE}.svc"]},
+    # Created through the API with a generateName: injected by the webhook.
+    "orders": {"replicas": 0, "dnsNames": ["orders", f"orders.{NAMESPACE}.svc"]},
 }
+WEBHOOK_SERVICE = "mtls-operator-webhook"
 
 
 def _identity(name: str, dns_names: list[str]) -> dict[str, Any]:
@@ -65,6 +74,26 @@ def _pod(name: str, app: str, *, opted_in: bool = True) -> dict[str, Any]:
         "spec": {"serviceAccountName": app, "containers": [{"name": "app", "image": f"example/{app}:1"}]},
         "status": {"phase": "Running"},
     }
+
+
+def _deployment_pod(app: str) -> dict[str, Any]:
+    """A pod as a ReplicaSet creates it: no name yet, only a generateName."""
+    body = _pod("", app)
+    del body["metadata"]["name"]
+    body["metadata"]["generateName"] = f"{app}-7d9f8c-"
+    body["spec"]["containers"].append({"name": "proxy", "image": "example/proxy:1"})
+    return body
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _ready(identity: Mapping[str, Any] | None) -> bool:
@@ -116,15 +145,22 @@ async def run_demo_async(output_dir: Path | None, out: TextIO) -> int:
         say(f"Emulated Kubernetes API on {server.url} (kmock), CRD {c.PLURAL}.{c.GROUP} installed")
         for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
             emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        # The webhook configurations as the Helm chart creates them (the operator fills in their caBundle),
+        # and the webhook Service routed to the operator's admission server on a free local port.
+        webhook_port = _free_port()
+        for configuration in webhook_configurations(configuration="mtls-operator", service=WEBHOOK_SERVICE,
+                                                    namespace=OPERATOR_NAMESPACE):
+            emulator.create(configuration)
+        emulator.route_service(OPERATOR_NAMESPACE, WEBHOOK_SERVICE, 443, f"127.0.0.1:{webhook_port}")
         operator = OperatorThread(
             # No metrics endpoint: the demo must not take (or collide on) port 9090.
-            Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0, webhook_port=0, health_port=0,
+            Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0, webhook_port=webhook_port, health_port=0,
                      leader_election=False), server.client_configuration()
         )
         await asyncio.to_thread(operator.start)
-        say("Started the operator (kopf) against it")
+        say(f"Started the operator (kopf) against it, serving its admission webhooks on port {webhook_port}")
         try:
-            return await _scenario(emulator, output_dir, say, started)
+            return await _scenario(emulator, server.url, operator, webhook_port, output_dir, say, started)
         finally:
             await asyncio.to_thread(operator.stop)
 
@@ -132,14 +168,53 @@ async def run_demo_async(output_dir: Path | None, out: TextIO) -> int:
 Say = Callable[[str], None]
 
 
-async def _scenario(emulator: Any, output_dir: Path | None, say: Say, started: float) -> int:
+async def _webhooks_ready(emulator: Any, operator: OperatorThread, port: int) -> bool:
+    """The API server can call the webhooks: caBundle published, certificate from the CA, server up."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        bundles = [hook.get("clientConfig", {}).get("caBundle")
+                   for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
+                   for hook in (emulator.get("admissionregistration.k8s.io/v1", kind, "mtls-operator") or {})
+                   .get("webhooks", [])]
+        serving = operator.memo.get("serving_certificate")
+        if all(bundles) and serving is not None and serving.state.ca_fingerprint and _listening(port):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _create_through_api(url: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any], list[str]]:
+    """POST as kubectl does, so the API server's admission (our webhook) runs: status, object, warnings."""
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{url}/api/v1/namespaces/{NAMESPACE}/pods", json=body
+    ) as response:
+        return response.status, await response.json(), response.headers.getall("Warning", [])
+
+
+async def _scenario(emulator: Any, url: str, operator: OperatorThread, webhook_port: int, output_dir: Path | None,
+                    say: Say, started: float) -> int:
     for app, workload in WORKLOADS.items():
         emulator.create(_identity(app, workload["dnsNames"]))
         for index in range(workload["replicas"]):
             emulator.create(_pod(f"{app}-{index}", app))
-        say(f"Created MTLSIdentity {NAMESPACE}/{app} and {workload['replicas']} opted-in pod(s)")
+        say(f"Created MTLSIdentity {NAMESPACE}/{app}" + (f" and {workload['replicas']} opted-in pod(s) with stable "
+                                                         "names" if workload["replicas"] else ""))
     emulator.create(_pod("payments-legacy", "payments", opted_in=False))
     say(f"Created pod {NAMESPACE}/payments-legacy without the {c.INJECT_LABEL} label (must not be served)")
+    if not await _webhooks_ready(emulator, operator, webhook_port):
+        say("FAILED: the admission webhooks did not become ready in time")
+        return 1
+    code, orders_pod, warnings = await _create_through_api(url, _deployment_pod("orders"))
+    if code != 201:
+        say(f"FAILED: creating the orders pod through the API answered {code}: {orders_pod.get('message')}")
+        return 1
+    orders_name = str(orders_pod["metadata"]["name"])
+    injected = str((orders_pod["metadata"].get("annotations") or {}).get(c.SECRET_NAME_ANNOTATION))
+    mounted_in = [ctr["name"] for ctr in orders_pod["spec"]["containers"]
+                  if any(m.get("name") == c.IDENTITY_VOLUME for m in ctr.get("volumeMounts") or [])]
+    say(f"Created pod {NAMESPACE}/{orders_name} through the API (generateName orders-7d9f8c-); the webhook "
+        f"injected Secret {injected}, volume {c.IDENTITY_VOLUME}, mounted at {c.DEFAULT_MOUNT_PATH} in "
+        f"{', '.join(mounted_in)}" + "".join(f"\n  warning: {text}" for text in warnings))
 
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
@@ -166,15 +241,21 @@ async def _scenario(emulator: Any, output_dir: Path | None, say: Say, started: f
     )
     say("")
     say("Pod Secrets (type kubernetes.io/tls, one private key each):")
+    width = max((len(secret["metadata"]["name"]) for secret in secrets), default=0)
     for secret in secrets:
         annotations = secret["metadata"].get("annotations") or {}
         serial = annotations.get(c.SERIAL_ANNOTATION, "")[:12]
-        say(f"  {secret['metadata']['name']:<20} {annotations.get(c.SPIFFE_ID_ANNOTATION)}  "
+        say(f"  {secret['metadata']['name']:<{width}} {annotations.get(c.SPIFFE_ID_ANNOTATION)}  "
             f"expires {annotations.get(c.NOT_AFTER_ANNOTATION)}  serial {serial}…")
     by_pod = {secret["metadata"]["labels"][c.POD_LABEL]: secret for secret in secrets}
     checks: list[tuple[str, bool]] = []
-    checks.append(("every opted-in pod has its Secret", set(by_pod) == {"payments-0", "payments-1", "orders-0"}))
+    checks.append(("every opted-in pod has its Secret", set(by_pod) == {"payments-0", "payments-1", orders_name}))
     checks.append(("the pod without the opt-in label has none", "payments-legacy" not in by_pod))
+    volumes = {v["name"]: v for v in orders_pod["spec"].get("volumes") or []}
+    checks.append(("the webhook-injected orders pod mounts the Secret the operator wrote for it",
+                   orders_name in by_pod and by_pod[orders_name]["metadata"]["name"] == injected
+                   == volumes.get(c.IDENTITY_VOLUME, {}).get("secret", {}).get("secretName")
+                   and mounted_in == ["app", "proxy"]))
     if output_dir is not None:
         for secret in secrets:
             folder = output_dir / NAMESPACE / secret["metadata"]["name"]
@@ -187,8 +268,8 @@ async def _scenario(emulator: Any, output_dir: Path | None, say: Say, started: f
                     handle.write(secret_data(secret, key) or b"")
         say(f"\nWrote {len(secrets)} Secret(s) as files under {output_dir}/{NAMESPACE}/")
 
-    if "payments-0" in by_pod and "orders-0" in by_pod:
-        server_files, client_files = _files(by_pod["payments-0"]), _files(by_pod["orders-0"])
+    if "payments-0" in by_pod and orders_name in by_pod:
+        server_files, client_files = _files(by_pod["payments-0"]), _files(by_pod[orders_name])
         good = await asyncio.to_thread(
             mutual_tls_handshake, server_files, client_files, server_hostname=f"payments.{NAMESPACE}.svc"
         )
@@ -197,9 +278,9 @@ async def _scenario(emulator: Any, output_dir: Path | None, say: Say, started: f
             server_hostname=f"payments.{NAMESPACE}.svc",
         )
         say("")
-        _report_handshake(say, "orders-0 -> payments-0 (mutual TLS)", good)
+        _report_handshake(say, f"{orders_name} -> payments-0 (mutual TLS)", good)
         _report_handshake(say, "foreign-CA client -> payments-0", foreign)
-        checks.append(("mutual TLS between payments-0 and orders-0 succeeds", good.ok))
+        checks.append((f"mutual TLS between payments-0 and {orders_name} succeeds", good.ok))
         checks.append(("the server saw the client's SPIFFE ID",
                        good.client_spiffe_id == f"spiffe://cluster.local/ns/{NAMESPACE}/sa/orders"))
         checks.append(("a certificate from a foreign CA is refused (verification, not a crash)",

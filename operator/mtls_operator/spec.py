@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from mtls_operator import policy
-from mtls_operator.constants import MANAGED_BY_LABEL
+from mtls_operator.constants import IDENTITY_LABEL, MANAGED_BY_LABEL
 from mtls_operator.errors import SpecError
 from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
 
@@ -557,3 +557,20 @@ def parse_identity_spec(
         secret_labels=secret_labels,
         secret_annotations=secret_annotations,
     )
+
+
+# An identity's name is the ``mtls.dev/identity`` label value of every Secret it manages.
+MAX_IDENTITY_NAME_LENGTH: Final = 63
+
+
+def check_identity_name(name: str) -> None:
+    """Raise :class:`SpecError` for an identity name that cannot be a label value (too long).
+
+    Checked by the validating webhook at apply time and by the reconciler: one rule, one message.
+    """
+    if len(name) > MAX_IDENTITY_NAME_LENGTH:
+        raise SpecError(
+            "metadata.name",
+            f"must be at most {MAX_IDENTITY_NAME_LENGTH} characters (it is the {IDENTITY_LABEL} label "
+            f"of every Secret), not {len(name)}",
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import time
@@ -24,10 +25,13 @@ def test_demo_passes_and_writes_secret_files(tmp_path: Path) -> None:
     # The bound, for the whole process (imports, emulator, operator, handshakes).
     assert time.monotonic() - started < 30
     assert "Demo passed" in text
-    assert "orders-0 -> payments-0 (mutual TLS): OK" in text
+    # The orders pod went through the admission webhook: a generateName, the Secret name it injected.
+    assert re.search(r"orders-7d9f8c-\w{5} -> payments-0 \(mutual TLS\): OK", text), text
+    assert "[ok] the webhook-injected orders pod mounts the Secret the operator wrote for it" in text
     assert "foreign-CA client -> payments-0: refused" in text
     folders = sorted(p.name for p in (tmp_path / "shop").iterdir())
-    assert folders == ["orders-orders-0", "payments-payments-0", "payments-payments-1"]
+    assert folders[1:] == ["payments-payments-0", "payments-payments-1"]
+    assert re.fullmatch(r"orders-orders-7d9f8c-[a-z0-9]{8}", folders[0]), folders
     for folder in folders:
         files = tmp_path / "shop" / folder
         assert {p.name for p in files.iterdir()} == {"tls.crt", "tls.key", "ca.crt"}
@@ -57,5 +61,5 @@ async def test_demo_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) 
     out = io.StringIO()
     assert await demo.run_demo_async(None, out) == 1
     text = out.getvalue()
-    assert "[FAILED] mutual TLS between payments-0 and orders-0 succeeds" in text
+    assert re.search(r"\[FAILED\] mutual TLS between payments-0 and orders-7d9f8c-\w{5} succeeds", text), text
     assert "Demo FAILED" in text
