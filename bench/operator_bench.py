@@ -74,11 +74,13 @@ class Emulator:
 
     def writes(self) -> Counter[str]:
         log = self.request("GET", REQUEST_LOG_PATH)
-        return Counter({
-            f"{entry['resource']}{'/' + entry['subresource'] if entry['subresource'] else ''}": entry["count"]
-            for entry in log["counts"]
-            if entry["verb"] in ("create", "update", "patch", "delete", "deletecollection")
-        })
+        # Summed: one resource is written with several verbs (creates, then patches).
+        writes: Counter[str] = Counter()
+        for entry in log["counts"]:
+            if entry["verb"] in ("create", "update", "patch", "delete", "deletecollection"):
+                sub = entry["subresource"]
+                writes[f"{entry['resource']}{'/' + sub if sub else ''}"] += entry["count"]
+        return writes
 
     def count(self, verb: str, resource: str) -> int:
         log = self.request("GET", REQUEST_LOG_PATH)

@@ -82,8 +82,20 @@ class Metrics:
         )
         self._ca_expiration = Gauge(
             "mtls_ca_expiration_timestamp_seconds",
-            "notAfter of the CA that signs now (Unix time), by its SHA-256 fingerprint.",
+            "notAfter of the CA that signs now, and of the next one during a rotation (Unix time), by "
+            "SHA-256 fingerprint.",
             ["fingerprint"], registry=self.registry,
+        )
+        self._rotation_phase = Gauge(
+            "mtls_ca_rotation_phase",
+            "CA rotation phase: 0 Idle, 1 Distributing (new CA joins the bundle), 2 Reissuing (new CA "
+            "signs, leaves renewed), 3 Retiring (old CA leaves the bundle).",
+            registry=self.registry,
+        )
+        self._leader = Gauge(
+            "mtls_leader",
+            "1 on the replica that holds the leader-election Lease and issues, 0 on the others.",
+            registry=self.registry,
         )
         # Known label values start at 0, so a rate() or an alert sees the series before the first event.
         for reason in ReissueReason:
@@ -91,6 +103,7 @@ class Metrics:
         for error in IssuanceError:
             self._errors.labels(error.value)
         self._ca_fingerprint: str | None = None
+        self._next_ca_fingerprint: str | None = None
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -134,6 +147,19 @@ class Metrics:
             self._ca_expiration.remove(self._ca_fingerprint)
         self._ca_fingerprint = fingerprint
         self._ca_expiration.labels(fingerprint).set(not_after.timestamp())
+
+    def ca_rotation(self, phase: int, next_fingerprint: str | None, next_not_after: datetime | None) -> None:
+        """The rotation phase, and the incoming CA's expiry while it is in the bundle."""
+        self._rotation_phase.set(phase)
+        previous = self._next_ca_fingerprint
+        if previous is not None and previous not in (next_fingerprint, self._ca_fingerprint):
+            self._ca_expiration.remove(previous)
+        self._next_ca_fingerprint = next_fingerprint
+        if next_fingerprint is not None and next_not_after is not None:
+            self._ca_expiration.labels(next_fingerprint).set(next_not_after.timestamp())
+
+    def leadership(self, leading: bool) -> None:
+        self._leader.set(1 if leading else 0)
 
     # The endpoint ---------------------------------------------------------------------------------
 

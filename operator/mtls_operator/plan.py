@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography import x509
+
 from mtls_operator import constants as c
 from mtls_operator.errors import PKIError, SpecError
-from mtls_operator.pki import parse_pem_certificates
+from mtls_operator.pki import key_matches_certificate, load_private_key_pem, parse_pem_certificates
 from mtls_operator.renewal import IssuedState
 from mtls_operator.spec import LabelSelector, parse_label_selector
 
@@ -331,6 +333,8 @@ def read_secret(secret: Mapping[str, Any]) -> SecretReading:
         else:
             if format(leaf.serial_number, "x") != annotations[c.SERIAL_ANNOTATION]:
                 problems.append("tls.crt does not match the recorded serial")
+            elif key and not _key_matches(key, leaf):
+                problems.append("tls.key does not match the certificate in tls.crt")
             not_before = leaf.not_valid_before_utc
     state = IssuedState(
         spiffe_id=str(annotations[c.SPIFFE_ID_ANNOTATION]),
@@ -343,6 +347,13 @@ def read_secret(secret: Mapping[str, Any]) -> SecretReading:
         dns_names=dns_names,
     )
     return SecretReading(state=state, problems=tuple(problems), bundle_pem=bundle)
+
+
+def _key_matches(key_pem: bytes, leaf: x509.Certificate) -> bool:
+    try:
+        return key_matches_certificate(load_private_key_pem(key_pem), leaf)
+    except PKIError:
+        return False
 
 
 def metadata_patch(
@@ -374,23 +385,28 @@ class Readiness:
     message: str
 
 
+READY_CONDITION = "Ready"
+CA_CONDITION = "CertificateAuthority"
+
+
 def ready_condition(
     previous: Sequence[Mapping[str, Any]],
     readiness: Readiness,
     *,
     generation: int | None,
     now: datetime,
+    kind: str = READY_CONDITION,
 ) -> dict[str, Any]:
-    """The Ready condition; ``lastTransitionTime`` moves only when the status itself flips."""
+    """A condition (Ready by default); ``lastTransitionTime`` moves only when the status itself flips."""
     status = "True" if readiness.status else "False"
-    before = next((cond for cond in previous if cond.get("type") == "Ready"), None)
+    before = next((cond for cond in previous if cond.get("type") == kind), None)
     transition = (
         str(before["lastTransitionTime"])
         if before and before.get("status") == status and before.get("lastTransitionTime")
         else format_time(now)
     )
     condition: dict[str, Any] = {
-        "type": "Ready",
+        "type": kind,
         "status": status,
         "reason": readiness.reason,
         "message": readiness.message,
@@ -412,17 +428,32 @@ def identity_status(
     next_renewal: datetime | None,
     ca_fingerprint: str | None,
     now: datetime,
+    ca_condition: Readiness | None = None,
+    rotation_phase: str | None = None,
+    last_issuance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    condition = ready_condition(previous.get("conditions") or [], readiness, generation=generation, now=now)
-    return {
+    """The identity's status. ``ca_condition`` and ``rotation_phase`` are kept from ``previous`` when
+    not given (a pass that could not look at the CA); ``lastIssuance`` only changes when certificates
+    were issued."""
+    conditions = previous.get("conditions") or []
+    written = [ready_condition(conditions, readiness, generation=generation, now=now)]
+    if ca_condition is not None:
+        written.append(ready_condition(conditions, ca_condition, generation=generation, now=now, kind=CA_CONDITION))
+    else:
+        written.extend(cond for cond in conditions if cond.get("type") == CA_CONDITION)
+    status: dict[str, Any] = {
         "observedGeneration": generation,
-        "conditions": [condition],
+        "conditions": written,
         "spiffeIDs": sorted(set(spiffe_ids)),
         "pods": pods,
         "issued": issued,
         "nextRenewalTime": format_time(next_renewal) if next_renewal else None,
         "caFingerprint": ca_fingerprint,
+        "caRotationPhase": rotation_phase or previous.get("caRotationPhase"),
     }
+    if last_issuance is not None:
+        status["lastIssuance"] = dict(last_issuance)
+    return status
 
 
 def status_changed(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -217,11 +217,35 @@ def test_ready_condition_keeps_transition_time_while_status_holds() -> None:
 def test_identity_status_fields() -> None:
     status = identity_status(previous={}, readiness=Readiness(True, "Issued", "2/2"), generation=3, pods=2,
                              issued=2, spiffe_ids=["b", "a", "a"], next_renewal=NOW, ca_fingerprint="sha256:1",
-                             now=NOW)
+                             now=NOW, ca_condition=Readiness(True, "Valid", "sha256:1 signs"), rotation_phase="Idle",
+                             last_issuance={"time": "2026-11-27T12:00:00Z", "reason": "new", "count": 2,
+                                            "message": "pod a: Issuing: no certificate yet"})
     assert status == {
         "observedGeneration": 3,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Issued", "message": "2/2",
-                        "lastTransitionTime": "2026-11-27T12:00:00Z", "observedGeneration": 3}],
+                        "lastTransitionTime": "2026-11-27T12:00:00Z", "observedGeneration": 3},
+                       {"type": "CertificateAuthority", "status": "True", "reason": "Valid",
+                        "message": "sha256:1 signs", "lastTransitionTime": "2026-11-27T12:00:00Z",
+                        "observedGeneration": 3}],
         "spiffeIDs": ["a", "b"], "pods": 2, "issued": 2, "nextRenewalTime": "2026-11-27T12:00:00Z",
-        "caFingerprint": "sha256:1",
+        "caFingerprint": "sha256:1", "caRotationPhase": "Idle",
+        "lastIssuance": {"time": "2026-11-27T12:00:00Z", "reason": "new", "count": 2,
+                         "message": "pod a: Issuing: no certificate yet"},
     }
+
+
+def test_identity_status_keeps_what_a_pass_did_not_look_at() -> None:
+    first = identity_status(previous={}, readiness=Readiness(True, "Issued", "1/1"), generation=1, pods=1, issued=1,
+                            spiffe_ids=["a"], next_renewal=NOW, ca_fingerprint="sha256:1", now=NOW,
+                            ca_condition=Readiness(False, "CAExpiringSoon", "expires soon"), rotation_phase="Reissuing",
+                            last_issuance={"time": "2026-11-27T12:00:00Z", "reason": "renewal", "count": 1,
+                                           "message": "m"})
+    # A pass without the CA (CAUnavailable) and without issuing keeps the CA condition and the phase;
+    # lastIssuance is simply not rewritten (a merge patch keeps it).
+    later = identity_status(previous=first, readiness=Readiness(False, "CAUnavailable", "no CA"), generation=1,
+                            pods=1, issued=1, spiffe_ids=["a"], next_renewal=None, ca_fingerprint="sha256:1",
+                            now=NOW + timedelta(hours=1))
+    assert [cond["type"] for cond in later["conditions"]] == ["Ready", "CertificateAuthority"]
+    assert later["conditions"][1]["reason"] == "CAExpiringSoon"
+    assert later["caRotationPhase"] == "Reissuing"
+    assert "lastIssuance" not in later

@@ -133,3 +133,49 @@ async def test_forget_cancels_a_planned_run() -> None:
         queue.forget("gone")
         await asyncio.sleep(60)
     assert runs == []
+
+
+@pytest.mark.looptime
+async def test_a_stopped_queue_runs_again_without_losing_keys_or_leaking_tasks() -> None:
+    """A replica that loses leadership stops the queue, and runs it again when it leads again."""
+    runs: list[tuple[str, float]] = []
+    queue: WorkQueue[str] = WorkQueue(recorder(runs, work=1.0), workers=1)
+    before = asyncio.all_tasks()
+    async with running(queue):
+        queue.add("interrupted")
+        queue.add("queued")
+        queue.add("planned", delay=10)
+        await asyncio.sleep(0.5)
+        queue.add("interrupted")  # an event while it runs: one more run, not two
+    assert asyncio.all_tasks() == before
+    queue.add("while-stopped")
+    await asyncio.sleep(20)  # "planned" comes due while nothing runs
+    assert runs == [("interrupted", 0.0)]
+    async with running(queue):
+        await asyncio.sleep(10)
+    assert runs == [("interrupted", 0.0), ("queued", 20.5), ("interrupted", 21.5), ("while-stopped", 22.5),
+                    ("planned", 23.5)]
+    assert asyncio.all_tasks() == before
+
+
+@pytest.mark.looptime
+async def test_rate_limiter_serves_waiters_by_priority_then_arrival() -> None:
+    from mtls_operator.controller.workqueue import IssuePriority
+
+    limiter = RateLimiter(1.0, burst=1)
+    await limiter.acquire()  # the only token: everyone below has to wait
+    grants: list[tuple[str, float]] = []
+
+    async def take(name: str, priority: IssuePriority) -> None:
+        await limiter.acquire(priority)
+        grants.append((name, asyncio.get_running_loop().time()))
+
+    arrivals = [("rotation-1", IssuePriority.BACKGROUND), ("rotation-2", IssuePriority.BACKGROUND),
+                ("overdue", IssuePriority.OVERDUE), ("rotation-3", IssuePriority.BACKGROUND),
+                ("starting", IssuePriority.STARTING)]
+    async with asyncio.TaskGroup() as group:
+        for name, priority in arrivals:
+            group.create_task(take(name, priority))
+    # One token a second, handed out in priority order; arrival order within a priority.
+    assert grants == [("starting", 1.0), ("overdue", 2.0), ("rotation-1", 3.0), ("rotation-2", 4.0),
+                      ("rotation-3", 5.0)]

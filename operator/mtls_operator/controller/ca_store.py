@@ -3,6 +3,12 @@
 On first start the operator creates a self-signed CA there; a CA the user put there instead (root
 or intermediate) is only ever read. When the Secret is missing, malformed or unusable, the store
 remembers why, every identity says so on its status, and the next refresh recovers by itself.
+
+The Secret's ``ca.crt`` is the trust bundle: during a rotation it holds the old and the new CA's
+anchors (see rotation.py), and its annotations say which phase the rotation is in. When a person
+replaces ``tls.crt``/``tls.key`` while the operator holds the CA they replaced, the store keeps
+signing with the one it holds and offers the new one as ``replacement``: the rotation controller
+then rolls it in without breaking trust between running pods.
 """
 
 from __future__ import annotations
@@ -10,14 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.metrics import Metrics
-from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, load_ca
+from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
 from mtls_operator.plan import b64text, secret_data
+from mtls_operator.rotation import (
+    ORIGIN_GENERATED,
+    RotationState,
+    read_rotation,
+    rotation_annotations,
+)
+
+NEXT_TLS_CRT = "next.crt"
+NEXT_TLS_KEY = "next.key"
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +49,7 @@ class CAStore:
         clock: Clock,
         refresh_interval: float = 30.0,
         metrics: Metrics | None = None,
+        ca_duration: timedelta = timedelta(hours=8760),
     ) -> None:
         self._cluster = cluster
         self.namespace = namespace
@@ -47,6 +63,18 @@ class CAStore:
         self._last_refresh: float | None = None
         self._ever_loaded = False
         self._lock = asyncio.Lock()
+        self.ca_duration = ca_duration
+        self._bundle: bytes = b""
+        self.rotation = RotationState()
+        # A CA a person put in place of the one we sign with (see the module docstring).
+        self.replacement: CertificateAuthority | None = None
+        # The next CA during a rotation (``next.crt``/``next.key``), or a user's unusable one and why.
+        self.next_ca: CertificateAuthority | None = None
+        self.next_error: str | None = None
+        # Set by the rotation controller: a CA we cannot renew that expires soon.
+        self.warning: str | None = None
+        # Called when ``state`` changes on a refresh (the CA replaced, broken, fixed, rotated).
+        self.listeners: list[Callable[[], None]] = []
 
     @property
     def where(self) -> str:
@@ -59,14 +87,32 @@ class CAStore:
         return self._ca
 
     @property
-    def state(self) -> tuple[str | None, str | None]:
-        """(fingerprint, error): changes whenever the CA is replaced, breaks or recovers."""
-        return (self._ca.fingerprint if self._ca else None, self._error)
+    def state(self) -> tuple[str | None, str | None, bytes, str, str | None]:
+        """Changes whenever the CA is replaced, breaks or recovers, the bundle or the phase changes."""
+        return (self._ca.fingerprint if self._ca else None, self._error, self._bundle, str(self.rotation.phase),
+                self.warning)
 
     @property
     def bundle_pem(self) -> bytes:
-        """The trust bundle every peer should hold (PEM)."""
-        return certs_to_pem(self.current().trust)
+        """The trust bundle every peer should hold (PEM): the CA Secret's ``ca.crt``, old and new CA
+        during a rotation."""
+        self.current()
+        return self._bundle
+
+    @property
+    def trusted_fingerprints(self) -> frozenset[str]:
+        """Issuers whose leaves peers accept now: the bundle's anchors, the signing CA, and during a
+        rotation the previous signing CA (an intermediate is not itself in the bundle)."""
+        ca = self.current()
+        names = {ca.fingerprint, *(fingerprint(cert) for cert in ca.trust)}
+        if self.rotation.previous_fingerprint:
+            names.add(self.rotation.previous_fingerprint)
+        return frozenset(names)
+
+    def invalidate(self) -> None:
+        """Make the next ``ensure_fresh`` re-read the Secret (the rotation controller just wrote it)."""
+        self._last_refresh = None
+        self._loaded_version = None
 
     async def ensure_fresh(self) -> None:
         """Re-read the CA Secret if the last read is older than the refresh interval (or failed)."""
@@ -74,12 +120,18 @@ class CAStore:
         async with self._lock:
             stale = (
                 self._last_refresh is None
+                or self._loaded_version is None
                 or self._ca is None
                 or loop.time() - self._last_refresh >= self.refresh_interval
             )
             if stale:
+                before = self.state
                 await self._refresh()
                 self._last_refresh = loop.time()
+                if self.state != before:
+                    # Whoever happened to refresh, every identity must look again.
+                    for listener in self.listeners:
+                        listener()
 
     async def _refresh(self) -> None:
         try:
@@ -111,13 +163,46 @@ class CAStore:
         except CAError as exc:
             self._fail(f"the CA in {self.where} is unusable: {exc}")
             return
+        annotations = (secret.get("metadata") or {}).get("annotations") or {}
+        rotation = read_rotation(annotations)
+        held = self._ca
+        if held is not None and held.fingerprint != ca.fingerprint and rotation.signing_fingerprint != ca.fingerprint:
+            # A person put a new CA in place of the one we sign with. Switching now would hand new
+            # pods certificates their peers do not trust yet: keep signing, let the rotation roll it in.
+            if self.replacement is None or self.replacement.fingerprint != ca.fingerprint:
+                logger.warning("the CA in %s was replaced by %s; rolling it in by rotation", self.where,
+                               ca.fingerprint)
+            self.replacement = ca
+            self.rotation = rotation
+            self._loaded_version = version
+            return
+        self.replacement = None
         if self._ca is None or self._ca.fingerprint != ca.fingerprint:
             logger.info("signing with CA %s from %s (expires %s)", ca.fingerprint, self.where, ca.not_after)
         self._ca = ca
+        self._bundle = certs_to_pem(ca.trust)
+        self.rotation = rotation
+        self._load_next(secret)
         self._metrics.ca_loaded(ca.fingerprint, ca.not_after)
+        self._metrics.ca_rotation(rotation.phase.number, self.next_ca.fingerprint if self.next_ca else None,
+                                  self.next_ca.not_after if self.next_ca else None)
         self._error = None
         self._loaded_version = version
         self._ever_loaded = True
+
+    def _load_next(self, secret: JSON) -> None:
+        next_crt = secret_data(secret, NEXT_TLS_CRT)
+        next_key = secret_data(secret, NEXT_TLS_KEY)
+        self.next_ca, self.next_error = None, None
+        if not next_crt and not next_key:
+            return
+        if not next_crt or not next_key:
+            self.next_error = f"the next CA in {self.where} needs both {NEXT_TLS_CRT} and {NEXT_TLS_KEY}"
+            return
+        try:
+            self.next_ca = load_ca(next_crt, next_key, secret_data(secret, c.CA_CRT), self._clock())
+        except CAError as exc:
+            self.next_error = f"the next CA in {self.where} ({NEXT_TLS_CRT}, {NEXT_TLS_KEY}) is unusable: {exc}"
 
     async def _bootstrap(self) -> JSON | None:
         """Create a CA on first start only; a CA that vanished later is reported, never replaced.
@@ -144,7 +229,12 @@ class CAStore:
         return await self._create()
 
     async def _create(self) -> JSON:
-        ca = await asyncio.to_thread(create_self_signed_ca, self._clock())
+        now = self._clock()
+        ca = await asyncio.to_thread(create_self_signed_ca, now, validity=self.ca_duration)
+        annotations = {key: value for key, value in rotation_annotations(
+            RotationState(since=now, signing_fingerprint=ca.fingerprint, signing_not_after=ca.not_after,
+                          origin=ORIGIN_GENERATED)
+        ).items() if value is not None}
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -153,6 +243,7 @@ class CAStore:
                 "name": self.secret_name,
                 "namespace": self.namespace,
                 "labels": {c.MANAGED_BY_LABEL: c.MANAGER_NAME},
+                "annotations": annotations,
             },
             "data": {key: b64text(value) for key, value in ca.secret_data().items()},
         }

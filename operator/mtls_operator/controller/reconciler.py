@@ -20,13 +20,19 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
-from mtls_operator.controller.workqueue import RateLimiter
+from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
 from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.metrics import IssuanceError, Metrics
-from mtls_operator.pki import CertificateAuthority, LeafRequest, fingerprint, issue_leaf
+from mtls_operator.pki import (
+    CLOCK_SKEW,
+    CertificateAuthority,
+    LeafRequest,
+    issue_leaf,
+    parse_pem_certificates,
+    verify_leaf,
+)
 from mtls_operator.plan import (
-    MAX_LABEL_VALUE_LENGTH,
     IdentityRef,
     PodInfo,
     Readiness,
@@ -43,6 +49,7 @@ from mtls_operator.plan import (
     pod_query,
     read_secret,
     secret_body,
+    secret_data,
     secret_metadata,
     secret_name_for_pod,
     secrets_query,
@@ -54,12 +61,15 @@ from mtls_operator.policy import spiffe_id
 from mtls_operator.renewal import (
     Decision,
     DesiredState,
+    IssuedState,
     ReissueReason,
+    format_timestamp,
     jittered_renewal_time,
     reissue_decision,
     renewal_time,
 )
-from mtls_operator.spec import IdentitySpec, format_duration, parse_identity_spec
+from mtls_operator.rotation import Phase
+from mtls_operator.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,8 @@ ISSUE_CONCURRENCY = 8
 MAX_PROBLEM_DELAY = 300.0
 # Never sleep longer than this between looks at an identity, whatever its renewal time.
 MAX_SLEEP = 3600.0
+# When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
+DEFERRED_DELAY = 1.0
 
 
 class Reconciler:
@@ -111,8 +123,19 @@ class Reconciler:
         self._readings: dict[tuple[str, str], SecretReading] = {}
         # Managed Secrets seen deleted (namespace, name): re-issuing one is a repair, not a first issue.
         self._vanished: dict[tuple[str, str], bool] = {}
+        # The resourceVersion of our last write per Secret: the Secret watch ignores our own edits.
+        self._written: dict[tuple[str, str], str] = {}
+        # The last good spec per identity, by (uid, generation): what a first issue may use unread.
+        self._specs: dict[IdentityKey, tuple[str, object, IdentitySpec]] = {}
+        # First issues under way outside a pass (namespace, Secret name): a pass leaves them be.
+        self._first_issues: set[tuple[str, str]] = set()
+        # Background re-issues per pass: about two seconds of the rate limit.
+        self._background_per_pass = max(ISSUE_CONCURRENCY, int(limiter.rate * 2))
         # Secret names found taken by someone else: checked before issuing, until they free up.
         self._clashes: set[tuple[str, str]] = set()
+        # Chain checks of pod Secrets against the bundle, by (uid, resourceVersion, bundle).
+        self._chain_checks: dict[tuple[str, str, bytes], str | None] = {}
+        self._anchors: tuple[bytes, list[Any]] | None = None
 
     # Entry points ---------------------------------------------------------------------------
 
@@ -137,12 +160,7 @@ class Reconciler:
         previous_status: Mapping[str, Any] = identity.get("status") or {}
         now = self.clock()
         try:
-            if len(name) > MAX_LABEL_VALUE_LENGTH:
-                raise SpecError(
-                    "metadata.name",
-                    f"must be at most {MAX_LABEL_VALUE_LENGTH} characters (it is the {c.IDENTITY_LABEL} label "
-                    f"of every Secret), not {len(name)}",
-                )
+            check_identity_name(name)
             spec = parse_identity_spec(
                 identity.get("spec") or {},
                 namespace=namespace,
@@ -150,13 +168,16 @@ class Reconciler:
                 allowed_dns_patterns=self.settings.allowed_dns_patterns,
                 default_duration=self.settings.default_duration,
             )
+            self._specs[key] = (str(metadata.get("uid")), generation, spec)
         except SpecError as exc:
+            self._specs.pop(key, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
             reason = "PolicyViolation" if type(exc).__name__ == "PolicyError" else "InvalidSpec"
             await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
                                keep_counts=True)
             await self._warn(key, identity, reason, str(exc), now)
             self.metrics.issuance_error(IssuanceError.INVALID_SPEC)
+            await self._follow_bundle(key)
             return None
 
         try:
@@ -176,6 +197,13 @@ class Reconciler:
         except KubernetesAPIError as exc:
             logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
+        if result.issued_by_reason:
+            result.last_issuance = {
+                "time": format_timestamp(self.clock()),
+                "reason": str(result.first_reason),
+                "count": sum(result.issued_by_reason.values()),
+                "message": result.first_decision or "",
+            }
         self.served[key] = result.served
         for error, count in result.errors.items():
             self.metrics.issuance_error(error, count)
@@ -206,6 +234,9 @@ class Reconciler:
             next_renewal=result.next_renewal,
             ca_fingerprint=ca.fingerprint,
             now=self.clock(),
+            ca_condition=self._ca_condition(),
+            rotation_phase=str(self.ca_store.rotation.phase),
+            last_issuance=result.last_issuance,
         )
         if status_changed(previous_status, status):
             await self.cluster.patch_identity_status(namespace, name, status)
@@ -225,10 +256,42 @@ class Reconciler:
             self._problem_streak[key] = streak + 1
             return min(MAX_PROBLEM_DELAY, self.retry_delay * 2.0**streak)
         self._problem_streak.pop(key, None)
+        if result.deferred:
+            return DEFERRED_DELAY
         if result.next_renewal is None:
             return None
         wait = (result.next_renewal - self.clock()).total_seconds()
         return min(MAX_SLEEP, max(1.0, wait))
+
+    def _ca_condition(self) -> Readiness:
+        """The CertificateAuthority condition: a CA problem every identity should show."""
+        if self.ca_store.warning:
+            return Readiness(False, "CAExpiringSoon", self.ca_store.warning)
+        phase = self.ca_store.rotation.phase
+        ca = self.ca_store.current()
+        if phase is not Phase.IDLE:
+            return Readiness(True, "Rotating", f"CA rotation phase {phase}; {ca.fingerprint} signs")
+        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_timestamp(ca.not_after)}")
+
+    async def _follow_bundle(self, key: IdentityKey) -> None:
+        """Keep ``ca.crt`` of an identity's Secrets on the current bundle even while its spec is bad:
+        its certificates stay as they are, but its pods must keep trusting peers through a CA rotation."""
+        try:
+            await self.ca_store.ensure_fresh()
+            bundle_pem = self.ca_store.bundle_pem
+        except CAError:
+            return
+        namespace, name = key
+        for secret in await self.cluster.list_secrets(namespace, secrets_query(name)):
+            if is_managed_by(secret, name) and secret_data(secret, c.CA_CRT) != bundle_pem:
+                meta = secret.get("metadata") or {}
+                try:
+                    self._remember_write(await self.cluster.update_secret(
+                        namespace, str(meta.get("name")), {"data": {c.CA_CRT: b64text(bundle_pem)}},
+                        str(meta.get("resourceVersion"))))
+                except KubernetesAPIError as exc:
+                    logger.warning("could not refresh the trust bundle of Secret %s/%s: %s", namespace,
+                                   meta.get("name"), exc)
 
     async def cleanup(self, key: IdentityKey) -> int:
         """Delete every Secret this identity manages (the identity is being deleted)."""
@@ -245,6 +308,43 @@ class Reconciler:
         self.metrics.identity_removed(namespace, name)
         return deleted
 
+    def _urgency(self, secret: JSON | None, now: datetime) -> IssuePriority:
+        if secret is None:
+            return IssuePriority.STARTING
+        state = self._read(secret).state
+        if state is None:
+            return IssuePriority.STARTING
+        return IssuePriority.OVERDUE if now >= state.renew_at else IssuePriority.BACKGROUND
+
+    def _chain_problem(self, secret: JSON, reading: SecretReading, bundle_pem: bytes) -> str | None:
+        """Whether the Secret's certificate chains to the current trust bundle (a hand-edited Secret may
+        not); remembered per Secret version and bundle."""
+        meta = secret.get("metadata") or {}
+        key = (str(meta.get("uid")), str(meta.get("resourceVersion")), bundle_pem)
+        if key in self._chain_checks:
+            return self._chain_checks[key]
+        problem: str | None = None
+        chain_pem = secret_data(secret, c.TLS_CRT)
+        if reading.state is not None and chain_pem:
+            try:
+                certs = parse_pem_certificates(chain_pem)
+                leaf = certs[0]
+                # Within the leaf's own validity: expiry is a renewal, not a broken chain.
+                latest = leaf.not_valid_after_utc - timedelta(seconds=1)
+                moment = max(leaf.not_valid_before_utc, min(self.clock(), latest))
+                verify_leaf(leaf, certs[1:], self._trust_anchors(bundle_pem), moment)
+            except (PKIError, ChainError) as exc:
+                problem = f"tls.crt does not chain to the trust bundle: {exc}"
+        if len(self._chain_checks) >= READING_CACHE_SIZE:
+            self._chain_checks.clear()
+        self._chain_checks[key] = problem
+        return problem
+
+    def _trust_anchors(self, bundle_pem: bytes) -> list[Any]:
+        if self._anchors is None or self._anchors[0] != bundle_pem:
+            self._anchors = (bundle_pem, parse_pem_certificates(bundle_pem))
+        return self._anchors[1]
+
     def _read(self, secret: JSON) -> SecretReading:
         """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass."""
         meta = secret.get("metadata") or {}
@@ -255,6 +355,16 @@ class Reconciler:
                 self._readings.clear()
             reading = self._readings[version] = read_secret(secret)
         return reading
+
+    def wrote(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether this version of a Secret is one the reconciler wrote itself."""
+        return self._written.get((namespace, name)) == resource_version
+
+    def _remember_write(self, written: JSON) -> None:
+        meta = written.get("metadata") or {}
+        if len(self._written) >= READING_CACHE_SIZE:
+            self._written.clear()
+        self._written[(str(meta.get("namespace")), str(meta.get("name")))] = str(meta.get("resourceVersion"))
 
     def secret_vanished(self, namespace: str, name: str) -> None:
         """A managed Secret was deleted: if its pod is still served, re-issuing it is a repair."""
@@ -294,11 +404,13 @@ class Reconciler:
         }
         result = _PodsResult()
         desired_names: set[str] = set()
-        trusted = frozenset({ca.fingerprint, *(fingerprint(cert) for cert in ca.trust)})
+        trusted = self.ca_store.trusted_fingerprints
         spec_hash = spec.certificate_hash()
         claims: dict[str, list[PodInfo]] = {}
         for pod in pods:
-            if pod.terminating or pod.finished:
+            if pod.finished:
+                continue  # a pod that has finished serves nobody: its Secret goes
+            if pod.terminating:
                 # Keep a terminating pod's Secret (it may still be serving), but issue nothing new.
                 desired_names.update(n for n, body in existing.items() if owner_pod_uid(body) == pod.uid)
                 continue
@@ -336,6 +448,8 @@ class Reconciler:
         async def serve(secret_name: str, pod: PodInfo) -> None:
             async with slots:
                 secret: JSON | None = existing.get(secret_name)
+                if secret is None and (namespace, secret_name) in self._first_issues:
+                    return  # being issued right now outside this pass; the pass queued after it counts it
                 if secret is None and (namespace, secret_name) in self._clashes:
                     # Known to be taken: look before generating a key we could not store.
                     secret = await self.cluster.get_secret(namespace, secret_name)
@@ -357,6 +471,8 @@ class Reconciler:
                     result=result,
                 )
 
+        # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
+        assignments.sort(key=lambda item: self._urgency(existing.get(item[0]), now))
         await asyncio.gather(*(serve(secret_name, pod) for secret_name, pod in assignments))
         for secret_name, secret in existing.items():
             if secret_name not in desired_names and is_managed_by(secret, name):
@@ -369,6 +485,51 @@ class Reconciler:
                 logger.info("deleted Secret %s/%s: pod %s is no longer served by %s", namespace, secret_name,
                             (meta.get("labels") or {}).get(c.POD_LABEL), name)
         return result
+
+    async def issue_first(self, key: IdentityKey, version: tuple[str, object], pod: PodInfo) -> bool:
+        """A new pod's first certificate, at once, without a pass over the identity's pods.
+
+        A pod injected by the webhook has its Secret mounted by name, and the kubelet retries the
+        mount until the Secret exists: its first certificate is what a starting pod waits for. This
+        uses the spec the last pass read (``version``, the identity's (uid, generation) as watched,
+        must match it), creates only, and leaves everything else (status, clashes, a Secret that
+        exists) to the pass queued after it. Returns whether it issued.
+        """
+        cached = self._specs.get(key)
+        if cached is None or cached[:2] != version or pod.terminating or pod.finished or not pod.opted_in:
+            return False
+        spec = cached[2]
+        if spec.service_account_name and pod.service_account != spec.service_account_name:
+            return False
+        try:
+            secret_name = secret_name_for_pod(key[1], pod)
+            ca = self.ca_store.current()
+            bundle_pem = self.ca_store.bundle_pem
+        except (ValueError, CAError):
+            return False
+        slot = (pod.namespace, secret_name)
+        if slot in self._clashes or slot in self._first_issues:
+            return False
+        self._first_issues.add(slot)
+        try:
+            wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
+            spec_hash = spec.certificate_hash()
+            try:
+                content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash, IssuePriority.STARTING)
+            except (PKIError, ChainError):
+                return False  # the pass reports it
+            body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
+                               template_labels=spec.secret_labels, template_annotations=spec.secret_annotations)
+            try:
+                self._remember_write(await self.cluster.create_secret(pod.namespace, body))
+            except (ConflictError, KubernetesAPIError):
+                return False  # there already (or the API failed): the pass decides
+        finally:
+            self._first_issues.discard(slot)
+        self.metrics.certificate_issued(ReissueReason.NEW)
+        logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
+                    content.serial, wanted_id, content.not_after.isoformat())
+        return True
 
     async def _serve_pod(
         self,
@@ -395,8 +556,12 @@ class Reconciler:
             bundle_current=reading is None or reading.bundle_pem == bundle_pem,
         )
         decision: Decision | None
+        chain_problem = (self._chain_problem(secret, reading, bundle_pem)
+                         if secret is not None and reading is not None and not reading.problems else None)
         if reading is not None and reading.state is None:
             decision = Decision(ReissueReason.REPAIR, f"Repairing: {reading.problems[0]}")
+        elif chain_problem is not None:
+            decision = Decision(ReissueReason.REPAIR, f"Repairing: {chain_problem}")
         elif secret is None and self._vanished.pop((pod.namespace, secret_name), False):
             decision = Decision(ReissueReason.REPAIR, "Repairing: the Secret was deleted")
         elif secret is not None and owner_pod_uid(secret) != pod.uid:
@@ -408,7 +573,7 @@ class Reconciler:
                 reading.state if reading else None, desired, now, problems=reading.problems if reading else ()
             )
         if decision is None and reading is not None and reading.state is not None:
-            decision = _batched_renewal(reading.state.renew_at, reading.state.not_after, now)
+            decision = _batched_renewal(reading.state, now)
 
         def keep_held() -> None:
             # Whatever fails below, a certificate the pod still holds keeps its expiry on the
@@ -425,7 +590,8 @@ class Reconciler:
                 patch.setdefault("data", {})[c.CA_CRT] = b64text(bundle_pem)
             if patch:
                 try:
-                    await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                    written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                    self._remember_write(written)
                 except KubernetesAPIError as exc:
                     result.fail(IssuanceError.API, f"pod {pod.name}: updating Secret {secret_name} failed: {exc}",
                                 pod.name)
@@ -435,8 +601,16 @@ class Reconciler:
             return
         if decision is None:  # unreachable: no decision implies a readable existing Secret
             decision = Decision(ReissueReason.REPAIR, "Repairing: Secret unreadable")
+        priority = _priority(decision, reading.state if reading else None, now)
+        if priority is IssuePriority.BACKGROUND and reading is not None and reading.state is not None:
+            if result.background >= self._background_per_pass:
+                # Short passes: a pod starting meanwhile waits for one pass, not for a whole rotation.
+                result.deferred += 1
+                result.count_valid(wanted_id, reading.state.renew_at, reading.state.not_after)
+                return
+            result.background += 1
         try:
-            content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash)
+            content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash, priority)
         except (PKIError, ChainError) as exc:
             result.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
             keep_held()
@@ -453,7 +627,7 @@ class Reconciler:
             if secret is None:
                 # Create first, look only on a clash: one write per new pod, no extra read.
                 try:
-                    await self.cluster.create_secret(pod.namespace, body)
+                    self._remember_write(await self.cluster.create_secret(pod.namespace, body))
                 except ConflictError:
                     taken = await self.cluster.get_secret(pod.namespace, secret_name)
                     if taken is not None and not is_managed_by(taken, identity_name):
@@ -461,12 +635,18 @@ class Reconciler:
                         result.clash(_clash_message(pod.namespace, secret_name, pod.name, taken), pod.name)
                         keep_held()
                         return
+                    held = self._read(taken).state if taken is not None and owner_pod_uid(taken) == pod.uid else None
+                    if held is not None:
+                        # Issued for this very pod a moment ago (a first issue outside the pass).
+                        result.count_valid(held.spiffe_id, held.renew_at, held.not_after)
+                        return
                     raise
             else:
                 resource_version = str(secret["metadata"].get("resourceVersion"))
                 patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
                          "data": body["data"], "type": body["type"]}
-                await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                self._remember_write(written)
         except ConflictError as exc:
             result.fail(IssuanceError.API,
                         f"pod {pod.name}: Secret {secret_name} changed while writing, retrying ({exc})", pod.name)
@@ -482,13 +662,15 @@ class Reconciler:
         self.metrics.certificate_issued(decision.reason)
         if result.first_decision is None:
             result.first_decision = f"pod {pod.name}: {decision.message}"
+            result.first_reason = decision.reason
         result.count_valid(wanted_id, content.renew_at, content.not_after)
 
     async def _issue(
         self, pod: PodInfo, spec: IdentitySpec, ca: CertificateAuthority, bundle_pem: bytes, wanted_id: str,
         spec_hash: str,
+        priority: IssuePriority,
     ) -> SecretContent:
-        await self.limiter.acquire()
+        await self.limiter.acquire(priority)
         request = LeafRequest(
             spiffe_id=wanted_id,
             dns_names=spec.dns_names,
@@ -606,6 +788,11 @@ class _PodsResult:
     earliest_not_after: datetime | None = None
     issued_by_reason: dict[ReissueReason, int] = field(default_factory=dict)
     first_decision: str | None = None
+    first_reason: ReissueReason | None = None
+    last_issuance: dict[str, Any] | None = None
+    # Background re-issues started this pass, and those left for the next one.
+    background: int = 0
+    deferred: int = 0
 
     def count_valid(self, spiffe: str, renew_at: datetime, not_after: datetime) -> None:
         self.valid += 1
@@ -643,11 +830,27 @@ def _rightful_claimant(claimants: list[PodInfo], secret: JSON | None) -> PodInfo
     return next((pod for pod in claimants if pod.uid == owner), min(claimants, key=lambda pod: pod.name))
 
 
-def _batched_renewal(renew_at: datetime, not_after: datetime, now: datetime) -> Decision | None:
-    """Renew now what falls due within the horizon anyway: one pass instead of a wake-up per pod."""
-    if renew_at > now + RENEWAL_HORIZON:
+def _priority(decision: Decision, state: IssuedState | None, now: datetime) -> IssuePriority:
+    """New pods and repairs first; then renewals at or past their time; then everything else."""
+    if decision.reason in (ReissueReason.NEW, ReissueReason.REPAIR):
+        return IssuePriority.STARTING
+    if decision.reason is ReissueReason.RENEWAL and state is not None and now >= state.renew_at:
+        return IssuePriority.OVERDUE
+    return IssuePriority.BACKGROUND
+
+
+def _batched_renewal(state: IssuedState, now: datetime) -> Decision | None:
+    """Renew now what falls due within the horizon anyway: one pass instead of a wake-up per pod.
+
+    Never for a certificate younger than the minimum renewal gap (its notBefore is backdated by a
+    minute of clock skew): its renewal time may have been held at that gap, and batching it early
+    would re-issue it on every pass.
+    """
+    if state.renew_at > now + RENEWAL_HORIZON:
         return None
-    left = format_duration(max(not_after - now, timedelta(0)))
+    if state.not_before is not None and now < state.not_before + MIN_RENEWAL_GAP + CLOCK_SKEW:
+        return None
+    left = format_duration(max(state.not_after - now, timedelta(0)))
     return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expires in {left} (due within the batch window)")
 
 

@@ -9,6 +9,9 @@ loop's clock, so tests can fast-forward it (looptime).
 from __future__ import annotations
 
 import asyncio
+import enum
+import heapq
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -73,15 +76,15 @@ class WorkQueue(Generic[Key]):
         await self._idle.wait()
 
     async def run(self) -> None:
-        """Run the workers until cancelled."""
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(self._workers):
-                    group.create_task(self._work())
-        finally:
-            for _, timer in self._timers.values():
-                timer.cancel()
-            self._timers.clear()
+        """Run the workers until cancelled.
+
+        A replica that loses leadership cancels this and may run it again when it leads again, so
+        nothing is dropped on cancellation: queued keys stay queued, planned runs stay planned (and
+        queue their key when due), and a key interrupted half-way is queued to be done again.
+        """
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._workers):
+                group.create_task(self._work())
 
     async def _work(self) -> None:
         while True:
@@ -90,8 +93,12 @@ class WorkQueue(Generic[Key]):
             self._active.add(key)
             try:
                 delay = await self._run_one(key)
-            finally:
+            except asyncio.CancelledError:
                 self._active.discard(key)
+                self._again.discard(key)
+                self.add(key)
+                raise
+            self._active.discard(key)
             if key in self._again:
                 self._again.discard(key)
                 self.add(key)
@@ -117,8 +124,20 @@ class WorkQueue(Generic[Key]):
         return delay
 
 
+class IssuePriority(enum.IntEnum):
+    """Who gets the next token when issuance is rate-limited: lower goes first."""
+
+    STARTING = 0  # a pod without a (working) certificate: first issue, or a repair
+    OVERDUE = 1  # a renewal at or past its renewal time
+    BACKGROUND = 2  # the rest: spec changes, CA rotation, renewals batched ahead of time
+
+
 class RateLimiter:
-    """A token bucket on the loop's clock: at most ``rate`` acquisitions per second, bursts of ``burst``."""
+    """A token bucket on the loop's clock: at most ``rate`` acquisitions per second, bursts of ``burst``.
+
+    Waiters are served by priority, then in arrival order, so a pod that is starting never waits
+    behind a CA rotation's thousand renewals.
+    """
 
     def __init__(self, rate: float, *, burst: float | None = None) -> None:
         if rate <= 0:
@@ -127,18 +146,37 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(1.0, rate)
         self._tokens = self.burst
         self._stamp: float | None = None
-        self._lock = asyncio.Lock()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
 
-    async def acquire(self) -> None:
-        async with self._lock:
-            loop = asyncio.get_running_loop()
+    async def acquire(self, priority: IssuePriority = IssuePriority.BACKGROUND) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._waiters, (int(priority), next(self._arrivals), waiter))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = loop.create_task(self._dispatch(), name="mtls-operator rate limiter")
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._tokens += 1  # granted, but the caller went away: the token is not spent
+            raise
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiters:
             now = loop.time()
             if self._stamp is not None:
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             if self._tokens < 1:
-                wait = (1 - self._tokens) / self.rate
-                await asyncio.sleep(wait)
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+                # Exactly one token after the exact wait (recomputing it could leave 0.999... and spin).
                 self._stamp = loop.time()
                 self._tokens = 1.0
-            self._tokens -= 1
+                continue
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                self._tokens -= 1
+                waiter.set_result(None)

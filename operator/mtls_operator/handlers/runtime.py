@@ -11,15 +11,19 @@ from typing import Any
 
 from kubernetes import client as k8s_client
 
+from mtls_operator import __version__
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
+from mtls_operator.controller.rotation import RotationController
+from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.k8s import Cluster, KubeAPI, core_path
-from mtls_operator.k8s.watch import DeletionWatch
+from mtls_operator.k8s.watch import SecretWatch
 from mtls_operator.metrics import Metrics
-from mtls_operator.plan import IdentityRef
+from mtls_operator.plan import IdentityRef, pod_info, serving_identity
 
 Clock = Callable[[], datetime]
 
@@ -39,8 +43,43 @@ class Runtime:
     # (uid, generation) last queued per identity: spec changes need work, status writes do not.
     generations: dict[IdentityKey, tuple[str, object]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
-    secret_watch: DeletionWatch | None = None
+    secret_watch: SecretWatch | None = None
     watch_timeout: int = 60
+    # Admission webhooks (None when MTLS_WEBHOOK_PORT=0): this replica's serving certificate, and the
+    # leader's upkeep of the configurations' caBundle.
+    serving: ServingCertificate | None = None
+    webhook_ca_bundle: WebhookCABundle | None = None
+    rotation: RotationController = field(init=False)
+    # How often the rotation controller looks while a rotation is under way (tests shorten it).
+    rotation_poll: float = 5.0
+    clock: Clock = wall_clock
+    # High availability: the replicas' election (None with MTLS_LEADER_ELECTION=false: this one leads).
+    elector: LeaderElector | None = None
+
+    def __post_init__(self) -> None:
+        self.reconciler.ca_store.listeners.append(self._ca_changed)
+        self.rotation = RotationController(
+            self.reconciler.cluster, self.reconciler.ca_store, self.settings, clock=self.clock,
+            on_change=self._ca_changed, poll_interval=self.rotation_poll,
+            idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
+        )
+
+    async def issue_first(self, body: Mapping[str, Any]) -> None:
+        """A pod just created: its first certificate now (the leader only), then a pass for the status."""
+        if not self.leading:
+            return
+        pod = pod_info(body)
+        owner = serving_identity(pod, [ref for key, ref in self.identities.items() if key[0] == pod.namespace])
+        if owner is None:
+            return
+        key = (owner.namespace, owner.name)
+        version = self.generations.get(key)
+        if version is not None and await self.reconciler.issue_first(key, version, pod):
+            self.queue.add(key)
+
+    def _ca_changed(self) -> None:
+        for key in self.identities:
+            self.queue.add(key)
 
     @classmethod
     def build(
@@ -52,8 +91,12 @@ class Runtime:
         retry_delay: float,
         ca_refresh_interval: float,
         watch_timeout: int,
+        serving: ServingCertificate | None = None,
     ) -> Runtime:
-        api = KubeAPI.from_configuration(configuration)
+        # The User-Agent names the replica, so the API server's audit log tells who wrote what.
+        api = KubeAPI.from_configuration(
+            configuration, user_agent=f"{c.MANAGER_NAME}/{__version__} ({settings.holder_identity})"
+        )
         cluster = Cluster(api)
         metrics = Metrics()
         ca_store = CAStore(
@@ -63,13 +106,20 @@ class Runtime:
             clock=clock,
             refresh_interval=ca_refresh_interval,
             metrics=metrics,
+            ca_duration=settings.ca_duration,
         )
         limiter = RateLimiter(settings.max_issuance_per_second)
         reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay,
                                 metrics=metrics)
         queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
+        ca_bundle = WebhookCABundle(cluster, ca_store, settings.webhook_configuration) if serving else None
+        elector = LeaderElector(
+            cluster, namespace=settings.namespace, name=settings.lease_name, identity=settings.holder_identity,
+            lease_duration=settings.lease_duration, metrics=metrics,
+        ) if settings.leader_election else None
         return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, metrics=metrics,
-                   watch_timeout=watch_timeout)
+                   watch_timeout=watch_timeout, serving=serving, webhook_ca_bundle=ca_bundle, clock=clock,
+                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector)
 
     def start(self) -> None:
         """Start the metrics endpoint (first: a port in use fails start-up) and the background work."""
@@ -80,11 +130,11 @@ class Runtime:
     def _start_secret_watch(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def from_watch_thread(metadata: Mapping[str, Any] | None) -> None:
+        def from_watch_thread(kind: str, metadata: Mapping[str, Any] | None) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed while the operator stops
-                loop.call_soon_threadsafe(self._secret_deleted, metadata)
+                loop.call_soon_threadsafe(self._secret_changed, kind, metadata)
 
-        self.secret_watch = DeletionWatch(
+        self.secret_watch = SecretWatch(
             self.api.api_client,
             core_path("secrets"),
             f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}",
@@ -98,14 +148,21 @@ class Runtime:
             self.secret_watch.stop()
             self.secret_watch = None
 
-    def _secret_deleted(self, metadata: Mapping[str, Any] | None) -> None:
-        """A managed Secret deleted behind our back is re-issued now, not at the next renewal."""
+    def _secret_changed(self, kind: str, metadata: Mapping[str, Any] | None) -> None:
+        """A managed Secret deleted or edited behind our back is repaired now, not at the next renewal."""
         if metadata is None:
             keys = list(self.identities)
+        elif (metadata.get("namespace"), metadata.get("name")) == (self.settings.namespace, self.settings.ca_secret):
+            self.rotation.wake()  # e.g. mtls.dev/rotate was just set
+            return
         else:
             key = (str(metadata.get("namespace")), str((metadata.get("labels") or {}).get(c.IDENTITY_LABEL)))
             keys = [key] if key in self.identities else []
-            self.reconciler.secret_vanished(key[0], str(metadata.get("name")))
+            name = str(metadata.get("name"))
+            if kind == "DELETED":
+                self.reconciler.secret_vanished(key[0], name)
+            elif self.reconciler.wrote(key[0], name, str(metadata.get("resourceVersion"))):
+                return  # our own write coming back
         for key in keys:
             self.queue.add(key)
 
@@ -117,11 +174,22 @@ class Runtime:
 
     def _replica_work(self) -> list[Coroutine[Any, Any, None]]:
         """What every replica runs, leading or not (the admission webhooks are served by all)."""
-        return []
+        if self.serving is None:
+            return []
+        return [self.serving.keep_fresh(self.reconciler.ca_store)]
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica is the one that issues now."""
+        return self.elector is None or self.elector.leading
 
     async def _lead_when_elected(self) -> None:
         """Lead (issue, renew, rotate) only while this replica is the elected one."""
-        await self._lead()
+        if self.elector is None:
+            self.metrics.leadership(True)
+            await self._lead()
+        else:
+            await self.elector.run(self._lead)
 
     async def _lead(self) -> None:
         """Everything only the leader does; cancelled as a whole when leadership is lost."""
@@ -137,18 +205,17 @@ class Runtime:
             self._stop_secret_watch()
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
-        return [self.queue.run(), self._watch_ca()]
+        work = [self.queue.run(), self._watch_ca(), self.rotation.run()]
+        if self.webhook_ca_bundle is not None:
+            work.append(self.webhook_ca_bundle.keep_current())
+        return work
 
     async def _watch_ca(self) -> None:
-        """Re-read the CA periodically; when it changes (replaced, broken, fixed) every identity looks again."""
+        """Re-read the CA periodically; its listener requeues every identity when it changed."""
         ca_store = self.reconciler.ca_store
         while True:
             await asyncio.sleep(ca_store.refresh_interval)
-            before = ca_store.state
             await ca_store.ensure_fresh()
-            if ca_store.state != before:
-                for key in self.identities:
-                    self.queue.add(key)
 
     async def stop(self) -> None:
         if self.task is not None:

@@ -16,6 +16,11 @@ from mtls_operator.constants import GROUP, KIND, MANAGER_NAME, PLURAL, VERSION
 from mtls_operator.errors import NotFoundError
 from mtls_operator.k8s.api import JSON, MERGE_PATCH, KubeAPI, core_path, group_path
 
+# Where the Mutating/ValidatingWebhookConfigurations live.
+ADMISSION_GROUP = "admissionregistration.k8s.io"
+# Where leader election's Lease lives.
+LEASE_GROUP = "coordination.k8s.io"
+
 
 def _items(listing: JSON) -> list[JSON]:
     items = listing.get("items") or []
@@ -64,6 +69,10 @@ class Cluster:
     async def list_secrets(self, namespace: str, label_selector: str) -> list[JSON]:
         query = {"labelSelector": label_selector}
         return _items(await self.api.request("GET", core_path("secrets", namespace), query=query))
+
+    async def list_secrets_everywhere(self, label_selector: str) -> list[JSON]:
+        query = {"labelSelector": label_selector}
+        return _items(await self.api.request("GET", core_path("secrets"), query=query))
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JSON:
         """Create; raises ``ConflictError`` when the name is taken (by anyone)."""
@@ -128,7 +137,22 @@ class Cluster:
         now: datetime,
     ) -> None:
         """A core/v1 Event on the identity, as ``kubectl describe mtlsid`` shows it."""
-        metadata = identity.get("metadata") or {}
+        await self.post_event(identity, f"{GROUP}/{VERSION}", KIND, type_=type_, reason=reason, message=message,
+                              now=now)
+
+    async def post_event(
+        self,
+        involved: Mapping[str, Any],
+        api_version: str,
+        kind: str,
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        """A core/v1 Event on any namespaced object (an identity, the CA Secret)."""
+        metadata = involved.get("metadata") or {}
         namespace = str(metadata.get("namespace") or "default")
         name = str(metadata.get("name") or "")
         stamp = _rfc3339(now)
@@ -137,8 +161,8 @@ class Cluster:
             "kind": "Event",
             "metadata": {"name": f"{name}.{random_tokens.token_hex(8)}", "namespace": namespace},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
+                "apiVersion": api_version,
+                "kind": kind,
                 "name": name,
                 "namespace": namespace,
                 "uid": metadata.get("uid"),
@@ -156,3 +180,48 @@ class Cluster:
             "count": 1,
         }
         await self.api.request("POST", core_path("events", namespace), body=body)
+
+    # Admission webhook configurations (cluster-scoped; the Helm chart creates them) -----------------
+
+    async def get_webhook_configuration(self, kind: str, name: str) -> JSON | None:
+        """``kind`` is the plural, ``mutatingwebhookconfigurations`` or ``validatingwebhookconfigurations``;
+        ``None`` when the configuration does not exist."""
+        try:
+            return await self.api.request("GET", group_path(ADMISSION_GROUP, "v1", kind, None, name))
+        except NotFoundError:
+            return None
+
+    async def update_webhooks(
+        self, kind: str, name: str, webhooks: list[dict[str, Any]], resource_version: str
+    ) -> JSON:
+        """Replace the configuration's ``webhooks`` (a merge patch replaces the whole list), guarded by
+        ``resource_version``: a concurrent change (a ``helm upgrade``) makes this a ``ConflictError``."""
+        body = {"metadata": {"resourceVersion": resource_version}, "webhooks": webhooks}
+        return await self.api.request(
+            "PATCH", group_path(ADMISSION_GROUP, "v1", kind, None, name), body=body, content_type=MERGE_PATCH
+        )
+
+    # The leader-election Lease -------------------------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", group_path(LEASE_GROUP, "v1", "leases", namespace, name))
+        except NotFoundError:
+            return None
+
+    async def create_lease(self, namespace: str, name: str, spec: Mapping[str, Any]) -> JSON:
+        """Create; raises ``ConflictError`` when another replica created it first."""
+        body = {
+            "apiVersion": f"{LEASE_GROUP}/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": dict(spec),
+        }
+        return await self.api.request("POST", group_path(LEASE_GROUP, "v1", "leases", namespace), body=body)
+
+    async def replace_lease(self, lease: Mapping[str, Any], spec: Mapping[str, Any]) -> JSON:
+        """Replace the Lease as read with a new ``spec``; its ``resourceVersion`` makes a write by anyone
+        since the read a ``ConflictError``."""
+        metadata = lease.get("metadata") or {}
+        path = group_path(LEASE_GROUP, "v1", "leases", str(metadata.get("namespace")), str(metadata.get("name")))
+        return await self.api.request("PUT", path, body={**dict(lease), "spec": dict(spec)})

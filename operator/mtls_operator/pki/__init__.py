@@ -5,6 +5,7 @@ Randomness comes only from the cryptography library and ``secrets``. Errors are 
 CAError and ChainError, and their messages never contain PEM or key material.
 """
 
+from mtls_operator.pki._util import CLOCK_SKEW
 from mtls_operator.pki.bundle import certs_to_pem, fingerprint, merge_bundles, parse_pem_certificates
 from mtls_operator.pki.ca import CertificateAuthority, create_intermediate_ca, create_self_signed_ca
 from mtls_operator.pki.facts import CertificateFacts, certificate_facts
@@ -20,6 +21,7 @@ from mtls_operator.pki.load import load_ca
 from mtls_operator.pki.verify import verify_leaf
 
 __all__ = [
+    "CLOCK_SKEW",
     "CertificateAuthority",
     "CertificateFacts",
     "IssuedLeaf",

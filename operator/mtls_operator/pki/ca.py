@@ -15,6 +15,7 @@ from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
     format_time,
+    is_self_signed,
     random_serial,
     require_utc,
     signature_hash,
@@ -52,6 +53,16 @@ class CertificateAuthority:
         trusted = {fingerprint(anchor) for anchor in self.trust}
         head = () if self.fingerprint in trusted else (self.cert,)
         return head + tuple(c for c in self.chain if fingerprint(c) not in trusted)
+
+    @property
+    def own_anchors(self) -> tuple[x509.Certificate, ...]:
+        """The anchors this CA's own chain ends at: itself when self-signed, else the root(s) in
+        ``trust`` that issued the top of its chain. ``trust`` may hold more (another CA's, during a
+        rotation); these are what must stay trusted for this CA's leaves."""
+        if is_self_signed(self.cert):
+            return (self.cert,)
+        top = self.chain[-1] if self.chain else self.cert
+        return tuple(anchor for anchor in self.trust if anchor.subject == top.issuer)
 
     def secret_data(self) -> dict[str, bytes]:
         """The CA Secret's data: ``tls.crt`` (cert and chain), ``tls.key`` (PKCS#8), ``ca.crt`` (trust)."""

@@ -1,0 +1,385 @@
+"""The CA rotation controller: starts rotations and moves them through their phases (rotation.py).
+
+Runs on the leader only. Every step re-reads the CA Secret and writes it with optimistic
+concurrency, so a restart (or a new leader) resumes the phase the Secret records. Each phase
+change is logged, posted as an Event on the CA Secret and mirrored on every identity's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from mtls_operator import constants as c
+from mtls_operator.config import Settings
+from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, CAStore
+from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
+from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.pki import (
+    CertificateAuthority,
+    certs_to_pem,
+    create_self_signed_ca,
+    merge_bundles,
+    parse_pem_certificates,
+)
+from mtls_operator.plan import b64text, secret_data
+from mtls_operator.rotation import (
+    ORIGIN_GENERATED,
+    ORIGIN_SUPPLIED,
+    Fleet,
+    Phase,
+    RotationState,
+    Step,
+    auto_rotation_due,
+    enter,
+    expiry_warning_due,
+    next_step,
+    read_rotation,
+    rotation_annotations,
+)
+from mtls_operator.spec import format_duration
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class RotationController:
+    def __init__(
+        self,
+        cluster: Cluster,
+        ca_store: CAStore,
+        settings: Settings,
+        *,
+        clock: Clock,
+        on_change: Callable[[], None],
+        poll_interval: float = 5.0,
+        idle_interval: float = 60.0,
+    ) -> None:
+        self.cluster = cluster
+        self.ca_store = ca_store
+        self.settings = settings
+        self.clock = clock
+        self.on_change = on_change
+        self.poll_interval = poll_interval
+        self.idle_interval = idle_interval
+        self._last_message: str | None = None
+        # The last wait reported, so a standing wait is logged once, not every poll.
+        self._last_wait: str | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def where(self) -> str:
+        return self.ca_store.where
+
+    def wake(self) -> None:
+        """Look now (the CA Secret changed: a rotation may have been asked for)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                delay = await self.step()
+            except KubernetesAPIError as exc:
+                logger.warning("CA rotation: the API failed, retrying: %s", exc)
+                delay = self.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    async def step(self) -> float:
+        """One look at the CA Secret: start, advance or finish a rotation; seconds until the next look."""
+        await self.ca_store.ensure_fresh()
+        secret = await self.cluster.get_secret(self.ca_store.namespace, self.ca_store.secret_name)
+        if secret is None:
+            return self.poll_interval  # the CA store reports and recovers a missing CA
+        try:
+            ca = self.ca_store.current()
+        except CAError:
+            return self.poll_interval
+        state = read_rotation((secret.get("metadata") or {}).get("annotations") or {})
+        now = self.clock()
+        try:
+            if state.phase is Phase.IDLE:
+                return await self._idle(secret, state, ca, now)
+            return await self._advance(secret, state, ca, now)
+        except ConflictError:
+            # Someone wrote the Secret between our read and write: look again at once.
+            self.ca_store.invalidate()
+            return 0.0
+
+    # Idle: whether to start ----------------------------------------------------------------------
+
+    async def _idle(self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime) -> float:
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        origin = state.origin or (
+            ORIGIN_GENERATED if labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME else ORIGIN_SUPPLIED
+        )
+        state = replace(state, origin=origin)
+        replacement = self.ca_store.replacement
+        if replacement is not None:
+            return await self._begin(secret, state, ca, replacement, ORIGIN_SUPPLIED, now,
+                                     f"the CA in {self.where} was replaced by {replacement.fingerprint}")
+        if state.signing_fingerprint and state.signing_fingerprint != ca.fingerprint:
+            return await self._adopt(secret, state, ca, now)
+        if self.ca_store.next_ca is not None:
+            return await self._begin(secret, state, ca, self.ca_store.next_ca, ORIGIN_SUPPLIED, now,
+                                     f"a next CA was put in {NEXT_TLS_CRT} and {NEXT_TLS_KEY}")
+        if self.ca_store.next_error:
+            await self._tell(secret, "Warning", "NextCAUnusable", self.ca_store.next_error, now)
+        not_before = ca.cert.not_valid_before_utc
+        if state.rotate_requested:
+            if origin == ORIGIN_GENERATED:
+                return await self._begin_generated(secret, state, ca, now, "rotation requested (mtls.dev/rotate)")
+            await self._write(secret, replace(state, rotate_requested=False), {})
+            await self._tell(
+                secret, "Warning", "RotationRefused",
+                f"rotation requested, but the CA {ca.fingerprint} was supplied by you and the operator does not "
+                f"replace it with one of its own: put the new CA in {NEXT_TLS_CRT} and {NEXT_TLS_KEY}", now)
+            return self.idle_interval
+        if origin == ORIGIN_GENERATED and auto_rotation_due(not_before, ca.not_after, now):
+            return await self._begin_generated(
+                secret, state, ca, now, f"the CA reached 2/3 of its lifetime (it expires {_stamp(ca.not_after)})")
+        if origin == ORIGIN_SUPPLIED and expiry_warning_due(ca.not_after, now):
+            warning = (f"the CA {ca.fingerprint} expires {_stamp(ca.not_after)} and was supplied by you, so the "
+                       f"operator cannot renew it: put its successor in {NEXT_TLS_CRT} and {NEXT_TLS_KEY} of "
+                       f"{self.where}")
+            if self.ca_store.warning != warning:
+                self.ca_store.warning = warning
+                await self._tell(secret, "Warning", "CAExpiringSoon", warning, now)
+                self.on_change()
+        elif self.ca_store.warning is not None:
+            self.ca_store.warning = None
+            self.on_change()
+        expected = replace(state, phase=Phase.IDLE, signing_fingerprint=ca.fingerprint, signing_not_after=ca.not_after,
+                           next_fingerprint=None, next_not_after=None, previous_fingerprint=None,
+                           previous_not_after=None, settled_at=None, next_origin=None, since=state.since or now)
+        if rotation_annotations(expected) != rotation_annotations(read_rotation(_annotations(secret))):
+            await self._write(secret, expected, {})
+        if origin == ORIGIN_GENERATED:
+            due = not_before + (ca.not_after - not_before) * (2 / 3)
+            return max(1.0, min(self.idle_interval, (due - now).total_seconds()))
+        return self.idle_interval
+
+    async def _begin_generated(
+        self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime, why: str
+    ) -> float:
+        incoming = await asyncio.to_thread(create_self_signed_ca, now, validity=self.settings.ca_duration)
+        return await self._begin(secret, state, ca, incoming, ORIGIN_GENERATED, now, why)
+
+    async def _begin(
+        self,
+        secret: JSON,
+        state: RotationState,
+        ca: CertificateAuthority,
+        incoming: CertificateAuthority,
+        incoming_origin: str,
+        now: datetime,
+        why: str,
+    ) -> float:
+        """Distributing: the new CA joins the bundle; the current one keeps signing (restored if replaced)."""
+        bundle = merge_bundles(parse_pem_certificates(self.ca_store.bundle_pem), incoming.own_anchors)
+        current = ca.secret_data()
+        data = {
+            c.TLS_CRT: current[c.TLS_CRT],
+            c.TLS_KEY: current[c.TLS_KEY],
+            c.CA_CRT: certs_to_pem(bundle),
+            NEXT_TLS_CRT: certs_to_pem((incoming.cert, *incoming.chain)),
+            NEXT_TLS_KEY: incoming.secret_data()[c.TLS_KEY],
+        }
+        new_state = replace(
+            enter(state, Phase.DISTRIBUTING, now),
+            signing_fingerprint=ca.fingerprint,
+            signing_not_after=ca.not_after,
+            next_fingerprint=incoming.fingerprint,
+            next_not_after=incoming.not_after,
+            previous_fingerprint=None,
+            previous_not_after=None,
+            next_origin=incoming_origin,
+            rotate_requested=False,
+        )
+        await self._write(secret, new_state, data)
+        await self._tell(secret, "Normal", "RotationStarted",
+                         f"CA rotation started: {why}. Phase Distributing: the new CA {incoming.fingerprint} "
+                         f"(expires {_stamp(incoming.not_after)}) joins the trust bundle; {ca.fingerprint} keeps "
+                         "signing until every pod trusts the new one", now)
+        return 0.0
+
+    async def _adopt(self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime) -> float:
+        """The CA was replaced while no operator ran: the old key is gone, so the new CA must sign at once.
+
+        The old CA stays trusted (recovered from the trust bundles we published) until no leaf of it
+        is left; pods that do not yet hold the new CA may refuse new peers until their files update.
+        """
+        published: list[Any] = []
+        for config_map in await self.cluster.list_config_maps_everywhere(f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"):
+            text = (config_map.get("data") or {}).get(c.CA_CRT)
+            if (config_map.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP and text:
+                try:
+                    published.extend(parse_pem_certificates(str(text).encode("ascii")))
+                except (PKIError, UnicodeEncodeError):
+                    continue
+        bundle = merge_bundles(ca.own_anchors, parse_pem_certificates(self.ca_store.bundle_pem), published)
+        new_state = replace(
+            enter(state, Phase.REISSUING, now),
+            signing_fingerprint=ca.fingerprint,
+            signing_not_after=ca.not_after,
+            previous_fingerprint=state.signing_fingerprint,
+            previous_not_after=state.signing_not_after,
+            next_fingerprint=None,
+            next_not_after=None,
+            origin=ORIGIN_SUPPLIED,
+            next_origin=None,
+        )
+        await self._write(secret, new_state, {c.CA_CRT: certs_to_pem(bundle)})
+        await self._tell(secret, "Warning", "CAReplaced",
+                         f"the CA in {self.where} was replaced by {ca.fingerprint} while the operator was not "
+                         f"running, so {state.signing_fingerprint} could not keep signing: phase Reissuing, the old "
+                         "CA stays in the trust bundle until none of its certificates is left. Replace a CA while "
+                         f"the operator runs, or put it in {NEXT_TLS_CRT}/{NEXT_TLS_KEY}, for a rotation without "
+                         "that window", now)
+        return 0.0
+
+    # Under way: advance ----------------------------------------------------------------------------
+
+    async def _advance(self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime) -> float:
+        replacement = self.ca_store.replacement
+        if replacement is not None:
+            await self._tell(secret, "Warning", "CAReplacedDuringRotation",
+                             f"tls.crt/tls.key of {self.where} were replaced by {replacement.fingerprint} "
+                             f"during a rotation (phase {state.phase}); the rotation goes on and will overwrite them. "
+                             f"Put a CA of your own in {NEXT_TLS_CRT}/{NEXT_TLS_KEY} once the phase is Idle", now)
+        bundle_pem = self.ca_store.bundle_pem
+        previous = state.previous_fingerprint if state.phase is Phase.REISSUING else None
+        fleet, laggards = await self._fleet(bundle_pem, previous)
+        decision = next_step(state, fleet, now, self.settings.ca_propagation_delay)
+        if decision.step is Step.WAIT:
+            message = f"phase {state.phase}: {decision.message}" + (f" ({', '.join(laggards)})" if laggards else "")
+            if message != self._last_wait:
+                self._last_wait = message
+                logger.info("CA rotation: %s", message)
+            if decision.wait > timedelta(0):
+                return max(0.5, min(self.poll_interval, decision.wait.total_seconds()))
+            return self.poll_interval
+        self._last_wait = None
+        if decision.step is Step.SETTLED:
+            await self._write(secret, replace(state, settled_at=now.replace(microsecond=0)), {})
+            await self._tell(secret, "Normal", "RotationSettled",
+                             f"phase {state.phase}: {decision.message}; next step after "
+                             f"{format_duration(self.settings.ca_propagation_delay)}", now)
+            return max(0.5, min(self.poll_interval, decision.wait.total_seconds()))
+        if decision.step is Step.SWITCH:
+            return await self._switch(secret, state, ca, now, decision.message)
+        if decision.step is Step.RETIRE:
+            bundle = certs_to_pem(ca.own_anchors)
+            await self._write(secret, enter(state, Phase.RETIRING, now), {c.CA_CRT: bundle})
+            await self._tell(secret, "Normal", "RotationRetiring",
+                             f"phase Retiring: {decision.message} (CA {state.previous_fingerprint})", now)
+            return 0.0
+        finished = replace(enter(state, Phase.IDLE, now), previous_fingerprint=None, previous_not_after=None)
+        await self._write(secret, finished, {})
+        await self._tell(secret, "Normal", "RotationComplete",
+                         f"CA rotation complete: {ca.fingerprint} signs (expires {_stamp(ca.not_after)}) and is the "
+                         "only CA in the trust bundle", now)
+        return 0.0
+
+    async def _switch(
+        self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime, why: str
+    ) -> float:
+        incoming = self.ca_store.next_ca
+        if incoming is None or incoming.fingerprint != state.next_fingerprint:
+            problem = self.ca_store.next_error or (
+                f"the next CA {state.next_fingerprint} is no longer in {NEXT_TLS_CRT}/{NEXT_TLS_KEY}")
+            await self._tell(secret, "Warning", "RotationStuck",
+                             f"cannot switch signing: {problem}; restore it, or remove the next CA and its "
+                             "annotations to cancel", now)
+            return self.poll_interval
+        new_state = replace(
+            enter(state, Phase.REISSUING, now),
+            signing_fingerprint=incoming.fingerprint,
+            signing_not_after=incoming.not_after,
+            previous_fingerprint=ca.fingerprint,
+            previous_not_after=ca.not_after,
+            next_fingerprint=None,
+            next_not_after=None,
+            origin=state.next_origin or ORIGIN_SUPPLIED,
+            next_origin=None,
+        )
+        signing = incoming.secret_data()
+        data = {c.TLS_CRT: signing[c.TLS_CRT], c.TLS_KEY: signing[c.TLS_KEY], NEXT_TLS_CRT: None,
+                NEXT_TLS_KEY: None}
+        await self._write(secret, new_state, data)
+        await self._tell(secret, "Normal", "RotationReissuing",
+                         f"phase Reissuing: {why}; {incoming.fingerprint} signs now and every certificate of "
+                         f"{ca.fingerprint} is renewed (at most {self.settings.max_issuance_per_second:g}/s)", now)
+        return 0.0
+
+    async def _fleet(self, bundle_pem: bytes, previous: str | None) -> tuple[Fleet, list[str]]:
+        """Count pod Secrets and trust ConfigMaps behind the bundle, and leaves of the previous CA."""
+        managed = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
+        secrets = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
+        config_maps = [
+            cm for cm in await self.cluster.list_config_maps_everywhere(managed)
+            if (cm.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP
+        ]
+        bundle_text = bundle_pem.decode("ascii")
+        stale = 0
+        old_leaves = 0
+        laggards: dict[str, int] = {}
+        for secret in secrets:
+            meta = secret.get("metadata") or {}
+            behind = secret_data(secret, c.CA_CRT) != bundle_pem
+            old = previous is not None and (meta.get("annotations") or {}).get(c.CA_FINGERPRINT_ANNOTATION) == previous
+            stale += behind
+            old_leaves += old
+            if behind or old:
+                where = f"{meta.get('namespace')}/{(meta.get('labels') or {}).get(c.IDENTITY_LABEL)}"
+                laggards[where] = laggards.get(where, 0) + 1
+        for config_map in config_maps:
+            if (config_map.get("data") or {}).get(c.CA_CRT) != bundle_text:
+                stale += 1
+                where = f"ConfigMap {(config_map.get('metadata') or {}).get('namespace')}/{c.TRUST_BUNDLE_CONFIGMAP}"
+                laggards[where] = laggards.get(where, 0) + 1
+        named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
+        return Fleet(objects=len(secrets) + len(config_maps), stale_bundle=stale, leaves_of_previous=old_leaves), named
+
+    # Writing -----------------------------------------------------------------------------------------
+
+    async def _write(self, secret: JSON, state: RotationState, data: Mapping[str, bytes | None]) -> None:
+        meta = secret.get("metadata") or {}
+        patch: dict[str, Any] = {"metadata": {"annotations": rotation_annotations(state)}}
+        if data:
+            patch["data"] = {key: (b64text(value) if value is not None else None) for key, value in data.items()}
+        await self.cluster.update_secret(self.ca_store.namespace, self.ca_store.secret_name, patch,
+                                         str(meta.get("resourceVersion")))
+        if state.phase is not read_rotation(_annotations(secret)).phase:
+            logger.info("CA rotation: phase %s (signing %s)", state.phase, state.signing_fingerprint)
+        self.ca_store.invalidate()
+        await self.ca_store.ensure_fresh()
+        self.on_change()
+
+    async def _tell(self, secret: JSON, type_: str, reason: str, message: str, now: datetime) -> None:
+        """Log and post an Event on the CA Secret, once per distinct message."""
+        if message == self._last_message:
+            return
+        self._last_message = message
+        (logger.warning if type_ == "Warning" else logger.info)("CA rotation: %s", message)
+        try:
+            await self.cluster.post_event(secret, "v1", "Secret", type_=type_, reason=reason, message=message,
+                                          now=now)
+        except KubernetesAPIError as exc:
+            logger.warning("could not post event %s: %s", reason, exc)
+
+
+def _annotations(secret: JSON) -> dict[str, str]:
+    return dict((secret.get("metadata") or {}).get("annotations") or {})
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
