@@ -453,3 +453,49 @@ async def test_the_serving_certificate_is_renewed_at_two_thirds_of_its_life(
     renewed = await eventually(lambda: serving.state if serving.state != first else None, what="a renewal")
     assert renewed.ca_fingerprint == first.ca_fingerprint
     assert renewed.not_before == clock.now - timedelta(minutes=1)
+
+
+async def test_the_webhooks_keep_admitting_pods_through_a_ca_rotation(
+    server: EmulatorServer, emulator: Emulator, clock: FakeClock, http: Http, webhook_port: int
+) -> None:
+    register_webhooks(emulator, webhook_port)
+    # No propagation delay of its own: the rotation still waits two CA refresh intervals (1s here) before
+    # the old CA leaves, for every replica's serving certificate to move. The clock moves in small steps
+    # so that certificates dated by it are valid in real time for the emulator's TLS check.
+    handle = OperatorHandle(server, clock, operator_settings(webhook_port=webhook_port,
+                                                             ca_propagation_delay=timedelta(0)))
+    await handle.start()
+    try:
+        await eventually(lambda: all(ca_bundles(emulator)), what="caBundle in both configurations")
+        emulator.create(identity("payments"))
+        old = trust_bundle(emulator)
+        emulator.patch("v1", "secrets", "mtls-operator-ca", OPERATOR_NS,
+                       {"metadata": {"annotations": {"mtls.dev/rotate": "true"}}})
+        phases: list[str] = []
+        refused: list[str] = []
+        for _ in range(300):
+            secret = emulator.get("v1", "secrets", "mtls-operator-ca", OPERATOR_NS) or {}
+            phase = (secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", "")
+            if not phases or phases[-1] != phase:
+                phases.append(phase)
+            if phase == "Idle" and len(phases) > 1:
+                break
+            status, body = await http.request("POST", PODS, generated_pod())
+            if status != 201:
+                refused.append(f"{phase}: {status} {body.get('message')}")
+            clock.advance(timedelta(milliseconds=500))
+            await asyncio.sleep(0.1)
+        assert refused == []
+        assert phases[-4:] == ["Distributing", "Reissuing", "Retiring", "Idle"], phases
+        new = trust_bundle(emulator)
+        assert new != old
+        assert ca_bundles(emulator) == [ca_bundle_text(new)] * 2
+        serving = handle.runtime.serving
+        assert serving is not None
+        ca = emulator.get("v1", "secrets", "mtls-operator-ca", OPERATOR_NS)
+        assert ca is not None
+        assert serving.state.ca_fingerprint == ca["metadata"]["annotations"]["mtls.dev/ca-fingerprint"]
+        status, body = await http.request("POST", PODS, generated_pod())
+        assert status == 201, body
+    finally:
+        await handle.stop()

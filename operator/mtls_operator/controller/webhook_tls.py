@@ -173,6 +173,17 @@ class WebhookCABundle:
                         self.configuration, len(webhooks))
             return
 
+    async def lagging(self, bundle_pem: bytes) -> list[str]:
+        """The configurations whose caBundle is not ``bundle_pem`` yet: a CA rotation waits for them, or
+        the API server would refuse the webhooks' certificates from the new CA."""
+        bundle = ca_bundle_text(bundle_pem)
+        behind = []
+        for kind in WEBHOOK_CONFIGURATION_KINDS:
+            found = await self._cluster.get_webhook_configuration(kind, self.configuration)
+            if found is not None and webhooks_with_ca_bundle(found, bundle) is not None:
+                behind.append(f"{kind} {self.configuration}")
+        return behind
+
     async def keep_current(self) -> None:
         """Publish at every CA refresh interval: a rotation's new bundle reaches the API server soon."""
         while True:

@@ -62,6 +62,7 @@ class Runtime:
             self.reconciler.cluster, self.reconciler.ca_store, self.settings, clock=self.clock,
             on_change=self._ca_changed, poll_interval=self.rotation_poll,
             idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
+            webhooks=self.webhook_ca_bundle,
         )
 
     async def issue_first(self, body: Mapping[str, Any]) -> None:
