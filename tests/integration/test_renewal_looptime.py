@@ -260,6 +260,38 @@ async def test_two_hundred_pods_created_together_renew_spread_over_the_jitter_wi
     assert busiest <= pods // 4, f"{busiest} of {pods} pods renewed in one minute"
 
 
+@pytest.mark.looptime
+async def test_one_hour_certificates_created_together_renew_spread_too() -> None:
+    """Short certificates have a short jitter window (10% of 20m: 2m); batching must not undo it."""
+    pods, sample = 100, 10.0
+    with EmulatorThread(crds=project_crds()) as server:
+        emulator = server.emulator
+        create_namespaces(emulator)
+        emulator.create(identity("api", duration="1h"))
+        for index in range(pods):
+            emulator.create(pod(f"api-{index:03}", "api"))
+        async with reconciling(server, jitter=random.Random(7).random) as queue:  # noqa: S311 -- reproducible
+            loop = asyncio.get_running_loop()
+            queue.add((NS, "api"))
+            issued = await wait_for_secrets(emulator, pods)
+            first = serials_by_pod(emulator)
+            renewed: dict[str, float] = {}
+            while len(renewed) < pods:
+                assert loop.time() < issued + HOUR, f"only {len(renewed)} pods renewed within the hour"
+                await asyncio.sleep(sample)
+                for name, serial in serials_by_pod(emulator).items():
+                    if serial != first[name]:
+                        renewed.setdefault(name, loop.time())
+            await queue.wait_idle()
+    # Due at 40m less up to 2m of jitter; a batch takes what falls due within half the window (1m), so
+    # the renewals come in at least two batches spanning at least a minute; a batch holds about half the
+    # pods (binomial, sd 5): at most 65 asserted, where no jitter (or a 5m batch) puts all 100 in one.
+    spread = max(renewed.values()) - min(renewed.values())
+    assert spread >= 60, f"renewals span only {spread:.0f}s of the 2m jitter window"
+    busiest = max(collections.Counter(renewed.values()).values())
+    assert busiest <= 65, f"{busiest} of {pods} pods renewed in one {sample:.0f}s sample"
+
+
 def assert_token_bucket(times: list[float], rate: float, burst: float) -> None:
     """No interval holds more grants than a token bucket allows: burst + rate * its length."""
     for i, begin in enumerate(times):

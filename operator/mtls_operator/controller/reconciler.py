@@ -59,6 +59,7 @@ from mtls_operator.plan import (
 )
 from mtls_operator.policy import spiffe_id
 from mtls_operator.renewal import (
+    JITTER_FRACTION,
     Decision,
     DesiredState,
     IssuedState,
@@ -846,7 +847,10 @@ def _batched_renewal(state: IssuedState, now: datetime) -> Decision | None:
     minute of clock skew): its renewal time may have been held at that gap, and batching it early
     would re-issue it on every pass.
     """
-    if state.renew_at > now + RENEWAL_HORIZON:
+    # Batching must not undo the jitter: for short certificates (1h: a 2-minute jitter window) the
+    # horizon shrinks to half the jitter window.
+    horizon = min(RENEWAL_HORIZON, (state.not_after - state.renew_at) * JITTER_FRACTION / 2)
+    if state.renew_at > now + horizon:
         return None
     if state.not_before is not None and now < state.not_before + MIN_RENEWAL_GAP + CLOCK_SKEW:
         return None
