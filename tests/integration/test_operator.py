@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from cryptography import x509
 
 from mtls_operator import constants as c
@@ -449,3 +451,25 @@ async def test_identity_deleted_without_its_finalizer_leaves_nothing(
     emulator.patch(API, c.PLURAL, "payments", NS, {"metadata": {"finalizers": None}})
     emulator.delete(API, c.PLURAL, "payments", NS)
     await eventually(lambda: not managed_secrets(emulator), what="Secrets cleaned up without the finalizer")
+
+
+async def test_a_new_pod_gets_its_first_certificate_at_once_and_the_pass_reports_it(
+    emulator: Emulator, operator: OperatorHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.create(identity("payments"))
+    await eventually(lambda: (ready(emulator, "payments") or {}).get("reason") == "NoPods", what="NoPods")
+    caplog.set_level(logging.INFO, logger="mtls_operator")
+    emulator.create(pod("payments-0", "payments"))
+    await eventually(lambda: managed_secrets(emulator).get("payments-payments-0"), what="the Secret")
+    # Issued from the pod's ADDED event, before (and without) a pass over the identity's pods ...
+    assert any("first certificate for pod shop/payments-0" in record.getMessage() for record in caplog.records)
+    # ... and the pass queued after it reports it like any other issue.
+    last = await eventually(lambda: (get_identity(emulator, "payments").get("status") or {}).get("lastIssuance"),
+                            what="lastIssuance")
+    assert last["reason"] == "new"
+    assert last["count"] == 1
+    assert last["message"] == "pod payments-0: Issuing: no certificate yet"
+    events = await eventually(lambda: [e["message"] for e in emulator.list("v1", "events", NS)
+                                       if e["reason"] == "Issued"], what="the Issued Event")
+    assert events == ["issued 1 certificate(s) (new: 1); pod payments-0: Issuing: no certificate yet"]
+    assert get_identity(emulator, "payments")["status"]["issued"] == 1

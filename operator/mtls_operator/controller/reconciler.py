@@ -130,6 +130,8 @@ class Reconciler:
         self._specs: dict[IdentityKey, tuple[str, object, IdentitySpec]] = {}
         # First issues under way outside a pass (namespace, Secret name): a pass leaves them be.
         self._first_issues: set[tuple[str, str]] = set()
+        # First issues done outside a pass, per identity (count, first message), for the next pass to report.
+        self._first_issued: dict[IdentityKey, tuple[int, str]] = {}
         # Background re-issues per pass: about two seconds of the rate limit.
         self._background_per_pass = max(ISSUE_CONCURRENCY, int(limiter.rate * 2))
         # Secret names found taken by someone else: checked before issuing, until they free up.
@@ -198,6 +200,13 @@ class Reconciler:
         except KubernetesAPIError as exc:
             logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
+        first_issues = self._first_issued.pop(key, None)
+        if first_issues is not None:
+            # Issued outside the pass (issue_first): reported with it, in its Event and status.
+            count, message = first_issues
+            result.issued_by_reason[ReissueReason.NEW] = result.issued_by_reason.get(ReissueReason.NEW, 0) + count
+            if result.first_decision is None:
+                result.first_decision, result.first_reason = message, ReissueReason.NEW
         if result.issued_by_reason:
             result.last_issuance = {
                 "time": format_timestamp(self.clock()),
@@ -304,6 +313,8 @@ class Reconciler:
                 await self.cluster.delete_secret(namespace, str(meta.get("name")), str(meta.get("uid")))
                 deleted += 1
         self.served.pop(key, None)
+        self._specs.pop(key, None)
+        self._first_issued.pop(key, None)
         self._last_warning.pop(key, None)
         self._problem_streak.pop(key, None)
         self.metrics.identity_removed(namespace, name)
@@ -530,6 +541,8 @@ class Reconciler:
         self.metrics.certificate_issued(ReissueReason.NEW)
         logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
                     content.serial, wanted_id, content.not_after.isoformat())
+        count, message = self._first_issued.get(key, (0, f"pod {pod.name}: Issuing: no certificate yet"))
+        self._first_issued[key] = (count + 1, message)
         return True
 
     async def _serve_pod(
