@@ -14,7 +14,7 @@ from cryptography import x509
 from mtls_operator import constants as c
 from mtls_operator.pki import create_self_signed_ca
 from mtls_operator.plan import b64text, secret_data
-from mtls_operator.testing import Emulator
+from mtls_operator.testing import Emulator, EmulatorServer
 
 from .conftest import (
     API,
@@ -473,3 +473,26 @@ async def test_a_new_pod_gets_its_first_certificate_at_once_and_the_pass_reports
                                        if e["reason"] == "Issued"], what="the Issued Event")
     assert events == ["issued 1 certificate(s) (new: 1); pod payments-0: Issuing: no certificate yet"]
     assert get_identity(emulator, "payments")["status"]["issued"] == 1
+
+
+async def test_a_ca_secret_named_by_the_user_is_never_created_by_the_operator(
+    server: EmulatorServer, emulator: Emulator, clock: FakeClock
+) -> None:
+    handle = OperatorHandle(server, clock, operator_settings(ca_secret="corp-ca"))
+    await handle.start()
+    try:
+        emulator.create(identity("payments"))
+        emulator.create(pod("payments-0", "payments"))
+        condition = await eventually(lambda: (c_ := ready(emulator, "payments")) and c_["reason"] == "CAUnavailable"
+                                     and c_, what="CAUnavailable")
+        assert "Secret mtls-system/corp-ca does not exist: create it with your CA" in condition["message"]
+        assert emulator.get("v1", "secrets", "corp-ca", OPERATOR_NS) is None
+        theirs = create_self_signed_ca(clock.now, common_name="Corp CA")
+        emulator.create({"apiVersion": "v1", "kind": "Secret", "type": c.SECRET_TYPE_TLS,
+                         "metadata": {"name": "corp-ca", "namespace": OPERATOR_NS},
+                         "data": {k: b64text(v) for k, v in theirs.secret_data().items()}})
+        await eventually(lambda: (ready(emulator, "payments") or {}).get("status") == "True", within=15,
+                         what="Ready once the CA exists")
+        assert get_identity(emulator, "payments")["status"]["caFingerprint"] == theirs.fingerprint
+    finally:
+        await handle.stop()

@@ -1,7 +1,8 @@
 """The signing CA, kept in the Secret ``<MTLS_NAMESPACE>/<MTLS_CA_SECRET>``.
 
-On first start the operator creates a self-signed CA there; a CA the user put there instead (root
-or intermediate) is only ever read. When the Secret is missing, malformed or unusable, the store
+On first start the operator creates a self-signed CA there (in the default Secret only: a Secret
+named by the user must hold the user's CA); a CA the user put there instead (root or intermediate)
+is only ever read. When the Secret is missing, malformed or unusable, the store
 remembers why, every identity says so on its status, and the next refresh recovers by itself.
 
 The Secret's ``ca.crt`` is the trust bundle: during a rotation it holds the old and the new CA's
@@ -210,6 +211,13 @@ class CAStore:
         Replacing it silently would re-issue every leaf under a CA that pods still holding the old
         bundle do not trust: exactly the outage CA rotation exists to avoid.
         """
+        if self.secret_name != c.DEFAULT_CA_SECRET:
+            # A name chosen by the user (MTLS_CA_SECRET, the chart's ca.existingSecret) means "my CA".
+            self._fail(
+                f"the CA {self.where} does not exist: create it with your CA (tls.crt, tls.key, and ca.crt for "
+                f"an intermediate), or leave MTLS_CA_SECRET at {c.DEFAULT_CA_SECRET} for a CA the operator creates"
+            )
+            return None
         if self._ever_loaded:
             self._fail(
                 f"the CA {self.where} was deleted; restore it from a backup (a new CA would break trust "
