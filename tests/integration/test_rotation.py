@@ -216,8 +216,8 @@ async def test_a_complete_rotation_keeps_every_handshake_working(
         final = await asyncio.to_thread(mutual_tls_handshake, pods[0].load(), pods[1].load(),
                                         server_hostname="payments")
         assert final.ok, final.error
-        assert {"RotationStarted", "RotationReissuing", "RotationRetiring", "RotationComplete"} <= set(
-            ca_events(emulator))
+        await eventually(lambda: {"RotationStarted", "RotationReissuing", "RotationRetiring", "RotationComplete"}
+                         <= set(ca_events(emulator)), what="an Event for every phase")
         status = await eventually(lambda: (s := get_identity(emulator, "payments").get("status") or {})
                                   and s.get("caFingerprint") == new and s.get("caRotationPhase") == "Idle" and s,
                                   what="the identity's status following the new CA")
@@ -250,6 +250,9 @@ async def test_an_operator_restart_resumes_the_rotation_phase(
     await asyncio.sleep(0.5)
     await handle.stop()
     assert phase(emulator) == stop_in
+    # The CA being rolled in: next while Distributing, the signing one afterwards.
+    incoming = ca_annotations(emulator)["mtls.dev/next-ca-fingerprint" if stop_in == "Distributing"
+                                        else "mtls.dev/ca-fingerprint"]
     if stuck is not None:
         emulator.faults.remove(stuck)
 
@@ -258,7 +261,11 @@ async def test_an_operator_restart_resumes_the_rotation_phase(
         await advance_until(emulator, clock, "Idle")
         await eventually(lambda: issuer_fingerprints(emulator) == {ca_annotations(emulator)["mtls.dev/ca-fingerprint"]},
                          what="every leaf from the new CA")
-        assert_rotated(emulator, old)
+        # The same rotation resumed, to the same new CA; none started afresh.
+        assert assert_rotated(emulator, old) == incoming
+        await eventually(lambda: "RotationComplete" in ca_events(emulator), what="the RotationComplete Event")
+        assert ca_events(emulator).count("RotationStarted") == 1
+        assert ca_events(emulator).count("RotationComplete") == 1
     finally:
         await handle.stop()
 
