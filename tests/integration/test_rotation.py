@@ -442,3 +442,38 @@ def _secret_writes(emulator: Emulator) -> list[str]:
     """Pod Secret updates in order (the first issue creates; these are the re-issues)."""
     return [str(request.name) for request in list(emulator.requests.recent)
             if request.resource == "secrets" and request.verb == "patch" and request.namespace == NS]
+
+
+async def test_a_ca_secret_broken_by_hand_leaves_signing_with_the_ca_held(
+    server: EmulatorServer, emulator: Emulator, clock: FakeClock
+) -> None:
+    emulator.create(identity("payments"))
+    emulator.create(pod("payments-0", "payments"))
+    handle = await start(server, clock)
+    try:
+        await issued(emulator, 1)
+        good = ca_secret(emulator)["data"]
+        signing = ca_annotations(emulator)["mtls.dev/ca-fingerprint"]
+        emulator.patch("v1", "secrets", CA_SECRET, OPERATOR_NS,
+                       {"data": {c.TLS_CRT: base64.b64encode(b"oops").decode()}})
+
+        def ca_condition() -> dict[str, Any] | None:
+            conditions = (get_identity(emulator, "payments").get("status") or {}).get("conditions") or []
+            return next((cond for cond in conditions if cond["type"] == "CertificateAuthority"), None)
+
+        broken = await eventually(lambda: (cond := ca_condition()) and cond["reason"] == "CASecretInvalid" and cond,
+                                  what="CASecretInvalid")
+        assert broken["status"] == "False"
+        assert signing in broken["message"]
+        # Pods keep being served, by the CA held, and nothing rewrites what the person wrote.
+        emulator.create(pod("payments-1", "payments"))
+        secrets = await issued(emulator, 2)
+        assert {s["metadata"]["annotations"][c.CA_FINGERPRINT_ANNOTATION] for s in secrets.values()} == {signing}
+        assert (ready_condition := (get_identity(emulator, "payments")["status"]["conditions"][0]))["status"] == "True"
+        assert ready_condition["type"] == "Ready"
+        await eventually(lambda: "CASecretInvalid" in ca_events(emulator), what="a CASecretInvalid Event")
+        assert data(ca_secret(emulator), c.TLS_CRT) == b"oops"
+        emulator.patch("v1", "secrets", CA_SECRET, OPERATOR_NS, {"data": {c.TLS_CRT: good[c.TLS_CRT]}})
+        await eventually(lambda: (cond := ca_condition()) and cond["reason"] == "Valid", what="Valid again")
+    finally:
+        await handle.stop()

@@ -74,6 +74,8 @@ class CAStore:
         self.next_error: str | None = None
         # Set by the rotation controller: a CA we cannot renew that expires soon.
         self.warning: str | None = None
+        # What is wrong with the CA Secret while we keep signing with the CA loaded before it broke.
+        self.problem: str | None = None
         # Called when ``state`` changes on a refresh (the CA replaced, broken, fixed, rotated).
         self.listeners: list[Callable[[], None]] = []
 
@@ -88,10 +90,10 @@ class CAStore:
         return self._ca
 
     @property
-    def state(self) -> tuple[str | None, str | None, bytes, str, str | None]:
+    def state(self) -> tuple[str | None, str | None, bytes, str, str | None, str | None]:
         """Changes whenever the CA is replaced, breaks or recovers, the bundle or the phase changes."""
         return (self._ca.fingerprint if self._ca else None, self._error, self._bundle, str(self.rotation.phase),
-                self.warning)
+                self.warning, self.problem)
 
     @property
     def bundle_pem(self) -> bytes:
@@ -157,13 +159,14 @@ class CAStore:
         tls_crt = secret_data(secret, c.TLS_CRT)
         tls_key = secret_data(secret, c.TLS_KEY)
         if not tls_crt or not tls_key:
-            self._fail(f"the CA {self.where} must hold tls.crt and tls.key (base64 PEM)")
+            self._unusable(f"the CA {self.where} must hold tls.crt and tls.key (base64 PEM)", version)
             return
         try:
             ca = load_ca(tls_crt, tls_key, secret_data(secret, c.CA_CRT), self._clock())
         except CAError as exc:
-            self._fail(f"the CA in {self.where} is unusable: {exc}")
+            self._unusable(f"the CA in {self.where} is unusable: {exc}", version)
             return
+        self.problem = None
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
         rotation = read_rotation(annotations)
         held = self._ca
@@ -265,6 +268,18 @@ class CAStore:
             if existing is None:
                 raise
             return existing
+
+    def _unusable(self, reason: str, version: str) -> None:
+        """The Secret now holds something we cannot sign with. With a CA loaded before, keep signing
+        with it (every pod keeps its trust) and say so; without one, there is no CA."""
+        held = self._ca
+        if held is None or held.not_after <= self._clock():
+            self._fail(reason)
+            return
+        if self.problem != reason:
+            logger.error("%s; still signing with the CA loaded before, %s", reason, held.fingerprint)
+        self.problem = reason
+        self._loaded_version = version
 
     def _fail(self, reason: str) -> None:
         if self._error != reason:

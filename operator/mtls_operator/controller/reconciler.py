@@ -275,6 +275,9 @@ class Reconciler:
 
     def _ca_condition(self) -> Readiness:
         """The CertificateAuthority condition: a CA problem every identity should show."""
+        if self.ca_store.problem:
+            return Readiness(False, "CASecretInvalid", f"{self.ca_store.problem}; still signing with the CA "
+                                                       f"loaded before, {self.ca_store.current().fingerprint}")
         if self.ca_store.warning:
             return Readiness(False, "CAExpiringSoon", self.ca_store.warning)
         phase = self.ca_store.rotation.phase

@@ -107,6 +107,12 @@ class RotationController:
             return self.poll_interval
         state = read_rotation((secret.get("metadata") or {}).get("annotations") or {})
         now = self.clock()
+        if self.ca_store.problem:
+            # Nothing moves while the Secret is broken: writing it would lose what the person put there.
+            await self._tell(secret, "Warning", "CASecretInvalid",
+                             f"{self.ca_store.problem}; still signing with the CA loaded before, {ca.fingerprint}: "
+                             "fix the Secret (or restore it) to resume", now)
+            return self.poll_interval
         try:
             if state.phase is Phase.IDLE:
                 return await self._idle(secret, state, ca, now)
