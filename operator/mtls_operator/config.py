@@ -203,11 +203,12 @@ def _bounded_duration(low: timedelta, high: timedelta) -> Callable[[str], timede
     return parse
 
 
-def _object_name(value: str) -> str:
-    if not policy.is_dns1123_label(value):
+def _service_name(value: str) -> str:
+    # Services are DNS-1035 labels: a label that starts with a letter.
+    if not policy.is_dns1123_label(value) or not value[0].isalpha():
         raise ValueError(
-            "must be an object name: at most 63 lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit"
+            "must be a Service name: at most 63 lower-case letters, digits and '-', starting with a letter "
+            "and ending with a letter or digit"
         )
     return value
 
@@ -263,7 +264,7 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         ca_duration=read(ENV_CA_DURATION, _bounded_duration(timedelta(hours=1), timedelta(hours=87600)),
                          defaults.ca_duration),
         webhook_port=read(ENV_WEBHOOK_PORT, _port("the admission webhooks"), defaults.webhook_port),
-        webhook_service=read(ENV_WEBHOOK_SERVICE, _object_name, defaults.webhook_service),
+        webhook_service=read(ENV_WEBHOOK_SERVICE, _service_name, defaults.webhook_service),
         webhook_configuration=read(ENV_WEBHOOK_CONFIGURATION, _dns_subdomain_name, defaults.webhook_configuration),
         leader_election=read(ENV_LEADER_ELECTION, _boolean, defaults.leader_election),
         lease_name=read(ENV_LEASE_NAME, _dns_subdomain_name, defaults.lease_name),
