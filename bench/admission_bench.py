@@ -39,7 +39,7 @@ import yaml
 from mtls_operator import constants as c
 from mtls_operator.admission import webhook_configurations
 from mtls_operator.testing.server import REQUEST_LOG_PATH
-from operator_bench import NS, SecretWatch, identity, wait_until
+from operator_bench import NS, Operator, SecretWatch, identity, wait_until
 
 OPERATOR_NS = "bench-system"
 SERVICE = "mtls-operator-webhook"
@@ -96,36 +96,6 @@ class Emulator:
         self.log.close()
 
 
-class Operator:
-    def __init__(self, emulator: Emulator, webhook_port: int) -> None:
-        self.log = emulator.kubeconfig.with_name("operator.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
-             "--namespace", OPERATOR_NS, "--metrics-port", "0", "--health-port", "0", "--leader-election", "false",
-             "--webhook-port", str(webhook_port), "--max-issuance-per-second", str(ISSUANCE_CAP)],
-            stdout=self.log, stderr=self.log,
-        )
-
-    def status(self, field: str) -> str:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return line.split(":", 1)[1].strip()
-        return "?"
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self.log.close()
-
-
 def deployment_pod(app: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"generateName": f"{app}-7d9f8c-", "labels": {"app": app, c.INJECT_LABEL: c.INJECT_VALUE}},
@@ -161,7 +131,8 @@ def run(folder: Path) -> None:
             emulator.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
         for body in webhook_configurations(configuration=CONFIGURATION, service=SERVICE, namespace=OPERATOR_NS):
             emulator.request("POST", f"/apis/admissionregistration.k8s.io/v1/{body['kind'].lower()}s", body)
-        operator = Operator(emulator, webhook_port)
+        operator = Operator(emulator, "--namespace", OPERATOR_NS, "--leader-election", "false",
+                            "--webhook-port", str(webhook_port), "--max-issuance-per-second", str(ISSUANCE_CAP))
         # The identity webhook fails closed (as the chart installs it): the identity can only be
         # applied once the operator serves it.
         wait_until(lambda: emulator.request("POST", f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NS}/{c.PLURAL}",

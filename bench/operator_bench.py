@@ -114,14 +114,20 @@ class SecretWatch(threading.Thread):
 
 
 class Operator:
-    def __init__(self, emulator: Emulator, *, rate: float) -> None:
-        self.log = emulator.kubeconfig.with_name("operator.log").open("ab")
+    """``mtls-operator run`` as a process of its own against the emulator (no metrics or health port);
+    ``flags`` are the rest of its command line. Every bench runs the operator this way."""
+
+    def __init__(self, emulator: Any, *flags: str) -> None:
+        self.log_path = emulator.kubeconfig.with_name("operator.log")
+        self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
-             "--namespace", NS, "--metrics-port", "0", "--webhook-port", "0", "--health-port", "0",
-             "--max-issuance-per-second", str(rate)],
+             "--metrics-port", "0", "--health-port", "0", *flags],
             stdout=self.log, stderr=self.log,
         )
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def status(self, field: str) -> str:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -141,6 +147,10 @@ class Operator:
             self.process.kill()
             self.process.wait(10)
         self.log.close()
+
+
+def operator_flags(rate: float) -> list[str]:
+    return ["--namespace", NS, "--webhook-port", "0", "--max-issuance-per-second", str(rate)]
 
 
 def identity(name: str) -> dict[str, Any]:
@@ -188,7 +198,7 @@ def run_size(n: int, folder: Path, raw_pki: float) -> None:
         watch = SecretWatch(emulator)
         watch.start()
         watch.ready.wait(10)
-        operator = Operator(emulator, rate=10_000)
+        operator = Operator(emulator, *operator_flags(10_000))
         try:
             # The operator is up once its CA exists (it creates one on first start).
             wait_until(lambda: identity_status(emulator, "app").get("conditions"), 30, "operator start")
@@ -231,7 +241,7 @@ def run_size(n: int, folder: Path, raw_pki: float) -> None:
             # A restart re-derives everything from the Secrets: no writes at all.
             operator.stop()
             before, lists_before = emulator.writes(), emulator.count("list", "secrets")
-            operator = Operator(emulator, rate=10_000)
+            operator = Operator(emulator, *operator_flags(10_000))
             # Until the restarted operator has made a full pass (it lists the Secrets), then a bit more.
             wait_until(lambda: emulator.count("list", "secrets") > lists_before, 60, "a pass after restart")
             time.sleep(2)
@@ -253,7 +263,7 @@ def run_throttled(folder: Path, rate: float = 100.0, n: int = 500) -> None:
         watch = SecretWatch(emulator)
         watch.start()
         watch.ready.wait(10)
-        operator = Operator(emulator, rate=rate)
+        operator = Operator(emulator, *operator_flags(rate))
         try:
             emulator.request("POST", f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NS}/{c.PLURAL}", identity("t"))
             wait_until(lambda: len(watch.seen) >= n, 120, "throttled issuance")

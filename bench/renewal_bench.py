@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import yaml
 from mtls_operator import constants as c
 from mtls_operator.rotation import PHASE_ANNOTATION, ROTATE_ANNOTATION, SIGNING_FINGERPRINT_ANNOTATION
 from mtls_operator.testing.server import REQUEST_LOG_PATH
+from operator_bench import Operator
 
 NS = "bench"
 OPERATOR_NS = "mtls-system"
@@ -174,30 +174,6 @@ class CASecret(threading.Thread):
                 self.phases.append((time.monotonic(), phase))
 
 
-class Operator:
-    def __init__(self, emulator: Emulator) -> None:
-        self.log_path = emulator.kubeconfig.with_name("operator.log")
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
-             "--namespace", OPERATOR_NS, "--metrics-port", "0", "--webhook-port", "0", "--health-port", "0",
-             "--leader-election", "false", "--ca-propagation-delay", "0s"],
-            stdout=self.log, stderr=self.log,
-        )
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self.log.close()
-
-
 def identity(name: str) -> dict[str, Any]:
     return {"apiVersion": f"{c.GROUP}/{c.VERSION}", "kind": c.KIND, "metadata": {"name": name, "namespace": NS},
             "spec": {"selector": {"matchLabels": {"app": name}}, "duration": "24h"}}
@@ -285,7 +261,8 @@ def run_size(n: int, folder: Path) -> bool:
         secrets.start()
         ca = CASecret(emulator)
         ca.start()
-        operator = Operator(emulator)
+        operator = Operator(emulator, "--namespace", OPERATOR_NS, "--webhook-port", "0", "--leader-election", "false",
+                            "--ca-propagation-delay", "0s")
         wait_until(lambda: ca.annotations.get(SIGNING_FINGERPRINT_ANNOTATION), 60, "the operator's CA")
 
         # The fleet: N pods, first issuance at the default cap.

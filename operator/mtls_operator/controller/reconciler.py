@@ -132,6 +132,8 @@ class Reconciler:
         self._first_issues: set[tuple[str, str]] = set()
         # First issues done outside a pass, per identity (count, first message), for the next pass to report.
         self._first_issued: dict[IdentityKey, tuple[int, str]] = {}
+        # ... and their Secrets (namespace, name), which a pass that listed before them must not re-issue.
+        self._first_done: set[tuple[str, str]] = set()
         # Background re-issues per pass: about two seconds of the rate limit.
         self._background_per_pass = max(ISSUE_CONCURRENCY, int(limiter.rate * 2))
         # Secret names found taken by someone else: checked before issuing, until they free up.
@@ -465,6 +467,11 @@ class Reconciler:
                 secret: JSON | None = existing.get(secret_name)
                 if secret is None and (namespace, secret_name) in self._first_issues:
                     return  # being issued right now outside this pass; the pass queued after it counts it
+                just_issued = (namespace, secret_name) in self._first_done
+                self._first_done.discard((namespace, secret_name))
+                if secret is None and just_issued:
+                    # Created outside this pass after it listed the Secrets: read it, do not issue again.
+                    secret = await self.cluster.get_secret(namespace, secret_name)
                 if secret is None and (namespace, secret_name) in self._clashes:
                     # Known to be taken: look before generating a key we could not store.
                     secret = await self.cluster.get_secret(namespace, secret_name)
@@ -544,6 +551,9 @@ class Reconciler:
         self.metrics.certificate_issued(ReissueReason.NEW)
         logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
                     content.serial, wanted_id, content.not_after.isoformat())
+        if len(self._first_done) >= READING_CACHE_SIZE:
+            self._first_done.clear()
+        self._first_done.add(slot)
         count, message = self._first_issued.get(key, (0, f"pod {pod.name}: Issuing: no certificate yet"))
         self._first_issued[key] = (count + 1, message)
         return True

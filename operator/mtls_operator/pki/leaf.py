@@ -102,7 +102,12 @@ def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) ->
         raise CAError(f"the CA expired at {format_time(ca.not_after)}")
 
     key = generate_private_key(request.key)
-    cert = _sign(ca, request, key, now)
+    return verified_leaf(ca, _sign(ca, request, key, now), key, now)
+
+
+def verified_leaf(ca: CertificateAuthority, cert: x509.Certificate, key: PrivateKey, now: datetime) -> IssuedLeaf:
+    """``cert``, checked to chain to ``ca``'s trust anchors at ``now`` (ChainError if not), with the
+    chain and key as a Secret holds them: nothing is handed out unverified."""
     intermediates = ca.issuing_chain
     verify_leaf(cert, intermediates, ca.trust, now)
     return IssuedLeaf(

@@ -30,8 +30,7 @@ from mtls_operator.pki._util import (
 from mtls_operator.pki.bundle import certs_to_pem
 from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
-from mtls_operator.pki.leaf import IssuedLeaf
-from mtls_operator.pki.verify import verify_leaf
+from mtls_operator.pki.leaf import IssuedLeaf, verified_leaf
 
 # Placeholders are served only until the CA loads (seconds); a day outlasts any slow start.
 PLACEHOLDER_VALIDITY = timedelta(days=1)
@@ -57,17 +56,7 @@ def issue_serving_certificate(
         not_after=whole_seconds(min(now + duration, ca.not_after)),
         signing_key=ca.key,
     )
-    intermediates = ca.issuing_chain
-    verify_leaf(cert, intermediates, ca.trust, now)
-    return IssuedLeaf(
-        cert=cert,
-        key=key,
-        chain_pem=certs_to_pem((cert, *intermediates)),
-        key_pem=private_key_to_pem(key),
-        serial_hex=serial_hex(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-    )
+    return verified_leaf(ca, cert, key, now)
 
 
 def placeholder_serving_certificate(names: Sequence[str], now: datetime) -> IssuedLeaf:
