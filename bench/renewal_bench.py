@@ -336,7 +336,7 @@ def run_size(n: int, folder: Path) -> bool:
         per_pod = [secrets.modified[pod] - modified_before[pod] for pod in secrets.names]
         print(f"N={n}: CA rotation at the default cap ({DEFAULT_RATE:g}/s), --ca-propagation-delay 0s (the "
               f"default 2m would add 2 x 2m): Idle again with a new CA {total:.1f}s after the annotation; "
-              f"Distributing began after {noticed:.1f}s (an idle CA Secret is looked at once a minute), then "
+              f"Distributing began after {noticed:.1f}s, then "
               f"{', '.join(steps)}: {total - noticed:.1f}s from the first phase to Idle")
         print(f"N={n}: CA rotation: {pod_secret_writes / n:.2f} pod Secret writes per pod ({pod_secret_writes}; "
               f"per pod min {min(per_pod)}, median {statistics.median(per_pod):g}, max {max(per_pod)}); "

@@ -179,3 +179,19 @@ async def test_rate_limiter_serves_waiters_by_priority_then_arrival() -> None:
     # One token a second, handed out in priority order; arrival order within a priority.
     assert grants == [("starting", 1.0), ("overdue", 2.0), ("rotation-1", 3.0), ("rotation-2", 4.0),
                       ("rotation-3", 5.0)]
+
+
+@pytest.mark.looptime
+async def test_try_acquire_takes_only_a_free_token_and_never_jumps_the_queue() -> None:
+    from mtls_operator.controller.workqueue import IssuePriority
+
+    limiter = RateLimiter(1.0, burst=1)
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()  # the bucket is empty
+    waiter = asyncio.create_task(limiter.acquire(IssuePriority.BACKGROUND))
+    await asyncio.sleep(0.5)
+    assert not limiter.try_acquire()  # someone waits: they go first
+    await waiter
+    assert asyncio.get_running_loop().time() == pytest.approx(1.0)
+    await asyncio.sleep(1)
+    assert limiter.try_acquire()

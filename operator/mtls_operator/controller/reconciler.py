@@ -532,12 +532,16 @@ class Reconciler:
         slot = (pod.namespace, secret_name)
         if slot in self._clashes or slot in self._first_issues:
             return False
+        # Only with a token free right now: in a burst (a scale-up faster than the rate cap) the passes
+        # issue in batches, with one status write and one Event per batch, not per pod.
+        if not self.limiter.try_acquire():
+            return False
         self._first_issues.add(slot)
         try:
             wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
             spec_hash = spec.certificate_hash()
             try:
-                content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash, IssuePriority.STARTING)
+                content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash, None)
             except (PKIError, ChainError):
                 return False  # the pass reports it
             body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
@@ -695,9 +699,11 @@ class Reconciler:
     async def _issue(
         self, pod: PodInfo, spec: IdentitySpec, ca: CertificateAuthority, bundle_pem: bytes, wanted_id: str,
         spec_hash: str,
-        priority: IssuePriority,
+        priority: IssuePriority | None,
     ) -> SecretContent:
-        await self.limiter.acquire(priority)
+        """Issue a leaf; ``priority`` None when the caller already holds a token of the rate limit."""
+        if priority is not None:
+            await self.limiter.acquire(priority)
         request = LeafRequest(
             spiffe_id=wanted_id,
             dns_names=spec.dns_names,

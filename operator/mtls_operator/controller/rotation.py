@@ -266,9 +266,11 @@ class RotationController:
         bundle_pem = self.ca_store.bundle_pem
         previous = state.previous_fingerprint if state.phase is Phase.REISSUING else None
         fleet, laggards = await self._fleet(bundle_pem, previous)
-        # Every replica re-reads the CA Secret within a refresh interval and re-issues its webhook
-        # serving certificate then: the old CA may only leave the bundle after they all did.
-        delay = max(self.settings.ca_propagation_delay, timedelta(seconds=2 * self.ca_store.refresh_interval))
+        # With webhooks, every replica re-reads the CA Secret within a refresh interval and re-issues
+        # its serving certificate then: the old CA may only leave the bundle after they all did.
+        delay = self.settings.ca_propagation_delay
+        if self.webhooks is not None:
+            delay = max(delay, timedelta(seconds=2 * self.ca_store.refresh_interval))
         decision = next_step(state, fleet, now, delay)
         if decision.step is Step.WAIT:
             message = f"phase {state.phase}: {decision.message}" + (f" ({', '.join(laggards)})" if laggards else "")

@@ -163,13 +163,25 @@ class RateLimiter:
                 self._tokens += 1  # granted, but the caller went away: the token is not spent
             raise
 
+    def try_acquire(self) -> bool:
+        """Take a token only if one is free now and nobody is waiting (it never jumps the queue)."""
+        if self._waiters:
+            return False
+        self._refill(asyncio.get_running_loop().time())
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _refill(self, now: float) -> None:
+        if self._stamp is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiters:
-            now = loop.time()
-            if self._stamp is not None:
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
+            self._refill(loop.time())
             if self._tokens < 1:
                 await asyncio.sleep((1 - self._tokens) / self.rate)
                 # Exactly one token after the exact wait (recomputing it could leave 0.999... and spin).
