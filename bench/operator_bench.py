@@ -246,7 +246,9 @@ def run_size(n: int, folder: Path, raw_pki: float) -> None:
             wait_until(lambda: emulator.count("list", "secrets") > lists_before, 60, "a pass after restart")
             time.sleep(2)
             restart = emulator.writes() - before
-            print(f"N={n}: restart with {n} valid certificates: {sum(restart.values())} writes")
+            lease = restart.pop("leases", 0)
+            print(f"N={n}: restart with {n} valid certificates: {sum(restart.values())} writes "
+                  f"({dict(restart) or 'none'}; the Lease taken over apart: {lease})")
         finally:
             operator.stop()
     finally:

@@ -91,6 +91,9 @@ ISSUE_CONCURRENCY = 8
 MAX_PROBLEM_DELAY = 300.0
 # Never sleep longer than this between looks at an identity, whatever its renewal time.
 MAX_SLEEP = 3600.0
+# First issues outside a pass only while fewer than this are under way: a burst of new pods goes
+# through the passes, which batch it.
+FIRST_ISSUE_LIMIT = 8
 # When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
 DEFERRED_DELAY = 1.0
 
@@ -128,8 +131,9 @@ class Reconciler:
         self._written: dict[tuple[str, str], str] = {}
         # The last good spec per identity, by (uid, generation): what a first issue may use unread.
         self._specs: dict[IdentityKey, tuple[str, object, IdentitySpec]] = {}
-        # First issues under way outside a pass (namespace, Secret name): a pass leaves them be.
-        self._first_issues: set[tuple[str, str]] = set()
+        # Secrets (namespace, name) being issued right now, by a pass or a first issue: never both.
+        self._issuing: set[tuple[str, str]] = set()
+        self._first_in_flight = 0
         # First issues done outside a pass, per identity (count, first message), for the next pass to report.
         self._first_issued: dict[IdentityKey, tuple[int, str]] = {}
         # ... and their Secrets (namespace, name), which a pass that listed before them must not re-issue.
@@ -463,35 +467,42 @@ class Reconciler:
         slots = asyncio.Semaphore(ISSUE_CONCURRENCY)
 
         async def serve(secret_name: str, pod: PodInfo) -> None:
+            slot = (namespace, secret_name)
             async with slots:
-                secret: JSON | None = existing.get(secret_name)
-                if secret is None and (namespace, secret_name) in self._first_issues:
+                if slot in self._issuing:
                     return  # being issued right now outside this pass; the pass queued after it counts it
-                just_issued = (namespace, secret_name) in self._first_done
-                self._first_done.discard((namespace, secret_name))
-                if secret is None and just_issued:
-                    # Created outside this pass after it listed the Secrets: read it, do not issue again.
-                    secret = await self.cluster.get_secret(namespace, secret_name)
-                if secret is None and (namespace, secret_name) in self._clashes:
-                    # Known to be taken: look before generating a key we could not store.
-                    secret = await self.cluster.get_secret(namespace, secret_name)
-                    if secret is not None and not is_managed_by(secret, name):
-                        result.clash(_clash_message(namespace, secret_name, pod.name, secret), pod.name)
-                        return
-                    self._clashes.discard((namespace, secret_name))
-                await self._serve_pod(
-                    pod=pod,
-                    secret_name=secret_name,
-                    secret=secret,
-                    identity_name=name,
-                    spec=spec,
-                    ca=ca,
-                    bundle_pem=bundle_pem,
-                    trusted=trusted,
-                    spec_hash=spec_hash,
-                    now=now,
-                    result=result,
-                )
+                self._issuing.add(slot)
+                try:
+                    await serve_one(secret_name, pod, existing.get(secret_name))
+                finally:
+                    self._issuing.discard(slot)
+
+        async def serve_one(secret_name: str, pod: PodInfo, secret: JSON | None) -> None:
+            just_issued = (namespace, secret_name) in self._first_done
+            self._first_done.discard((namespace, secret_name))
+            if secret is None and just_issued:
+                # Created outside this pass after it listed the Secrets: read it, do not issue again.
+                secret = await self.cluster.get_secret(namespace, secret_name)
+            if secret is None and (namespace, secret_name) in self._clashes:
+                # Known to be taken: look before generating a key we could not store.
+                secret = await self.cluster.get_secret(namespace, secret_name)
+                if secret is not None and not is_managed_by(secret, name):
+                    result.clash(_clash_message(namespace, secret_name, pod.name, secret), pod.name)
+                    return
+                self._clashes.discard((namespace, secret_name))
+            await self._serve_pod(
+                pod=pod,
+                secret_name=secret_name,
+                secret=secret,
+                identity_name=name,
+                spec=spec,
+                ca=ca,
+                bundle_pem=bundle_pem,
+                trusted=trusted,
+                spec_hash=spec_hash,
+                now=now,
+                result=result,
+            )
 
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
         assignments.sort(key=lambda item: self._urgency(existing.get(item[0]), now))
@@ -530,13 +541,14 @@ class Reconciler:
         except (ValueError, CAError):
             return False
         slot = (pod.namespace, secret_name)
-        if slot in self._clashes or slot in self._first_issues:
+        if slot in self._clashes or slot in self._issuing or self._first_in_flight >= FIRST_ISSUE_LIMIT:
             return False
         # Only with a token free right now: in a burst (a scale-up faster than the rate cap) the passes
         # issue in batches, with one status write and one Event per batch, not per pod.
         if not self.limiter.try_acquire():
             return False
-        self._first_issues.add(slot)
+        self._issuing.add(slot)
+        self._first_in_flight += 1
         try:
             wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
             spec_hash = spec.certificate_hash()
@@ -551,7 +563,8 @@ class Reconciler:
             except (ConflictError, KubernetesAPIError):
                 return False  # there already (or the API failed): the pass decides
         finally:
-            self._first_issues.discard(slot)
+            self._issuing.discard(slot)
+            self._first_in_flight -= 1
         self.metrics.certificate_issued(ReissueReason.NEW)
         logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
                     content.serial, wanted_id, content.not_after.isoformat())
