@@ -16,7 +16,7 @@ from kubernetes import client as k8s_client
 
 from mtls_operator import constants as c
 from mtls_operator.admission import serving_dns_names
-from mtls_operator.config import ENV_HEALTH_PORT, Settings
+from mtls_operator.config import ENV_HEALTH_PORT, ENV_WEBHOOK_PORT, Settings
 from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import ConfigError
 from mtls_operator.handlers import AdmissionServer, registry
@@ -85,6 +85,8 @@ async def run_operator(
     ``ConfigError`` when start-up is refused (the metrics or health port cannot be bound).
     """
     memo = memo if memo is not None else kopf.Memo()
+    if settings.webhooks_enabled:
+        _refuse_a_taken_port(settings.webhook_port, ENV_WEBHOOK_PORT, "the admission webhooks")
     serving = serving_certificate(settings, clock)
     memo.update(
         settings=settings,
@@ -128,17 +130,22 @@ def liveness_endpoint(settings: Settings) -> str | None:
     port = settings.health_port
     if not port:
         return None
+    _refuse_a_taken_port(port, ENV_HEALTH_PORT, "the health endpoint")
+    return f"http://0.0.0.0:{port}/healthz"
+
+
+def _refuse_a_taken_port(port: int, variable: str, what: str) -> None:
+    """``ConfigError`` with one line when someone listens on ``port`` (kopf would find out after start-up)."""
     with socket.socket() as probe:
         # As aiohttp binds (address reuse on): only a port someone listens on is refused.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("0.0.0.0", port))  # noqa: S104 -- the kubelet probes the pod IP
+            probe.bind(("0.0.0.0", port))  # noqa: S104 -- the kubelet and the API server reach the pod IP
         except OSError as exc:
             raise ConfigError(
-                f"{ENV_HEALTH_PORT}={port}: cannot serve the health endpoint on 0.0.0.0:{port}: "
-                f"{exc.strerror or exc} (choose another port, or 0 to disable it)"
+                f"{variable}={port}: cannot serve {what} on 0.0.0.0:{port}: {exc.strerror or exc} "
+                "(choose another port, or 0 to disable it)"
             ) from None
-    return f"http://0.0.0.0:{port}/healthz"
 
 
 def _config_error_behind(exc: BaseException) -> ConfigError | None:

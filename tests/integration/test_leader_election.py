@@ -250,15 +250,22 @@ async def test_one_replica_issues_and_another_takes_over(server: EmulatorServer,
     assert_only_the_holder_writes(emulator.requests)
 
 
-async def test_a_health_port_in_use_stops_start_up_with_one_line(server: EmulatorServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flag", "variable", "what"), [
+    ("--health-port", "MTLS_HEALTH_PORT", "the health endpoint"),
+    ("--webhook-port", "MTLS_WEBHOOK_PORT", "the admission webhooks"),
+], ids=["health", "webhook"])
+async def test_a_port_in_use_stops_start_up_with_one_line(
+    server: EmulatorServer, tmp_path: Path, flag: str, variable: str, what: str
+) -> None:
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))  # noqa: S104 -- taken where the operator binds
         taken.listen()
         port = taken.getsockname()[1]
+        ports = {"--health-port": "0", "--webhook-port": "0", flag: str(port)}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(kubeconfig),
-            "--namespace", OPERATOR_NS, "--metrics-port", "0", "--webhook-port", "0", "--health-port", str(port),
+            "--namespace", OPERATOR_NS, "--metrics-port", "0", *(arg for item in ports.items() for arg in item),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
@@ -269,5 +276,5 @@ async def test_a_health_port_in_use_stops_start_up_with_one_line(server: Emulato
                 await process.wait()
     assert process.returncode == 2
     last = stderr.decode().strip().splitlines()[-1]
-    assert last.startswith(f"mtls-operator: MTLS_HEALTH_PORT={port}: cannot serve the health endpoint"), last
+    assert last.startswith(f"mtls-operator: {variable}={port}: cannot serve {what}"), last
     assert "Traceback" not in stderr.decode()
