@@ -21,8 +21,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 
+from mtls_operator.admission import webhook_configurations
 from mtls_operator.election import LeaseRecord, Timing
 from mtls_operator.testing import Emulator, EmulatorServer, RequestLog
 
@@ -62,12 +64,13 @@ def leader_gauge(port: int) -> float | None:
 class Replica:
     """One `mtls-operator run` process, as one pod of the Deployment (its pod name, its ports)."""
 
-    def __init__(self, name: str, kubeconfig: Path, logs: Path) -> None:
+    def __init__(self, name: str, kubeconfig: Path, logs: Path, *, webhooks: bool = False) -> None:
         self.name = name
         self.kubeconfig = kubeconfig
         self.log = logs / f"{name}-{next(_starts)}.log"
         self.health_port = free_port()
         self.metrics_port = free_port()
+        self.webhook_port = free_port() if webhooks else 0
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -75,7 +78,8 @@ class Replica:
         with self.log.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(self.kubeconfig),
-                "--namespace", OPERATOR_NS, "--webhook-port", "0", "--metrics-port", str(self.metrics_port),
+                "--namespace", OPERATOR_NS, "--webhook-port", str(self.webhook_port),
+                "--metrics-port", str(self.metrics_port),
                 "--health-port", str(self.health_port), "--pod-name", self.name,
                 "--lease-duration", f"{LEASE_DURATION.total_seconds():g}s",
                 env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
@@ -160,7 +164,7 @@ def assert_only_the_holder_writes(log: RequestLog) -> None:
             assert replica == current, f"{replica} wrote ({verb}) {resource} while {current} held the Lease"
 
 
-Launch = Callable[[str], Awaitable[Replica]]
+Launch = Callable[..., Awaitable[Replica]]
 
 
 @pytest.fixture
@@ -170,8 +174,8 @@ async def launch(server: EmulatorServer, tmp_path: Path) -> AsyncIterator[Launch
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
     started: list[Replica] = []
 
-    async def start(name: str) -> Replica:
-        replica = Replica(name, kubeconfig, tmp_path)
+    async def start(name: str, *, webhooks: bool = False) -> Replica:
+        replica = Replica(name, kubeconfig, tmp_path, webhooks=webhooks)
         started.append(replica)
         await replica.start()
         return replica
@@ -248,6 +252,44 @@ async def test_one_replica_issues_and_another_takes_over(server: EmulatorServer,
     assert record.transitions == 2
     assert secret_writers(emulator.requests, since=stopped) == {returning.name}
     assert_only_the_holder_writes(emulator.requests)
+
+
+async def test_a_follower_serves_the_admission_webhooks_while_the_leader_issues(
+    server: EmulatorServer, launch: Launch
+) -> None:
+    emulator = server.emulator
+    # As the chart installs them (the leader fills in their caBundle as soon as it leads).
+    for body in webhook_configurations(configuration="mtls-operator", service="mtls-operator-webhook",
+                                       namespace=OPERATOR_NS):
+        emulator.create(body)
+    first = await launch("a", webhooks=True)
+    await eventually(lambda: holder(emulator) == "a", within=START_UP, what="a leading")
+    second = await launch("b", webhooks=True)
+    assert (await second.healthy())["role"] == "follower"
+    # The API server reaches the webhooks through their Service: here it routes to the follower only.
+    emulator.route_service(OPERATOR_NS, "mtls-operator-webhook", 443, f"127.0.0.1:{second.webhook_port}")
+    emulator.create(identity("payments"))
+
+    deployment_pod = pod("ignored", "payments")
+    deployment_pod["metadata"] = {"generateName": "payments-7d9f8c-", "namespace": "shop",
+                                  "labels": deployment_pod["metadata"]["labels"]}
+
+    async with aiohttp.ClientSession() as session:
+
+        async def admitted() -> dict[str, Any] | None:
+            async with session.post(f"{server.url}/api/v1/namespaces/shop/pods", json=deployment_pod) as response:
+                body = await response.json(content_type=None)
+                injected = response.status == 201 and "mtls.dev/secret-name" in body["metadata"].get("annotations", {})
+                return body if injected else None
+
+        # Once the leader has put the CA into the caBundle, the follower's certificate is trusted.
+        created = await poll(admitted, within=START_UP, what="a pod admitted through the follower's webhook")
+    secret_name = created["metadata"]["annotations"]["mtls.dev/secret-name"]
+    await eventually(lambda: secret_name in managed_secrets(emulator), within=START_UP, what="its Secret")
+    assert "Webhook 'inject-pod' succeeded" in second.output()
+    assert "Webhook 'inject-pod'" not in first.output()
+    assert holder(emulator) == first.name
+    assert (await first.leader_gauge(), await second.leader_gauge()) == (1, 0)
 
 
 @pytest.mark.parametrize(("flag", "variable", "what"), [
