@@ -133,8 +133,7 @@ def run(folder: Path) -> None:
             emulator.request("POST", f"/apis/admissionregistration.k8s.io/v1/{body['kind'].lower()}s", body)
         operator = Operator(emulator, "--namespace", OPERATOR_NS, "--leader-election", "false",
                             "--webhook-port", str(webhook_port), "--max-issuance-per-second", str(ISSUANCE_CAP))
-        # The identity webhook fails closed (as the chart installs it): the identity can only be
-        # applied once the operator serves it.
+        # Applied once the operator serves its webhooks, so that it is checked at admission as well.
         wait_until(lambda: emulator.request("POST", f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NS}/{c.PLURAL}",
                                             identity("app"))[0] in (201, 409), 60, "the identity to be admitted")
         wait_until(lambda: webhooks_ready(emulator), 60, "the webhooks to serve")

@@ -88,9 +88,10 @@ def webhook_configurations(
     Pods: only those labelled ``mtls.dev/inject: "true"`` (objectSelector) outside kube-system and the
     operator's own namespace are sent, so nothing else ever depends on the operator; for them
     failurePolicy is Fail, since a pod admitted without its volume would never get its certificate
-    mounted. Identities: failurePolicy Fail (the chart's default, ``webhook.failurePolicy``), so a
-    bad spec is refused at apply time even while the operator restarts; updates that leave the spec
-    alone (finalizers, labels) are always admitted by the handler.
+    mounted. Identities: failurePolicy Ignore (the chart's default, ``webhook.failurePolicy``): the
+    operator writes identities too (kopf's finalizer and annotations), and those writes must not
+    depend on its own webhook being up; the operator checks every spec again and refuses a bad one
+    on the identity's status.
     """
     not_ours = {"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", namespace]}
@@ -116,7 +117,7 @@ def webhook_configurations(
     inject["namespaceSelector"] = not_ours
     identities = webhook(IDENTITIES_WEBHOOK_NAME, f"/{VALIDATE_HANDLER_ID}",
                          {"operations": ["CREATE", "UPDATE"], "apiGroups": [GROUP], "apiVersions": [VERSION],
-                          "resources": [PLURAL]}, "Fail")
+                          "resources": [PLURAL]}, "Ignore")
     api_version = "admissionregistration.k8s.io/v1"
     return (
         {"apiVersion": api_version, "kind": "MutatingWebhookConfiguration", "metadata": {"name": configuration},

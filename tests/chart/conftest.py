@@ -42,7 +42,7 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "leaderElection": {"leaseName": "mtls-leader", "leaseDuration": "30s"},
     "health": {"port": 8081},
     "metrics": {"port": 9191},
-    "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Ignore"},
+    "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail"},
 }
 
 

@@ -174,7 +174,7 @@ def test_webhook_objects_follow_the_contract(rendered: dict[str, Rendered]) -> N
         "clientConfig": {"service": {**client["service"], "path": f"/{c.VALIDATE_HANDLER_ID}"}},
         "rules": [{"apiGroups": [c.GROUP], "apiVersions": [c.VERSION], "operations": ["CREATE", "UPDATE"],
                    "resources": [c.PLURAL], "scope": "Namespaced"}],
-        "failurePolicy": "Fail",
+        "failurePolicy": "Ignore",
         "sideEffects": "None",
         "admissionReviewVersions": ["v1"],
         "timeoutSeconds": 5,
@@ -187,7 +187,7 @@ def test_webhook_values(rendered: dict[str, Rendered]) -> None:
     (check,) = custom.one("ValidatingWebhookConfiguration")["webhooks"]
     assert inject["timeoutSeconds"] == check["timeoutSeconds"] == 9
     assert inject["failurePolicy"] == "Fail"  # opted-in pods never start without their mount
-    assert check["failurePolicy"] == "Ignore"
+    assert check["failurePolicy"] == "Fail"
     webhook_port = next(port for port in custom.container["ports"] if port["name"] == "webhook")
     assert webhook_port["containerPort"] == 10443
 
