@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.pki import (
@@ -30,7 +31,6 @@ from mtls_operator.pki import (
     load_private_key_pem,
     parse_pem_certificates,
 )
-from mtls_operator.testing import Emulator, EmulatorServer
 
 from .conftest import (
     NS,

@@ -20,10 +20,10 @@ import aiohttp
 import pytest
 import yaml
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.admission import ca_bundle_text, webhook_configurations
 from mtls_operator.plan import secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
 
 from .conftest import (
     API,

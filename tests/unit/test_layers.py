@@ -14,7 +14,7 @@ PURE = ["models.py", "constants.py", "errors.py", "spec.py", "policy.py", "renew
         "rotation.py", "election.py", "injection.py", "admission.py", "pki"]
 FRAMEWORKS = {"kopf", "kubernetes", "kmock", "aiohttp", "prometheus_client"}
 UPPER = {"mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.k8s", "mtls_operator.main",
-         "mtls_operator.cli", "mtls_operator.demo", "mtls_operator.testing"}
+         "mtls_operator.cli", "mtls_operator.demo"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -56,22 +56,5 @@ def test_metrics_import_no_kopf_no_kubernetes_and_no_upper_layer() -> None:
 
 @pytest.mark.parametrize("path", _files("controller"), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_controller_imports_no_kopf_and_no_handlers(path: Path) -> None:
-    upper = {"mtls_operator.handlers", "mtls_operator.main", "mtls_operator.cli", "mtls_operator.demo",
-             "mtls_operator.testing"}
+    upper = {"mtls_operator.handlers", "mtls_operator.main", "mtls_operator.cli", "mtls_operator.demo"}
     assert not _hits(_imports(path), {"kopf"} | upper)
-
-
-@pytest.mark.parametrize(
-    "path",
-    [p for p in _files(".") if p.name not in ("demo.py", "cli.py") and "testing" not in p.parts],
-    ids=lambda p: str(p.relative_to(PACKAGE)),
-)
-def test_only_the_demo_and_cli_import_the_emulator(path: Path) -> None:
-    assert not _hits(_imports(path), {"mtls_operator.testing", "kmock"})
-
-
-@pytest.mark.parametrize("path", _files("testing"), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_emulator_stands_apart_from_the_operator(path: Path) -> None:
-    operator_layers = {"mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.k8s",
-                       "mtls_operator.main", "mtls_operator.pki", "mtls_operator.plan"}
-    assert not _hits(_imports(path), operator_layers)
