@@ -379,11 +379,13 @@ async def test_a_corrupted_secret_is_healed(
     )
     chain = parse_pem_certificates(data(healed, c.TLS_CRT))
     assert fingerprint(chain[0]) != fingerprint(parse_pem_certificates(data(secret, c.TLS_CRT))[0])
-    status = await eventually(lambda: (get_identity(emulator, "payments").get("status") or {}).get("lastIssuance"),
-                              what="lastIssuance")
-    assert status["reason"] == "repair"
-    repairs = [e for e in emulator.list("v1", "events", NS) if "repair: 1" in e["message"]]
-    assert repairs
+    # The first issue is reported by a later pass ("new"), which may land after the patch: wait for the repair.
+    await eventually(
+        lambda: ((get_identity(emulator, "payments").get("status") or {}).get("lastIssuance") or {}).get("reason")
+        == "repair", what="lastIssuance of the repair")
+    # The Event is posted after the status write: wait for it too.
+    repairs = await eventually(
+        lambda: [e for e in emulator.list("v1", "events", NS) if "repair: 1" in e["message"]], what="a repair Event")
     assert "Repairing" in repairs[-1]["message"]
 
 
