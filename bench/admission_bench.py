@@ -38,7 +38,7 @@ import yaml
 
 from kube_emulator.server import REQUEST_LOG_PATH
 from mtls_operator import constants as c
-from mtls_operator.admission import webhook_configurations
+from mtls_operator.rules.admission import webhook_configurations
 from operator_bench import NS, Operator, SecretWatch, identity, wait_until
 
 OPERATOR_NS = "bench-system"

@@ -23,10 +23,10 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Final, TypeVar
 
-from mtls_operator import policy
 from mtls_operator.constants import DEFAULT_CA_SECRET
 from mtls_operator.errors import ConfigError
-from mtls_operator.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
+from mtls_operator.rules import policy
+from mtls_operator.rules.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
 _PORT_RE = re.compile(r"[0-9]{1,5}")

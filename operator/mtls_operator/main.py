@@ -15,12 +15,12 @@ import kopf
 from kubernetes import client as k8s_client
 
 from mtls_operator import constants as c
-from mtls_operator.admission import serving_dns_names
 from mtls_operator.config import ENV_HEALTH_PORT, ENV_WEBHOOK_PORT, Settings
 from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import ConfigError
 from mtls_operator.handlers import AdmissionServer, registry
 from mtls_operator.handlers.runtime import wall_clock
+from mtls_operator.rules.admission import serving_dns_names
 
 T = TypeVar("T")
 

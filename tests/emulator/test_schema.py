@@ -16,7 +16,7 @@ from kube_emulator.schema import (
     go_json,
     invalid_status,
 )
-from mtls_operator.spec import DURATION_PATTERN
+from mtls_operator.rules.spec import DURATION_PATTERN
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "mtlsidentity.yaml"
 

@@ -25,8 +25,8 @@ import aiohttp
 import pytest
 
 from kube_emulator import Emulator, EmulatorServer, RequestLog
-from mtls_operator.admission import webhook_configurations
-from mtls_operator.election import LeaseRecord, Timing
+from mtls_operator.rules.admission import webhook_configurations
+from mtls_operator.rules.election import LeaseRecord, Timing
 
 from .conftest import OPERATOR_NS, eventually, identity, managed_secrets, pod
 

@@ -28,7 +28,7 @@ from mtls_operator.controller.reconciler import RENEWAL_HORIZON, IdentityKey, Re
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter, WorkQueue
 from mtls_operator.demo import project_crds
 from mtls_operator.k8s import Cluster, KubeAPI
-from mtls_operator.renewal import JITTER_FRACTION
+from mtls_operator.rules.renewal import JITTER_FRACTION
 
 from .conftest import API, NS, OPERATOR_NS, identity, managed_secrets, pod
 

@@ -22,8 +22,8 @@ import yaml
 
 from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.admission import ca_bundle_text, webhook_configurations
-from mtls_operator.plan import secret_data
+from mtls_operator.rules.admission import ca_bundle_text, webhook_configurations
+from mtls_operator.rules.plan import secret_data
 
 from .conftest import (
     API,

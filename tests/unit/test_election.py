@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.election import (
+from mtls_operator.rules.election import (
     RELEASED_LEASE_DURATION,
     Action,
     LeaseRecord,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
-from mtls_operator.injection import (
+from mtls_operator.rules.injection import (
     SUFFIX_ALPHABET,
     SUFFIX_LENGTH,
     SUFFIX_SPACE,
@@ -17,7 +17,7 @@ from mtls_operator.injection import (
     mount_path_problem,
     secret_name_suffix,
 )
-from mtls_operator.plan import IdentityRef, identity_ref, is_dns_subdomain
+from mtls_operator.rules.plan import IdentityRef, identity_ref, is_dns_subdomain
 
 SUFFIX = "x7k2p9bq"
 assert len(SUFFIX) == SUFFIX_LENGTH

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     Readiness,
     SecretContent,
     identity_ref,

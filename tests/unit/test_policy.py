@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mtls_operator.errors import PolicyError
-from mtls_operator.policy import (
+from mtls_operator.rules.policy import (
     check_dns_names,
     dns_name_allowed,
     dns_name_problem,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mtls_operator import renewal, spec
-from mtls_operator.renewal import (
+from mtls_operator.rules import renewal, spec
+from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
     Decision,
     DesiredState,

@@ -24,8 +24,8 @@ from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, Not
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.metrics import Metrics
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.rotation import (
+from mtls_operator.rules.plan import b64text, secret_data
+from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     RotationState,
     read_rotation,

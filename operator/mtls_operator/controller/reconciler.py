@@ -32,7 +32,7 @@ from mtls_operator.pki import (
     parse_pem_certificates,
     verify_leaf,
 )
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     IdentityRef,
     PodInfo,
     Readiness,
@@ -57,8 +57,8 @@ from mtls_operator.plan import (
     status_changed,
     summarize_readiness,
 )
-from mtls_operator.policy import spiffe_id
-from mtls_operator.renewal import (
+from mtls_operator.rules.policy import spiffe_id
+from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
     Decision,
     DesiredState,
@@ -69,8 +69,8 @@ from mtls_operator.renewal import (
     reissue_decision,
     renewal_time,
 )
-from mtls_operator.rotation import Phase
-from mtls_operator.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.rules.rotation import Phase
+from mtls_operator.rules.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.rotation import (
+from mtls_operator.rules.plan import b64text, secret_data
+from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
     Fleet,
@@ -43,7 +43,7 @@ from mtls_operator.rotation import (
     read_rotation,
     rotation_annotations,
 )
-from mtls_operator.spec import format_duration
+from mtls_operator.rules.spec import format_duration
 
 logger = logging.getLogger(__name__)
 

@@ -21,17 +21,17 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from mtls_operator.admission import (
-    ServingState,
-    ca_bundle_text,
-    serving_reissue_reason,
-    webhooks_with_ca_bundle,
-)
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import Cluster
 from mtls_operator.pki import IssuedLeaf
 from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
+from mtls_operator.rules.admission import (
+    ServingState,
+    ca_bundle_text,
+    serving_reissue_reason,
+    webhooks_with_ca_bundle,
+)
 
 logger = logging.getLogger(__name__)
 

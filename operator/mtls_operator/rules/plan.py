@@ -19,8 +19,8 @@ from cryptography import x509
 from mtls_operator import constants as c
 from mtls_operator.errors import PKIError, SpecError
 from mtls_operator.pki import key_matches_certificate, load_private_key_pem, parse_pem_certificates
-from mtls_operator.renewal import IssuedState
-from mtls_operator.spec import LabelSelector, parse_label_selector
+from mtls_operator.rules.renewal import IssuedState
+from mtls_operator.rules.spec import LabelSelector, parse_label_selector
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HASH_SUFFIX_LENGTH = 10

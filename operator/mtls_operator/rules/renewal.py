@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from mtls_operator.spec import default_renew_before, format_duration
+from mtls_operator.rules.spec import default_renew_before, format_duration
 
 __all__ = [
     "JITTER_FRACTION",

@@ -36,7 +36,14 @@ from typing import Any, Final
 
 from mtls_operator import constants as c
 from mtls_operator.errors import MTLSError
-from mtls_operator.plan import IdentityRef, PodInfo, is_dns_subdomain, pod_info, secret_name_for_pod, serving_identity
+from mtls_operator.rules.plan import (
+    IdentityRef,
+    PodInfo,
+    is_dns_subdomain,
+    pod_info,
+    secret_name_for_pod,
+    serving_identity,
+)
 
 # The suffix of a generated Secret name: Kubernetes' own alphabet for generated names (no vowels, so
 # no words), and long enough that two pods of one workload never draw the same (27^8 ≈ 2.8e11).
