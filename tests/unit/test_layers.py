@@ -50,7 +50,7 @@ def test_k8s_layer_imports_no_kopf_and_no_upper_layer(path: Path) -> None:
 
 
 def test_metrics_import_no_kopf_no_kubernetes_and_no_upper_layer() -> None:
-    assert not _hits(_imports(PACKAGE / "metrics.py"), {"kopf", "kubernetes"} | UPPER)
+    assert not _hits(_imports(PACKAGE / "observability" / "metrics.py"), {"kopf", "kubernetes"} | UPPER)
 
 
 @pytest.mark.parametrize("path", _files("controller"), ids=lambda p: str(p.relative_to(PACKAGE)))

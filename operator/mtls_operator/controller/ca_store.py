@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
 from mtls_operator.rules.plan import b64text, secret_data
 from mtls_operator.rules.rotation import (

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from mtls_operator.errors import ConflictError, KubernetesAPIError
 from mtls_operator.k8s import JSON
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.election import (
     Action,
     Decision,

@@ -23,7 +23,7 @@ from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
 from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.metrics import IssuanceError, Metrics
+from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
     CLOCK_SKEW,
     CertificateAuthority,

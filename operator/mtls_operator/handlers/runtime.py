@@ -22,7 +22,7 @@ from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABu
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.k8s import Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import SecretWatch
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
 
 Clock = Callable[[], datetime]
