@@ -55,7 +55,7 @@ ISSUANCE_CAP = max(50.0, 2 * RATE)
 async def serve_emulator(kubeconfig: str, webhook_port: int) -> None:
     """The emulator process: the API with the project's CRDs, the webhook Service routed to the operator."""
     from kube_emulator import EmulatorServer
-    from mtls_operator.demo import project_crds
+    from mtls_operator.demo.run import project_crds
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

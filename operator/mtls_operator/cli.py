@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         try:
             from kube_emulator import serve
-            from mtls_operator.demo import project_crds, run_demo
+            from mtls_operator.demo.run import project_crds, run_demo
         except ImportError as exc:
             print(f"mtls-operator: {args.command} needs the API emulator ({exc.name} is missing): "
                   "pip install ./emulator 'mtls-operator[demo]' from the repository (make demo does)",

@@ -26,7 +26,7 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.reconciler import RENEWAL_HORIZON, IdentityKey, Reconciler
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter, WorkQueue
-from mtls_operator.demo import project_crds
+from mtls_operator.demo.run import project_crds
 from mtls_operator.k8s import Cluster, KubeAPI
 from mtls_operator.rules.renewal import JITTER_FRACTION
 

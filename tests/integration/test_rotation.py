@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.handshake import TLSFiles, mutual_tls_handshake
+from mtls_operator.demo.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.pki import (
     CertificateAuthority,
     PrivateKey,

@@ -14,7 +14,7 @@ import pytest
 
 from kube_emulator import Emulator
 from mtls_operator import constants as c
-from mtls_operator.handshake import TLSFiles, mutual_tls_handshake
+from mtls_operator.demo.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
 from mtls_operator.rules.plan import secret_data

@@ -27,7 +27,7 @@ import aiohttp
 from kube_emulator import EmulatorServer, load_crds
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
-from mtls_operator.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
+from mtls_operator.demo.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
 from mtls_operator.main import OperatorThread
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
