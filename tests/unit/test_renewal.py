@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,6 @@ from mtls_operator.rules.renewal import (
     DesiredState,
     IssuedState,
     ReissueReason,
-    format_timestamp,
     jittered_renewal_time,
     next_wakeup,
     reissue_decision,
@@ -299,19 +298,6 @@ def test_reissue_decision(
 
 def test_reasons_are_the_metric_label_values() -> None:
     assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair"]
-
-
-@pytest.mark.parametrize(
-    ("moment", "expected"),
-    [
-        pytest.param(datetime(2026, 11, 27, 9, 30, 15, 999_999, tzinfo=UTC), "2026-11-27T09:30:15Z", id="truncated"),
-        pytest.param(
-            datetime(2026, 11, 27, 10, 0, tzinfo=timezone(timedelta(hours=2))), "2026-11-27T08:00:00Z", id="to-utc"
-        ),
-    ],
-)
-def test_format_timestamp_is_utc_rfc3339_whole_seconds(moment: datetime, expected: str) -> None:
-    assert format_timestamp(moment) == expected
 
 
 # --- next wake-up ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
@@ -31,13 +31,13 @@ from mtls_operator.rules.rotation import (
     read_rotation,
     rotation_annotations,
 )
+from mtls_operator.times import Clock
 
 NEXT_TLS_CRT = "next.crt"
 NEXT_TLS_KEY = "next.key"
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 
 class CAStore:

@@ -35,10 +35,10 @@ from mtls_operator.rules.election import (
     observe,
     release_record,
 )
+from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 LeaderWork = Callable[[], Coroutine[Any, Any, None]]
 
 

@@ -64,18 +64,17 @@ from mtls_operator.rules.renewal import (
     DesiredState,
     IssuedState,
     ReissueReason,
-    format_timestamp,
     jittered_renewal_time,
     reissue_decision,
     renewal_time,
 )
 from mtls_operator.rules.rotation import Phase
 from mtls_operator.rules.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
 
 IdentityKey = tuple[str, str]  # (namespace, name)
-Clock = Callable[[], datetime]
 
 # How soon to look again when something outside our control (the CA, a clash) may get fixed.
 RETRY_SOON = 15.0
@@ -215,7 +214,7 @@ class Reconciler:
                 result.first_decision, result.first_reason = message, ReissueReason.NEW
         if result.issued_by_reason:
             result.last_issuance = {
-                "time": format_timestamp(self.clock()),
+                "time": format_time(self.clock()),
                 "reason": str(result.first_reason),
                 "count": sum(result.issued_by_reason.values()),
                 "message": result.first_decision or "",
@@ -290,7 +289,7 @@ class Reconciler:
         ca = self.ca_store.current()
         if phase is not Phase.IDLE:
             return Readiness(True, "Rotating", f"CA rotation phase {phase}; {ca.fingerprint} signs")
-        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_timestamp(ca.not_after)}")
+        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_time(ca.not_after)}")
 
     async def _follow_bundle(self, key: IdentityKey) -> None:
         """Keep ``ca.crt`` of an identity's Secrets on the current bundle even while its spec is bad:

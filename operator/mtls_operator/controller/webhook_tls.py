@@ -17,8 +17,8 @@ import os
 import ssl
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Final
 
 from mtls_operator.controller.ca_store import CAStore
@@ -32,10 +32,10 @@ from mtls_operator.rules.admission import (
     serving_reissue_reason,
     webhooks_with_ca_bundle,
 )
+from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 WEBHOOK_CONFIGURATION_KINDS: Final = ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
 # A configuration changed between our read and our write (a helm upgrade): read again, this often.

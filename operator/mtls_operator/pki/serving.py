@@ -20,7 +20,6 @@ from mtls_operator.models import KeySpec
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
-    format_time,
     random_serial,
     require_utc,
     serial_hex,
@@ -31,6 +30,7 @@ from mtls_operator.pki.bundle import certs_to_pem
 from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
 from mtls_operator.pki.leaf import IssuedLeaf, verified_leaf
+from mtls_operator.times import format_time
 
 # Placeholders are served only until the CA loads (seconds); a day outlasts any slow start.
 PLACEHOLDER_VALIDITY = timedelta(days=1)

@@ -21,25 +21,13 @@ from mtls_operator.errors import PKIError, SpecError
 from mtls_operator.pki import key_matches_certificate, load_private_key_pem, parse_pem_certificates
 from mtls_operator.rules.renewal import IssuedState
 from mtls_operator.rules.spec import LabelSelector, parse_label_selector
+from mtls_operator.times import format_time, parse_time
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HASH_SUFFIX_LENGTH = 10
 MAX_LABEL_VALUE_LENGTH = 63
 
 
-def parse_time(text: object) -> datetime | None:
-    """An RFC 3339 timestamp as Kubernetes writes it, or ``None`` when absent or malformed."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Pods and identities as the planner sees them ---------------------------------------------------
