@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,11 +18,11 @@ from cryptography import x509
 from mtls_operator import constants as c
 from mtls_operator.errors import PKIError, SpecError
 from mtls_operator.pki import key_matches_certificate, load_private_key_pem, parse_pem_certificates
+from mtls_operator.rules.policy import is_dns1123_subdomain
 from mtls_operator.rules.renewal import IssuedState
 from mtls_operator.rules.spec import LabelSelector, parse_label_selector
 from mtls_operator.times import format_time, parse_time
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HASH_SUFFIX_LENGTH = 10
 MAX_LABEL_VALUE_LENGTH = 63
 
@@ -133,10 +132,6 @@ def secrets_query(identity: str) -> str:
 # Secret names -----------------------------------------------------------------------------------
 
 
-def is_dns_subdomain(name: str) -> bool:
-    return 0 < len(name) <= c.MAX_SECRET_NAME_LENGTH and bool(_DNS_SUBDOMAIN.match(name))
-
-
 def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
     """The pod's ``mtls.dev/secret-name`` annotation, else ``<identity>-<pod>`` shortened with a hash.
 
@@ -144,7 +139,7 @@ def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
     in the pod's own namespace only, never anywhere else.
     """
     if pod.secret_name_annotation is not None:
-        if not is_dns_subdomain(pod.secret_name_annotation):
+        if not is_dns1123_subdomain(pod.secret_name_annotation):
             raise ValueError(
                 f"pod {pod.name}: annotation {c.SECRET_NAME_ANNOTATION}={pod.secret_name_annotation!r} "
                 "is not a valid Secret name (lowercase DNS subdomain, at most 253 characters)"
