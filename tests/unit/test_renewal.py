@@ -15,7 +15,6 @@ from mtls_operator.rules.renewal import (
     IssuedState,
     ReissueReason,
     jittered_renewal_time,
-    next_wakeup,
     reissue_decision,
     renewal_time,
 )
@@ -298,20 +297,3 @@ def test_reissue_decision(
 
 def test_reasons_are_the_metric_label_values() -> None:
     assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair"]
-
-
-# --- next wake-up ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("states", "expected"),
-    [
-        pytest.param([], T0 + H, id="none-gives-default"),
-        pytest.param([T0 + 2 * H], T0 + 2 * H, id="one-later-than-default"),
-        pytest.param([T0 + 3 * H, T0 + 2 * H, T0 + 5 * H], T0 + 2 * H, id="earliest"),
-        pytest.param([T0 - H], T0 - H, id="overdue"),
-    ],
-)
-def test_next_wakeup(states: list[datetime], expected: datetime) -> None:
-    assert next_wakeup(states, T0 + H) == expected
-    assert next_wakeup(iter(states), T0 + H) == expected

@@ -8,7 +8,6 @@ CAError and ChainError, and their messages never contain PEM or key material.
 from mtls_operator.pki._util import CLOCK_SKEW
 from mtls_operator.pki.bundle import certs_to_pem, fingerprint, merge_bundles, parse_pem_certificates
 from mtls_operator.pki.ca import CertificateAuthority, create_intermediate_ca, create_self_signed_ca
-from mtls_operator.pki.facts import CertificateFacts, certificate_facts
 from mtls_operator.pki.keys import (
     PrivateKey,
     generate_private_key,
@@ -23,11 +22,9 @@ from mtls_operator.pki.verify import verify_leaf
 __all__ = [
     "CLOCK_SKEW",
     "CertificateAuthority",
-    "CertificateFacts",
     "IssuedLeaf",
     "LeafRequest",
     "PrivateKey",
-    "certificate_facts",
     "certs_to_pem",
     "create_intermediate_ca",
     "create_self_signed_ca",

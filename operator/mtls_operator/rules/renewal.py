@@ -10,7 +10,7 @@ to an annotation or the status reads back identical and never re-triggers a chan
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -26,7 +26,6 @@ __all__ = [
     "ReissueReason",
     "default_renew_before",
     "jittered_renewal_time",
-    "next_wakeup",
     "reissue_decision",
     "renewal_time",
 ]
@@ -188,8 +187,3 @@ def reissue_decision(
         if decision is not None:
             return decision
     return None
-
-
-def next_wakeup(states: Iterable[datetime], default: datetime) -> datetime:
-    """The earliest of ``states`` (renewal times), or ``default`` when there are none."""
-    return min(states, default=default)
