@@ -134,6 +134,8 @@ def _cluster_domain(value: str) -> str:
     return value
 
 
+# The validators below share a shape (check, else one ValueError saying what a valid value looks
+# like) but not a rule: each message names its own syntax, which is what a user needs to read.
 def _namespace(value: str) -> str:
     if not policy.is_dns1123_label(value):
         raise ValueError(

@@ -105,6 +105,8 @@ def create_self_signed_ca(
     return CertificateAuthority(cert=cert, key=private_key, chain=(), trust=(cert,))
 
 
+# The keyword arguments of create_self_signed_ca, on purpose: a root and an intermediate are asked
+# for alike. The parent signs, and the validity stays inside the parent's.
 def create_intermediate_ca(
     parent: CertificateAuthority,
     now: datetime,
