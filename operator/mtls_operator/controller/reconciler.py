@@ -323,6 +323,8 @@ class Reconciler:
 
     def _ca_condition(self) -> Readiness:
         """The CertificateAuthority condition: a CA problem every identity should show."""
+        if self.ca_store.stalled:
+            return Readiness(False, "RotationStalled", self.ca_store.stalled)
         if self.ca_store.problem:
             return Readiness(False, "CASecretInvalid", f"{self.ca_store.problem}; still signing with the CA "
                                                        f"loaded before, {self.ca_store.current().fingerprint}")
