@@ -165,3 +165,20 @@ async def test_a_tenant_holding_a_rotation_is_named_on_the_ca_secret_and_every_i
     await rotation.step()
     await rotation.step()
     assert bench.ca_store.stalled is None
+
+
+async def test_a_trust_configmap_the_operator_did_not_create_is_reported_never_written_nor_read(bench: Bench) -> None:
+    emulator = bench.emulator
+    evil_pem = certs_to_pem([create_self_signed_ca(bench.clock.now, common_name="evil").cert]).decode()
+    squatter = emulator.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": c.TRUST_BUNDLE_CONFIGMAP, "namespace": "attacker"},
+                                "data": {c.CA_CRT: evil_pem}})
+    await _issue_everywhere(bench)
+    after = emulator.get("v1", "configmaps", c.TRUST_BUNDLE_CONFIGMAP, "attacker")
+    assert after["metadata"]["resourceVersion"] == squatter["metadata"]["resourceVersion"]
+    pod_secret = emulator.get("v1", "secrets", "evil-evil-0", "attacker")
+    assert _fingerprints(secret_data(pod_secret, c.CA_CRT)) == {bench.ca_store.current().fingerprint}
+    events = [e for e in emulator.list("v1", "events", "attacker") if e["reason"] == "TrustBundleNotPublished"]
+    assert len(events) == 1
+    await bench.reconciler.reconcile(("attacker", "evil"))
+    assert len([e for e in emulator.list("v1", "events", "attacker") if e["reason"] == "TrustBundleNotPublished"]) == 1
