@@ -10,7 +10,6 @@ certificate can then never serve the webhooks, and the caBundle never makes the 
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -42,12 +41,11 @@ PLACEHOLDER_VALIDITY = timedelta(days=1)
 def create_webhook_ca(now: datetime, validity: timedelta) -> CertificateAuthority:
     """A new self-signed CA (ECDSA P-256) for the webhooks' serving certificates only.
 
-    Its subject names its purpose, when it was made and a random tag, so that the old and the new CA
-    of a rotation (both in the caBundle for a while) never share an issuer name.
+    Its subject names its purpose (then, as every generated CA's, the day and its key identifier), so
+    that it is never taken for the pods' CA, and the old and the new webhook CA of a rotation (both in
+    the caBundle for a while) never share an issuer name.
     """
-    now = require_utc(now)
-    name = f"mtls-operator webhook CA {now.strftime('%Y%m%dT%H%M%SZ')} {secrets.token_hex(4)}"
-    return create_self_signed_ca(now, validity=validity, common_name=name)
+    return create_self_signed_ca(require_utc(now), validity=validity, common_name="mtls-operator webhook CA")
 
 
 def issue_serving_certificate(
