@@ -41,14 +41,16 @@ BUNDLE_LIMITS = PemLimits("trust bundle", 1024 * 1024, 100)
 
 @dataclass(frozen=True)
 class PemScan:
-    """The ``CERTIFICATE`` blocks of some PEM text, and the work their scan took.
+    """The ``CERTIFICATE`` blocks of some PEM text, what is wrong with it, and the work the scan took.
 
-    ``examined`` counts the bytes the scan's searches covered: at most twice the input's length, so
-    the work is linear in the input whatever it holds (the property tests check this).
+    ``examined`` counts the bytes the scan's searches covered: at most twice the input's length
+    whatever the input holds, so the work is linear (the property tests check it, on every input,
+    refused ones included). ``problem`` is None when the blocks are all there is to know.
     """
 
     blocks: tuple[bytes, ...]
     examined: int
+    problem: str | None = None
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -64,14 +66,15 @@ def certs_to_pem(certs: Iterable[x509.Certificate]) -> bytes:
 def scan_pem_blocks(data: bytes, limits: PemLimits = BUNDLE_LIMITS) -> PemScan:
     """Every ``BEGIN CERTIFICATE`` ... ``END CERTIFICATE`` block of ``data``, in order, undecoded.
 
-    One pass from a moving offset: each search starts where the last one stopped, and the check
-    for a BEGIN line inside a block re-reads only that block. Raises PKIError when ``data`` is over
-    the limits (before scanning it), holds no block, or has a BEGIN line without its END line.
+    One pass from a moving offset: each search starts where the last one stopped, and the check for
+    a BEGIN line inside a block re-reads only that block. The scan stops at the first problem: data
+    over the limits (found before scanning, or at the first certificate too many), no block at all,
+    or a BEGIN line without its END line.
     """
     if len(data) > limits.max_bytes:
-        raise PKIError(
-            f"PEM data of {len(data)} bytes is over the {limits.max_bytes}-byte limit of a {limits.what}"
-        )
+        problem = f"PEM data of {len(data)} bytes is over the {limits.max_bytes}-byte limit of a {limits.what}"
+        return PemScan(blocks=(), examined=0, problem=problem)
+    unmatched = "malformed PEM: a '-----BEGIN CERTIFICATE-----' line has no matching END line"
     blocks: list[bytes] = []
     examined = 0
     offset = 0
@@ -84,21 +87,20 @@ def scan_pem_blocks(data: bytes, limits: PemLimits = BUNDLE_LIMITS) -> PemScan:
         body = begin + len(_BEGIN)
         examined += body - offset
         if len(blocks) == limits.max_certificates:
-            raise PKIError(
-                f"more than {limits.max_certificates} certificates: over the limit of a {limits.what}"
-            )
+            problem = f"more than {limits.max_certificates} certificates: over the limit of a {limits.what}"
+            return PemScan(blocks=tuple(blocks), examined=examined, problem=problem)
         end = data.find(_END, body)
         if end < 0:
-            examined += size - body
-            raise PKIError("malformed PEM: a '-----BEGIN CERTIFICATE-----' line has no matching END line")
-        # The block again, for a BEGIN line whose END line is missing (the next block's END closed it).
+            return PemScan(blocks=tuple(blocks), examined=examined + size - body, problem=unmatched)
+        # The block once more, for a BEGIN line whose END is missing (the next block's END closed it).
         examined += 2 * (end - body) + len(_END)
         if data.find(_BEGIN, body, end) >= 0:
-            raise PKIError("malformed PEM: a '-----BEGIN CERTIFICATE-----' line has no matching END line")
+            return PemScan(blocks=tuple(blocks), examined=examined, problem=unmatched)
         offset = end + len(_END)
         blocks.append(data[begin:offset])
     if not blocks:
-        raise PKIError("no PEM certificate found: expected '-----BEGIN CERTIFICATE-----' blocks")
+        return PemScan(blocks=(), examined=examined,
+                       problem="no PEM certificate found: expected '-----BEGIN CERTIFICATE-----' blocks")
     return PemScan(blocks=tuple(blocks), examined=examined)
 
 
@@ -108,7 +110,10 @@ def parse_pem_certificates(data: bytes, limits: PemLimits = BUNDLE_LIMITS) -> li
     Raises PKIError when ``data`` is over ``limits`` (bytes or certificates), holds no block, or
     when a block is truncated or not a valid certificate.
     """
-    blocks = scan_pem_blocks(data, limits).blocks
+    scan = scan_pem_blocks(data, limits)
+    if scan.problem is not None:
+        raise PKIError(scan.problem)
+    blocks = scan.blocks
     certs = []
     for number, block in enumerate(blocks, start=1):
         try:
