@@ -118,8 +118,9 @@ def parse_pem_certificates(data: bytes, limits: PemLimits = BUNDLE_LIMITS) -> li
     for number, block in enumerate(blocks, start=1):
         try:
             cert = x509.load_pem_x509_certificate(block)
-            # Extensions are parsed lazily; touch them so a broken one fails here, not later.
-            _ = cert.extensions
+            # Names and extensions are parsed lazily: touch them so a broken one fails here, as a
+            # PKIError, not later wherever the certificate is described or verified.
+            _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
             raise PKIError(
                 f"certificate {number} of {len(blocks)} is malformed: not a valid X.509 certificate"
