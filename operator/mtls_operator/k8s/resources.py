@@ -88,12 +88,16 @@ class Cluster:
             "PATCH", core_path("secrets", namespace, name), body=body, content_type=MERGE_PATCH
         )
 
-    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
-        """Delete only the very Secret we read (``uid`` precondition); gone already is fine."""
+    async def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str | None = None) -> None:
+        """Delete only the very Secret we read (``uid`` and, when given, ``resourceVersion``
+        preconditions: a Secret changed since the read is a ``ConflictError``); gone already is fine."""
+        preconditions = {"uid": uid}
+        if resource_version:
+            preconditions["resourceVersion"] = resource_version
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
-            "preconditions": {"uid": uid},
+            "preconditions": preconditions,
             "propagationPolicy": "Background",
         }
         try:
