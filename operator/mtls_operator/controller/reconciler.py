@@ -158,6 +158,8 @@ class Reconciler:
         # Chain checks of pod Secrets against the bundle, by (uid, resourceVersion, bundle).
         self._chain_checks: dict[tuple[str, str, bytes], str | None] = {}
         self._anchors: tuple[bytes, list[Any]] | None = None
+        # A namespace whose trust ConfigMap name is taken by someone else, as reported (once).
+        self._bundle_problems: dict[str, str] = {}
         # Whether an identity's spec is servable, by (uid, generation): invalid ones take no part in conflicts.
         self._spec_validity: dict[tuple[str, str], bool] = {}
 
@@ -245,9 +247,16 @@ class Reconciler:
 
         bundle_pem = self.ca_store.bundle_pem
         try:
-            await self._ensure_trust_bundle(namespace, bundle_pem)
+            problem = await self._ensure_trust_bundle(namespace, bundle_pem)
         except KubernetesAPIError as exc:
             logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
+        else:
+            if problem is not None and self._bundle_problems.get(namespace) != problem:
+                self._bundle_problems[namespace] = problem
+                logger.warning("identity %s/%s: %s", namespace, name, problem)
+                await self._event(identity, "Warning", "TrustBundleNotPublished", problem, now)
+            elif problem is None:
+                self._bundle_problems.pop(namespace, None)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
         first_issues = self._first_issued.pop(key, None)
         if first_issues is not None:
@@ -325,6 +334,8 @@ class Reconciler:
 
     def _ca_condition(self) -> Readiness:
         """The CertificateAuthority condition: a CA problem every identity should show."""
+        if self.ca_store.stalled:
+            return Readiness(False, "RotationStalled", self.ca_store.stalled)
         if self.ca_store.problem:
             return Readiness(False, "CASecretInvalid", f"{self.ca_store.problem}; still signing with the CA "
                                                        f"loaded before, {self.ca_store.current().fingerprint}")
@@ -891,8 +902,10 @@ class Reconciler:
             # Events are best effort: losing one must never stop a reconcile.
             logger.warning("could not post event %s: %s", reason, exc)
 
-    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> None:
-        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity."""
+    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> str | None:
+        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity: created, or repaired
+        when it differs from the bundle (whoever edited it). One the operator did not create is never
+        written, nor read: the returned problem says so."""
         data = {c.CA_CRT: bundle_pem.decode("ascii")}
         existing = await self.cluster.get_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP)
         if existing is None:
@@ -909,13 +922,15 @@ class Reconciler:
             try:
                 await self.cluster.create_config_map(namespace, body)
             except ConflictError:
-                return  # created concurrently; the next reconcile compares contents
+                return None  # created concurrently; the next reconcile compares contents
         elif not is_managed(existing):
-            logger.warning("ConfigMap %s/%s exists and is not ours: trust bundle not published there",
-                           namespace, c.TRUST_BUNDLE_CONFIGMAP)
+            return (f"ConfigMap {namespace}/{c.TRUST_BUNDLE_CONFIGMAP} exists and was not created by the operator: "
+                    "the trust bundle is not published there (delete or rename it); pods can use ca.crt of their "
+                    "own Secret")
         elif (existing.get("data") or {}) != data:
             version = str((existing.get("metadata") or {}).get("resourceVersion"))
             await self.cluster.update_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP, {"data": data}, version)
+        return None
 
 
 @dataclass
