@@ -21,6 +21,9 @@ from mtls_operator.controller.workqueue import RateLimiter
 from mtls_operator.k8s import Cluster, KubeAPI
 from mtls_operator.testing import Emulator, EmulatorThread, project_crds
 
+# The real operator on the test's loop, for whole scenarios (tests/integration's fixtures).
+from ..integration.conftest import clock, emulator, server  # noqa: F401 -- re-exported fixtures
+
 OPERATOR_NS = "mtls-system"
 TENANTS = ("shop", "attacker")
 
@@ -46,7 +49,7 @@ class Bench:
 
 
 @pytest.fixture
-def server() -> Iterator[EmulatorThread]:
+def threaded_server() -> Iterator[EmulatorThread]:
     with EmulatorThread(crds=project_crds()) as srv:
         for namespace in (OPERATOR_NS, *TENANTS):
             srv.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -54,23 +57,23 @@ def server() -> Iterator[EmulatorThread]:
 
 
 @contextlib.asynccontextmanager
-async def parts(server: EmulatorThread, **settings: Any) -> AsyncIterator[Bench]:
-    api = KubeAPI.from_configuration(server.client_configuration())
+async def parts(threaded: EmulatorThread, **settings: Any) -> AsyncIterator[Bench]:
+    api = KubeAPI.from_configuration(threaded.client_configuration())
     cluster = Cluster(api)
-    clock = Clock()
+    wall = Clock()
     values: dict[str, Any] = {"namespace": OPERATOR_NS, "webhook_port": 0, "health_port": 0,
                               "metrics_port": 0, "leader_election": False}
     values.update(settings)
     config = Settings(**values)
-    ca_store = CAStore(cluster, namespace=OPERATOR_NS, secret_name=config.ca_secret, clock=clock)
-    reconciler = Reconciler(cluster, config, ca_store, clock=clock, limiter=RateLimiter(1000), jitter=lambda: 0.0)
+    ca_store = CAStore(cluster, namespace=OPERATOR_NS, secret_name=config.ca_secret, clock=wall)
+    reconciler = Reconciler(cluster, config, ca_store, clock=wall, limiter=RateLimiter(1000), jitter=lambda: 0.0)
     try:
-        yield Bench(server.emulator, cluster, config, ca_store, reconciler, clock)
+        yield Bench(threaded.emulator, cluster, config, ca_store, reconciler, wall)
     finally:
         api.close()
 
 
 @pytest.fixture
-async def bench(server: EmulatorThread) -> AsyncIterator[Bench]:
-    async with parts(server) as value:
+async def bench(threaded_server: EmulatorThread) -> AsyncIterator[Bench]:
+    async with parts(threaded_server) as value:
         yield value
