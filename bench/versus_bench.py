@@ -13,7 +13,9 @@ with the targets of issue 13: the project >= 1.5x the baseline's certificates/s 
 per certificate. The machine is shared with other engineers' builds and tests: figures move with
 their load, which is why the rounds alternate.
 
-VERSUS_N (default 3000) and VERSUS_ROUNDS (default 3) choose the size and the rounds.
+VERSUS_N (default 3000) and VERSUS_ROUNDS (default 3) choose the size and the rounds. With
+VERSUS_BEFORE=<git revision> the operator of that revision runs too, in the same alternating rounds:
+the before and after of one lever, measured under the same load.
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ TARGET_CPU_MS = 1.0
 class Process:
     """An operator process, its CPU time and peak RSS read from /proc."""
 
-    def __init__(self, command: list[str], log_path: Path) -> None:
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.log = log_path.open("ab")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -100,7 +102,17 @@ class Client:
             raise RuntimeError(f"POST {path}: HTTP {response.status}")
 
 
-def run_round(kind: str, folder: Path) -> Result:
+def snapshot(revision: str, folder: Path) -> Path:
+    """The operator package of ``revision``, extracted to ``folder`` (put first on PYTHONPATH)."""
+    root = Path(__file__).resolve().parents[1]
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", revision, "operator"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "operator"
+
+
+def run_round(kind: str, folder: Path, before: Path | None = None) -> Result:
     emulator = Emulator(folder)
     try:
         emulator.request("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
@@ -108,12 +120,15 @@ def run_round(kind: str, folder: Path) -> Result:
         watch = SecretWatch(emulator)
         watch.start()
         watch.ready.wait(10)
-        if kind == "project":
+        env = None
+        if kind == "baseline":
+            command = [sys.executable, str(BASELINE), "--kubeconfig", str(emulator.kubeconfig)]
+        else:
             command = [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
                        "--metrics-port", "0", "--health-port", "0", *operator_flags(10_000)]
-        else:
-            command = [sys.executable, str(BASELINE), "--kubeconfig", str(emulator.kubeconfig)]
-        operator = Process(command, folder / f"{kind}.log")
+            if kind == "before" and before is not None:
+                env = {**os.environ, "PYTHONPATH": str(before)}
+        operator = Process(command, folder / f"{kind}.log", env)
         client = Client(emulator.url)
         try:
             client.post(f"/api/v1/namespaces/{NS}/pods", pod("warm-up", "app"))
@@ -128,7 +143,7 @@ def run_round(kind: str, folder: Path) -> Result:
             elapsed = max(watch.seen.values()) - started
             cpu = operator.cpu_seconds() - cpu_before
             writes: float | None = None
-            if kind == "project":
+            if kind != "baseline":
                 wait_until(lambda: identity_status(emulator, "app").get("issued") == N + 1, 60, "status issued")
                 time.sleep(0.5)
                 counted = emulator.writes() - before
@@ -154,14 +169,17 @@ def best(results: list[Result]) -> Result:
 
 def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="mtls-versus-"))
-    results: dict[str, list[Result]] = {"baseline": [], "project": []}
+    revision = os.environ.get("VERSUS_BEFORE")
+    before = snapshot(revision, folder / "before-tree") if revision else None
+    kinds = ["baseline", "project", *(["before"] if before else [])]
+    results: dict[str, list[Result]] = {kind: [] for kind in kinds}
     print(f"N={N} pods, {ROUNDS} alternating rounds; a 2-core machine shared with other engineers' builds "
           "and tests (figures move with their load)", flush=True)
     try:
         for index in range(ROUNDS):
-            order = ("baseline", "project") if index % 2 == 0 else ("project", "baseline")
+            order = kinds if index % 2 == 0 else kinds[::-1]
             for kind in order:
-                result = run_round(kind, folder / f"{kind}-{index}")
+                result = run_round(kind, folder / f"{kind}-{index}", before)
                 results[kind].append(result)
                 print(f"round {index + 1}: {kind:8s} {describe(result)}", flush=True)
     except Exception:
@@ -172,6 +190,8 @@ def main() -> int:
     ratio = project.rate / baseline.rate
     print(f"plain kopf baseline (best of rounds): {describe(baseline)}")
     print(f"mtls-operator       (best of rounds): {describe(project)}")
+    if before:
+        print(f"before ({revision})  (best of rounds): {describe(best(results['before']))}")
     print(f"ratio: the project issues {ratio:.2f}x the baseline's certificates/s "
           f"(target >= {TARGET_RATIO}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
     print(f"project CPU per certificate {project.cpu_ms:.2f} ms (target <= {TARGET_CPU_MS} ms: "

@@ -97,6 +97,11 @@ def _error_response(exc: ApiError) -> aiohttp.web.Response:
     return _json_response(exc.status, exc.code, exc.headers or None)
 
 
+def _partial(obj: Obj) -> Obj:
+    """An object's metadata only, as a ``meta.k8s.io/v1`` ``PartialObjectMetadata``."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
 def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -447,8 +452,7 @@ class HttpApi:
             return _json_response(self._table(request, info, objects))
         obj = info.present(objects[0])
         if wants == "PartialObjectMetadata":
-            return _json_response({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                   "metadata": obj.get("metadata", {})})
+            return _json_response(_partial(obj))
         return _json_response(obj)
 
     def _list(self, request: aiohttp.web.BaseRequest, info: ResourceInfo, route: Route) -> aiohttp.web.Response:
@@ -485,8 +489,7 @@ class HttpApi:
             meta["continue"] = continue_token
             meta["remainingItemCount"] = remaining
         if wants == "PartialObjectMetadata":
-            items: list[Obj] = [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                 "metadata": o["metadata"]} for o in objects]
+            items: list[Obj] = [_partial(o) for o in objects]
             return _json_response({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
                                    "metadata": meta, "items": items})
         return _json_response({"kind": info.list_kind, "apiVersion": info.api_version, "metadata": meta,
@@ -509,7 +512,7 @@ class HttpApi:
                 timeout = float(query["timeoutSeconds"])
             except ValueError:
                 raise errors.bad_request("invalid timeoutSeconds") from None
-        table = self._wants(request) == "Table"
+        form = self._wants(request)
         response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE,
                                                                    "Cache-Control": "no-cache, private"})
         try:
@@ -529,21 +532,21 @@ class HttpApi:
             await response.prepare(request)
             initial = watcher.queue.qsize()
             if initial:
-                await self._drain(response, watcher, table, initial)
+                await self._drain(response, watcher, form, initial)
             if send_initial:
-                await response.write(self._bookmark(info, initial_end=True))
+                await response.write(self._bookmark(info, form, initial_end=True))
             if drop:
                 if request.transport is not None:
                     request.transport.abort()
                 return response
-            await self._stream(response, watcher, table, timeout, bookmarks)
+            await self._stream(response, watcher, form, timeout, bookmarks)
         finally:
             emulator.unwatch(watcher)
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
 
-    async def _stream(self, response: aiohttp.web.StreamResponse, watcher: Watcher, table: bool,
+    async def _stream(self, response: aiohttp.web.StreamResponse, watcher: Watcher, form: str | None,
                       duration: float | None, bookmarks: bool) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + duration if duration is not None else None
@@ -554,7 +557,7 @@ class HttpApi:
             if deadline is not None and now >= deadline:
                 return
             if next_bookmark is not None and now >= next_bookmark and queue.empty():
-                await response.write(self._bookmark(watcher.info))
+                await response.write(self._bookmark(watcher.info, form))
                 next_bookmark = now + self.bookmark_interval
             waits = [t - now for t in (deadline, next_bookmark) if t is not None]
             if queue.empty() and waits:
@@ -567,32 +570,37 @@ class HttpApi:
                 item = await queue.get()
             if item is None:
                 return
-            chunks = [self._encode(watcher, item, table)]
+            chunks = [self._encode(watcher, item, form)]
             while not queue.empty() and len(chunks) < 1000:
                 more = queue.get_nowait()
                 if more is None:
                     await response.write(b"".join(chunks))
                     return
-                chunks.append(self._encode(watcher, more, table))
+                chunks.append(self._encode(watcher, more, form))
             await response.write(b"".join(chunks))
 
-    async def _drain(self, response: aiohttp.web.StreamResponse, watcher: Watcher, table: bool, count: int) -> None:
+    async def _drain(self, response: aiohttp.web.StreamResponse, watcher: Watcher, form: str | None,
+                     count: int) -> None:
         chunks = []
         for _ in range(count):
             item = watcher.queue.get_nowait()
             if item is None:
                 break
-            chunks.append(self._encode(watcher, item, table))
+            chunks.append(self._encode(watcher, item, form))
             if len(chunks) >= 1000:
                 await response.write(b"".join(chunks))
                 chunks = []
         if chunks:
             await response.write(b"".join(chunks))
 
-    def _encode(self, watcher: Watcher, item: tuple[str, Obj, Any], table: bool) -> bytes:
+    def _encode(self, watcher: Watcher, item: tuple[str, Obj, Any], form: str | None) -> bytes:
+        """One event line: the object, its Table row, or (``PartialObjectMetadata``) its metadata only,
+        as the apiserver streams for an ``Accept: ...;as=PartialObjectMetadataList`` watch."""
         kind, obj, event = item
         info = watcher.info
-        if table:
+        if form == "PartialObjectMetadata":
+            return encode_event(kind, _partial(info.present(obj)))
+        if form == "Table":
             shown = make_table([info.present(obj)], self._columns(info), now=self.emulator.clock(),
                                resource_version=str(obj["metadata"].get("resourceVersion", "")))
             return encode_event(kind, shown)
@@ -600,10 +608,12 @@ class HttpApi:
             return bytes(event.encode(info))
         return encode_event(kind, info.present(obj))
 
-    def _bookmark(self, info: ResourceInfo, *, initial_end: bool = False) -> bytes:
+    def _bookmark(self, info: ResourceInfo, form: str | None, *, initial_end: bool = False) -> bytes:
         meta: Obj = {"resourceVersion": self.emulator.resource_version}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        if form == "PartialObjectMetadata":
+            return encode_event(BOOKMARK, _partial({"metadata": meta}))
         return encode_event(BOOKMARK, {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 
@@ -206,3 +207,69 @@ async def test_watch_of_custom_resources_and_in_process_writes(http: Http, serve
     await task
     assert events[0]["type"] == "ADDED"
     assert events[0]["object"]["apiVersion"] == "example.com/v1"
+
+
+# Metadata only (PartialObjectMetadata), as the apiserver serves a client that asks for it in Accept
+# (client-go's metadata informers; the operator's Secret watch): no data, no spec, one form per verb.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+async def test_metadata_only_list_and_get(http: Http) -> None:
+    await http.post(SECRETS, labelled("a", app="x"))
+    await http.post(SECRETS, labelled("b", app="y"))
+    status, listing = await http.get(SECRETS, labelSelector="app=x", headers={"Accept": METADATA_LIST})
+    assert status == 200
+    assert listing["kind"] == "PartialObjectMetadataList"
+    assert listing["apiVersion"] == "meta.k8s.io/v1"
+    assert listing["metadata"]["resourceVersion"]
+    assert [(item["kind"], item["apiVersion"], sorted(item)) for item in listing["items"]] == [
+        ("PartialObjectMetadata", "meta.k8s.io/v1", ["apiVersion", "kind", "metadata"])]
+    assert listing["items"][0]["metadata"]["labels"] == {"app": "x"}
+    status, one = await http.get(f"{SECRETS}/b", headers={"Accept": METADATA_OBJECT})
+    assert status == 200
+    assert sorted(one) == ["apiVersion", "kind", "metadata"]
+    assert one["metadata"]["name"] == "b"
+
+
+async def test_metadata_only_watch_streams_partial_objects(server: EmulatorServer) -> None:
+    emulator = server.emulator
+    first = emulator.create(secret("a"))
+    events: list[dict[str, Any]] = []
+
+    async def change() -> None:
+        await asyncio.sleep(0.05)
+        emulator.patch("v1", "secrets", "a", "default", {"metadata": {"labels": {"x": "1"}},
+                                                           "stringData": {"k": "v2"}})
+        emulator.delete("v1", "secrets", "a", "default")
+
+    query = {"watch": "true", "resourceVersion": first["metadata"]["resourceVersion"],
+             "allowWatchBookmarks": "true"}
+    task = asyncio.create_task(change())
+    async with asyncio.timeout(5), aiohttp.ClientSession() as session, session.get(
+        f"{server.url}{SECRETS}", params=query, headers={"Accept": METADATA_LIST}
+    ) as resp:
+        assert resp.status == 200
+        async for line in resp.content:
+            events.append(json.loads(line))
+            if len(events) == 2:
+                break
+    await task
+    assert [e["type"] for e in events] == ["MODIFIED", "DELETED"]
+    for event in events:
+        assert sorted(event["object"]) == ["apiVersion", "kind", "metadata"], "no data crosses the wire"
+        assert event["object"]["kind"] == "PartialObjectMetadata"
+        assert event["object"]["apiVersion"] == "meta.k8s.io/v1"
+    assert events[0]["object"]["metadata"]["labels"] == {"x": "1"}
+    assert int(events[1]["object"]["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+
+
+async def test_metadata_only_watch_bookmarks_are_partial_objects(emulator: Emulator) -> None:
+    async with EmulatorServer(emulator, bookmark_interval=0.1) as server, aiohttp.ClientSession() as session, \
+            session.get(f"{server.url}{SECRETS}", headers={"Accept": METADATA_LIST},
+                        params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": "0"}) as resp:
+        line = await asyncio.wait_for(resp.content.readline(), 5)
+    event = json.loads(line)
+    assert event["type"] == "BOOKMARK"
+    assert event["object"] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": {"resourceVersion": emulator.resource_version}}

@@ -2,7 +2,9 @@
 
 kopf itself stays out of this test (it must not share a loop, and its watch timers would race the
 fake clock); what schedules renewals is the queue and the reconciler, and those run here for real,
-with the wall clock derived from the loop's (looptime) clock.
+with the wall clock derived from the loop's (looptime) clock. The emulator serves on the test's own
+loop: the operator's HTTP client runs on it too, and looptime moves the clock only when the loop has
+nothing to do, so a request in flight to a server on another thread would see its timeout fire early.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from kube_emulator import Emulator, EmulatorThread
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
@@ -59,7 +61,7 @@ class RecordingLimiter(RateLimiter):
 
 @contextlib.asynccontextmanager
 async def reconciling(
-    server: EmulatorThread, *, limiter: RateLimiter | None = None, jitter: Callable[[], float] = lambda: 0.0
+    server: EmulatorServer, *, limiter: RateLimiter | None = None, jitter: Callable[[], float] = lambda: 0.0
 ) -> AsyncIterator[WorkQueue[IdentityKey]]:
     api = KubeAPI.from_configuration(server.client_configuration())
     cluster = Cluster(api)
@@ -75,7 +77,7 @@ async def reconciling(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        api.close()
+        await api.close()
 
 
 def serials(emulator: Emulator) -> dict[str, str]:
@@ -93,7 +95,7 @@ async def wait_for_change(emulator: Emulator, before: dict[str, Any], *, step: f
 
 @pytest.mark.looptime
 async def test_certificates_renew_at_renew_before_and_again_after() -> None:
-    with EmulatorThread(crds=project_crds()) as server:
+    async with EmulatorServer(crds=project_crds()) as server:
         emulator = server.emulator
         for namespace in (OPERATOR_NS, NS):
             emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -172,7 +174,7 @@ async def wait_for_secrets(emulator: Emulator, count: int, *, step: float = 0.5,
 
 @pytest.mark.looptime
 async def test_one_hour_certificates_renew_all_day_and_none_is_ever_expired() -> None:
-    with EmulatorThread(crds=project_crds()) as server:
+    async with EmulatorServer(crds=project_crds()) as server:
         emulator = server.emulator
         create_namespaces(emulator)
         for app in ("payments", "orders"):
@@ -217,7 +219,7 @@ async def test_one_hour_certificates_renew_all_day_and_none_is_ever_expired() ->
 @pytest.mark.looptime
 async def test_two_hundred_pods_created_together_renew_spread_over_the_jitter_window() -> None:
     pods = 200
-    with EmulatorThread(crds=project_crds()) as server:
+    async with EmulatorServer(crds=project_crds()) as server:
         emulator = server.emulator
         create_namespaces(emulator)
         emulator.create(identity("web", duration="24h", renewBefore="8h"))
@@ -265,7 +267,7 @@ async def test_two_hundred_pods_created_together_renew_spread_over_the_jitter_wi
 async def test_one_hour_certificates_created_together_renew_spread_too() -> None:
     """Short certificates have a short jitter window (10% of 20m: 2m); batching must not undo it."""
     pods, sample = 100, 10.0
-    with EmulatorThread(crds=project_crds()) as server:
+    async with EmulatorServer(crds=project_crds()) as server:
         emulator = server.emulator
         create_namespaces(emulator)
         emulator.create(identity("api", duration="1h"))
@@ -305,7 +307,7 @@ def assert_token_bucket(times: list[float], rate: float, burst: float) -> None:
 async def test_the_rate_cap_holds_for_first_issues_and_for_a_renewal_wave() -> None:
     pods, rate = 200, 20.0
     limiter = RecordingLimiter(rate)
-    with EmulatorThread(crds=project_crds()) as server:
+    async with EmulatorServer(crds=project_crds()) as server:
         emulator = server.emulator
         create_namespaces(emulator)
         # 1h certificates: the whole set falls due within one 2m jitter window, 38m-40m later: a
@@ -345,7 +347,7 @@ async def test_the_rate_cap_holds_for_first_issues_and_for_a_renewal_wave() -> N
 async def test_starting_pods_are_served_before_a_pending_batch_of_background_reissues() -> None:
     pods, rate = 200, 5.0
     limiter = RecordingLimiter(rate)
-    with EmulatorThread(crds=project_crds()) as server:
+    async with EmulatorServer(crds=project_crds()) as server:
         emulator = server.emulator
         create_namespaces(emulator)
         emulator.create(identity("payments", duration="24h"))

@@ -22,7 +22,7 @@ from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStor
 from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.k8s import Cluster, KubeAPI, core_path
-from mtls_operator.k8s.watch import SecretWatch
+from mtls_operator.k8s.watch import RESYNC, ResourceWatch
 from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
 from mtls_operator.times import Clock
@@ -43,7 +43,6 @@ class Runtime:
     # (uid, generation) last queued per identity: spec changes need work, status writes do not.
     generations: dict[IdentityKey, tuple[str, object]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
-    secret_watch: SecretWatch | None = None
     watch_timeout: int = 60
     # Admission webhooks (None when MTLS_WEBHOOK_PORT=0): this replica's serving certificate, the
     # webhook CA it comes from, and the leader's upkeep of that CA and the configurations' caBundle.
@@ -139,30 +138,17 @@ class Runtime:
             self.metrics.serve(self.settings.metrics_port)
         self.task = asyncio.create_task(self._run(), name="mtls-operator runtime")
 
-    def _start_secret_watch(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _secret_watch(self) -> ResourceWatch:
+        """Managed Secrets edited or deleted behind our back, metadata only (never their keys)."""
+        def changed(kind: str, secret: Mapping[str, Any] | None) -> None:
+            self._secret_changed(kind, secret.get("metadata") or {} if secret is not None else None)
 
-        def from_watch_thread(kind: str, metadata: Mapping[str, Any] | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed while the operator stops
-                loop.call_soon_threadsafe(self._secret_changed, kind, metadata)
-
-        self.secret_watch = SecretWatch(
-            self.api.api_client,
-            core_path("secrets"),
-            f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}",
-            from_watch_thread,
-            timeout_seconds=self.watch_timeout,
-        )
-        self.secret_watch.start()
-
-    def _stop_secret_watch(self) -> None:
-        if self.secret_watch is not None:
-            self.secret_watch.stop()
-            self.secret_watch = None
+        return ResourceWatch(self.api, core_path("secrets"), f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}", changed,
+                             types=("MODIFIED", "DELETED"), metadata_only=True, timeout_seconds=self.watch_timeout)
 
     def _secret_changed(self, kind: str, metadata: Mapping[str, Any] | None) -> None:
         """A managed Secret deleted or edited behind our back is repaired now, not at the next renewal."""
-        if metadata is None:
+        if kind == RESYNC or metadata is None:
             keys = list(self.identities)
         elif (metadata.get("namespace"), metadata.get("name")) == (self.settings.namespace, self.settings.ca_secret):
             self.rotation.wake()  # e.g. mtls.dev/rotate was just set
@@ -210,19 +196,15 @@ class Runtime:
 
     async def _lead(self) -> None:
         """Everything only the leader does; cancelled as a whole when leadership is lost."""
-        self._start_secret_watch()
-        try:
-            # A new leader knows nothing of the schedule: every identity is looked at once.
-            for key in self.identities:
-                self.queue.add(key)
-            async with asyncio.TaskGroup() as group:
-                for work in self._leader_work():
-                    group.create_task(work)
-        finally:
-            self._stop_secret_watch()
+        # A new leader knows nothing of the schedule: every identity is looked at once.
+        for key in self.identities:
+            self.queue.add(key)
+        async with asyncio.TaskGroup() as group:
+            for work in self._leader_work():
+                group.create_task(work)
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
-        work = [self.queue.run(), self._watch_ca(), self.rotation.run()]
+        work = [self.queue.run(), self._watch_ca(), self.rotation.run(), self._secret_watch().run()]
         if self.webhook_ca_rotation is not None:
             work.append(self.webhook_ca_rotation.run())
         return work
@@ -241,4 +223,4 @@ class Runtime:
                 await self.task
             self.task = None
         await asyncio.to_thread(self.metrics.close)
-        self.api.close()
+        await self.api.close()

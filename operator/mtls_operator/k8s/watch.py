@@ -1,124 +1,98 @@
-"""A lean watch for deletions and edits, outside kopf.
+"""Lean watches outside kopf, on the operator's one HTTP session.
 
-The operator must notice a managed Secret deleted or edited behind its back, but handing every write
-of every managed Secret to kopf (full bodies, private keys included, about 3 ms of CPU each) cut
-issuance throughput by a third. This watch runs in one thread, parses each event's JSON, and
-reports only the metadata of DELETED and MODIFIED ones (the caller tells its own writes apart by
-resourceVersion). When the stream's history is lost (410 Gone) it reports a resync instead, since
-changes may have been missed.
+kopf's per-event machinery (a body object, a patch, handler selection, progress, logging per event)
+is worth it for the few MTLSIdentities, not for every opted-in pod and managed Secret. A
+``ResourceWatch`` follows one collection's stream from a list's resourceVersion and hands each
+event's type and object to a callback on the event loop; when the stream's history is lost (410
+Gone, a broken connection) it reports ``RESYNC`` with no object, since changes may have been missed,
+and starts again from a fresh list.
+
+Secrets are watched metadata-only (``PartialObjectMetadata``): the operator only needs to know
+that a managed Secret was edited or deleted behind its back, never its keys, so none crosses the
+wire for the watch.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import logging
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-import urllib3
-from kubernetes import client as k8s_client
-from kubernetes.client.exceptions import ApiException
+from mtls_operator.errors import KubernetesAPIError
+from mtls_operator.k8s.api import METADATA_ONLY, KubeAPI
 
 logger = logging.getLogger(__name__)
 
-# Called with the event type (DELETED or MODIFIED) and the object's metadata, or with ("RESYNC", None)
-# when anything may have been missed.
-OnChange = Callable[[str, Mapping[str, Any] | None], None]
+RESYNC = "RESYNC"
+
+# Called with the event type and the object (metadata only for a metadata-only watch), or with
+# (RESYNC, None) when anything may have been missed.
+OnEvent = Callable[[str, Mapping[str, Any] | None], None]
+
+_MAX_BACKOFF = 30.0
 
 
-class SecretWatch:
+class ResourceWatch:
     def __init__(
         self,
-        api_client: k8s_client.ApiClient,
+        api: KubeAPI,
         path: str,
         label_selector: str,
-        on_change: OnChange,
+        on_event: OnEvent,
         *,
+        types: Collection[str] = ("ADDED", "MODIFIED", "DELETED"),
+        metadata_only: bool = False,
         timeout_seconds: int = 60,
     ) -> None:
-        self._api_client = api_client
+        self._api = api
         self._path = path
         self._label_selector = label_selector
-        self._on_change = on_change
+        self._on_event = on_event
+        self._types = frozenset(types)
+        self._accept = METADATA_ONLY if metadata_only else None
         self._timeout_seconds = timeout_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch {path}", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Ask the thread to end; it does within one watch timeout (or at once when the pool closes)."""
-        self._stop.set()
-
-    def _request(self, query: list[tuple[str, str]], read_timeout: float) -> Any:
-        serialized = self._api_client.param_serialize(
-            method="GET",
-            resource_path=self._path,
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        response = self._api_client.call_api(*serialized, _request_timeout=(10.0, read_timeout))
-        if int(response.status) >= 400:
-            raise ApiException(status=int(response.status), reason=str(response.reason))
-        return response.response
-
-    def _resource_version(self) -> str:
-        raw = self._request([("labelSelector", self._label_selector), ("limit", "1")], 30.0)
-        try:
-            listing = json.loads(raw.data)
-        finally:
-            raw.release_conn()
-        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
-
-    def _run(self) -> None:
+    async def run(self) -> None:
+        """Follow the collection until cancelled."""
         backoff = 1.0
         version: str | None = None
-        while not self._stop.is_set():
+        while True:
             try:
                 if version is None:
-                    version = self._resource_version()
-                    self._on_change("RESYNC", None)  # anything may have happened while we were not watching
-                version = self._stream(version)
+                    version = await self._resource_version()
+                    self._on_event(RESYNC, None)  # anything may have happened while we were not watching
+                version = await self._stream(version)
                 backoff = 1.0
-            except (ApiException, OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
-                if self._stop.is_set():
-                    return
+            except KubernetesAPIError as exc:
                 logger.warning("watch on %s failed, retrying in %.0fs: %s", self._path, backoff, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
                 version = None
 
-    def _stream(self, version: str) -> str | None:
+    async def _resource_version(self) -> str:
+        query = {"labelSelector": self._label_selector, "limit": "1"}
+        listing = await self._api.request("GET", self._path, query=query, accept=self._accept)
+        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def _stream(self, version: str) -> str | None:
         """Follow the stream from ``version``; return where to resume (None: re-list first)."""
-        query = [
-            ("watch", "true"),
-            ("labelSelector", self._label_selector),
-            ("resourceVersion", version),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(self._timeout_seconds)),
-        ]
-        raw = self._request(query, self._timeout_seconds + 30.0)
-        buffer = b""
-        try:
-            for chunk in raw.stream(65536, decode_content=True):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    kind = event.get("type")
-                    body = event.get("object") or {}
-                    if kind == "ERROR":
-                        return None  # 410 Gone and friends: our place in history is lost
-                    version = str((body.get("metadata") or {}).get("resourceVersion") or version)
-                    if kind in ("DELETED", "MODIFIED"):
-                        self._on_change(str(kind), body.get("metadata") or {})
-                if self._stop.is_set():
-                    break
-        finally:
-            raw.release_conn()
+        query = {
+            "labelSelector": self._label_selector,
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self._timeout_seconds),
+        }
+        events = self._api.watch(self._path, query=query, accept=self._accept,
+                                 read_timeout=self._timeout_seconds + 30.0)
+        async with contextlib.aclosing(events):  # an early return closes the stream's connection
+            async for event in events:
+                kind = str(event.get("type"))
+                body = event.get("object")
+                if kind == "ERROR" or not isinstance(body, dict):
+                    return None  # 410 Gone and friends: our place in history is lost
+                version = str((body.get("metadata") or {}).get("resourceVersion") or version)
+                if kind in self._types:
+                    self._on_event(kind, body)
         return version

@@ -1,0 +1,106 @@
+"""The lean watches (k8s/watch.py) against a scripted API: what they ask for and what they report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
+
+import pytest
+
+from mtls_operator.errors import KubernetesAPIError
+from mtls_operator.k8s import KubeAPI
+from mtls_operator.k8s.api import METADATA_ONLY
+from mtls_operator.k8s.watch import RESYNC, ResourceWatch
+
+
+class ScriptedAPI:
+    """Answers the list with a resourceVersion and each watch with the next scripted stream."""
+
+    def __init__(self, streams: list[list[dict[str, Any]] | Exception]) -> None:
+        self.streams = streams
+        self.lists: list[tuple[str, dict[str, str], str | None]] = []
+        self.watches: list[tuple[str, dict[str, str], str | None]] = []
+        self.done = asyncio.Event()
+
+    async def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
+                      accept: str | None = None, **_: Any) -> dict[str, Any]:
+        self.lists.append((path, dict(query or {}), accept))
+        return {"metadata": {"resourceVersion": f"{10 * len(self.lists)}"}, "items": []}
+
+    async def watch(self, path: str, *, query: Mapping[str, str], accept: str | None = None,
+                    read_timeout: float) -> AsyncGenerator[dict[str, Any], None]:
+        self.watches.append((path, dict(query), accept))
+        if not self.streams:
+            self.done.set()
+            await asyncio.Event().wait()
+        stream = self.streams.pop(0)
+        if isinstance(stream, Exception):
+            raise stream
+        for event in stream:
+            yield event
+
+
+def secret(name: str, version: str) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "metadata": {"name": name, "resourceVersion": version}}
+
+
+async def follow(api: ScriptedAPI, **options: Any) -> list[tuple[str, str | None]]:
+    seen: list[tuple[str, str | None]] = []
+
+    def record(kind: str, obj: Mapping[str, Any] | None) -> None:
+        seen.append((kind, None if obj is None else obj["metadata"]["name"]))
+
+    watch = ResourceWatch(cast(KubeAPI, api), "/api/v1/secrets", "a=b", record, **options)
+    task = asyncio.create_task(watch.run())
+    await asyncio.wait_for(api.done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return seen
+
+
+async def test_lists_for_a_version_then_streams_from_it_with_the_server_side_selector() -> None:
+    api = ScriptedAPI([[{"type": "ADDED", "object": secret("a", "11")},
+                        {"type": "ADDED", "object": secret("b", "12")}]])
+    seen = await follow(api, metadata_only=True, types=("MODIFIED", "DELETED"), timeout_seconds=7)
+    assert api.lists == [("/api/v1/secrets", {"labelSelector": "a=b", "limit": "1"}, METADATA_ONLY)]
+    path, query, accept = api.watches[0]
+    assert (path, accept) == ("/api/v1/secrets", METADATA_ONLY)
+    assert query == {"labelSelector": "a=b", "resourceVersion": "10", "allowWatchBookmarks": "true",
+                     "timeoutSeconds": "7"}
+    # Resumes where the last event left it, without a new list.
+    assert api.watches[1][1]["resourceVersion"] == "12"
+    assert seen == [(RESYNC, None)], "ADDED events are not among the types asked for"
+
+
+async def test_reports_the_types_asked_for_and_skips_bookmarks() -> None:
+    events = [{"type": "ADDED", "object": secret("a", "11")},
+              {"type": "BOOKMARK", "object": secret("", "12")},
+              {"type": "MODIFIED", "object": secret("a", "13")},
+              {"type": "DELETED", "object": secret("a", "14")}]
+    api = ScriptedAPI([events])
+    seen = await follow(api)
+    assert seen == [(RESYNC, None), ("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+    assert api.watches[0][2] is None, "whole objects unless metadata only is asked for"
+    assert api.watches[1][1]["resourceVersion"] == "14"
+
+
+async def test_lost_history_relists_and_reports_a_resync() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410}}
+    api = ScriptedAPI([[{"type": "MODIFIED", "object": secret("a", "11")}, gone], []])
+    seen = await follow(api)
+    assert seen == [(RESYNC, None), ("MODIFIED", "a"), (RESYNC, None)]
+    assert len(api.lists) == 2
+    assert api.watches[1][1]["resourceVersion"] == "20", "from the new list's version"
+
+
+@pytest.mark.looptime
+async def test_a_failed_stream_backs_off_then_relists() -> None:
+    api = ScriptedAPI([KubernetesAPIError("WATCH /api/v1/secrets: connection reset", status=None)])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    seen = await follow(api)
+    assert loop.time() - started == 1.0, "one second of backoff before the retry"
+    assert seen == [(RESYNC, None), (RESYNC, None)]
