@@ -14,8 +14,8 @@ per certificate. The machine is shared with other engineers' builds and tests: f
 their load, which is why the rounds alternate.
 
 VERSUS_N (default 3000) and VERSUS_ROUNDS (default 3) choose the size and the rounds. With
-VERSUS_BEFORE=<git revision> the operator of that revision runs too, in the same alternating rounds:
-the before and after of one lever, measured under the same load.
+VERSUS_BEFORE=<git revision>[,<git revision>...] the operator of each of those revisions runs too, in
+the same alternating rounds: the before and after of a lever, measured under the same load.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def snapshot(revision: str, folder: Path) -> Path:
     return folder / "operator"
 
 
-def run_round(kind: str, folder: Path, before: Path | None = None) -> Result:
+def run_round(kind: str, folder: Path, trees: dict[str, Path]) -> Result:
     emulator = Emulator(folder)
     try:
         emulator.request("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
@@ -126,8 +126,8 @@ def run_round(kind: str, folder: Path, before: Path | None = None) -> Result:
         else:
             command = [sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(emulator.kubeconfig),
                        "--metrics-port", "0", "--health-port", "0", *operator_flags(10_000)]
-            if kind == "before" and before is not None:
-                env = {**os.environ, "PYTHONPATH": str(before)}
+            if kind in trees:
+                env = {**os.environ, "PYTHONPATH": str(trees[kind])}
         operator = Process(command, folder / f"{kind}.log", env)
         client = Client(emulator.url)
         try:
@@ -169,9 +169,9 @@ def best(results: list[Result]) -> Result:
 
 def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="mtls-versus-"))
-    revision = os.environ.get("VERSUS_BEFORE")
-    before = snapshot(revision, folder / "before-tree") if revision else None
-    kinds = ["baseline", "project", *(["before"] if before else [])]
+    revisions = [r for r in os.environ.get("VERSUS_BEFORE", "").split(",") if r]
+    trees = {revision: snapshot(revision, folder / f"tree-{revision}") for revision in revisions}
+    kinds = ["baseline", "project", *revisions]
     results: dict[str, list[Result]] = {kind: [] for kind in kinds}
     print(f"N={N} pods, {ROUNDS} alternating rounds; a 2-core machine shared with other engineers' builds "
           "and tests (figures move with their load)", flush=True)
@@ -179,9 +179,9 @@ def main() -> int:
         for index in range(ROUNDS):
             order = kinds if index % 2 == 0 else kinds[::-1]
             for kind in order:
-                result = run_round(kind, folder / f"{kind}-{index}", before)
+                result = run_round(kind, folder / f"{kind}-{index}", trees)
                 results[kind].append(result)
-                print(f"round {index + 1}: {kind:8s} {describe(result)}", flush=True)
+                print(f"round {index + 1}: {kind:9s} {describe(result)}", flush=True)
     except Exception:
         print(f"bench failed; the logs are kept in {folder}", file=sys.stderr)
         raise
@@ -190,8 +190,8 @@ def main() -> int:
     ratio = project.rate / baseline.rate
     print(f"plain kopf baseline (best of rounds): {describe(baseline)}")
     print(f"mtls-operator       (best of rounds): {describe(project)}")
-    if before:
-        print(f"before ({revision})  (best of rounds): {describe(best(results['before']))}")
+    for revision in revisions:
+        print(f"{revision:19s} (best of rounds): {describe(best(results[revision]))}")
     print(f"ratio: the project issues {ratio:.2f}x the baseline's certificates/s "
           f"(target >= {TARGET_RATIO}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
     print(f"project CPU per certificate {project.cpu_ms:.2f} ms (target <= {TARGET_CPU_MS} ms: "

@@ -32,8 +32,6 @@ def operator_settings(config: Settings, serving: ServingCertificate | None = Non
     """kopf's settings for our operator; ``serving`` is the admission webhooks' certificate, ``None``
     when they are off (``MTLS_WEBHOOK_PORT=0``)."""
     settings = kopf.OperatorSettings()
-    # Watch only opted-in pods, server-side: the operator's cost must not grow with other pods.
-    settings.watching.label_selectors["pods"] = f"{c.INJECT_LABEL}={c.INJECT_VALUE}"
     settings.persistence.finalizer = f"{c.GROUP}/cleanup"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -11,11 +11,6 @@ from mtls_operator.main import operator_settings, serving_certificate
 OFF = Settings(webhook_port=0)
 
 
-def test_pod_watch_carries_a_server_side_label_selector() -> None:
-    selectors = operator_settings(OFF).watching.label_selectors
-    assert selectors["pods"] == "mtls.dev/inject=true"
-
-
 def test_kopf_bookkeeping_uses_our_group() -> None:
     settings = operator_settings(OFF)
     assert settings.persistence.finalizer == "mtls.dev/cleanup"

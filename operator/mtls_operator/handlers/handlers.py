@@ -1,6 +1,7 @@
 """The kopf handlers. Each is a few lines: events only route work to the coalescing queue.
 
-Identity and pod events mark identities dirty; the queue's workers reconcile them one at a time
+Identity events mark identities dirty (pod events come from the runtime's lean pod watch, outside
+kopf: there are thousands of pods and a handful of identities); the queue's workers reconcile them one at a time
 per identity, so a burst of pod events costs one reconcile, not one per event. The only handler
 with a finalizer is identity deletion, so that an identity's Secrets never outlive it even when
 the operator was down while it was deleted.
@@ -17,7 +18,7 @@ from mtls_operator import constants as c
 from mtls_operator.errors import ConfigError, KubernetesAPIError
 from mtls_operator.handlers.runtime import Runtime, wall_clock
 from mtls_operator.k8s.config import bearer_token
-from mtls_operator.rules.plan import identity_ref, pod_info
+from mtls_operator.rules.plan import identity_ref
 
 registry = kopf.OperatorRegistry()
 
@@ -138,18 +139,3 @@ async def identity_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
     if remaining:
         raise kopf.TemporaryError(f"waiting for {remaining} Secret(s) of this identity to be deleted", delay=1)
     logger.info("identity deleted: its Secrets are gone")
-
-
-# No client-side label filter here: the watch itself carries the opt-in selector (see main.py), and
-# a pod whose labels stop matching arrives as DELETED with its new labels, which must still route to
-# the identity that served it.
-@kopf.on.event("", "v1", "pods", registry=registry, id="pod-changed")
-async def pod_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    runtime = _runtime(memo)
-    if event["type"] == "ADDED":
-        # A new pod (not one listed at start-up or after a lost watch): issue before the pass.
-        await runtime.issue_first(body)
-    pod = pod_info(body)
-    for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
-        runtime.queue.add(key)
-

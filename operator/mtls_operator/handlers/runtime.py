@@ -146,6 +146,45 @@ class Runtime:
         return ResourceWatch(self.api, core_path("secrets"), f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}", changed,
                              types=("MODIFIED", "DELETED"), metadata_only=True, timeout_seconds=self.watch_timeout)
 
+    async def _watch_pods(self) -> None:
+        """Opted-in pods (a server-side label selector), outside kopf: a new pod gets its first certificate
+        at once, any change routes its identities to the queue, a lost stream requeues every identity.
+
+        kopf's per-event machinery costs more per pod than the rest of a first issue; identities stay
+        with kopf. A pod whose labels stop matching arrives as DELETED with its new labels, which
+        ``identities_for_pod`` still routes to the identity that served it.
+        """
+        first_issues: set[asyncio.Task[None]] = set()
+
+        def changed(kind: str, pod: Mapping[str, Any] | None) -> None:
+            if pod is None:
+                self._ca_changed()  # RESYNC: every identity looks at its pods again
+            elif kind == "ADDED":
+                task = asyncio.create_task(self._pod_added(pod))
+                first_issues.add(task)
+                task.add_done_callback(first_issues.discard)
+            else:
+                self._route_pod(pod)
+
+        watch = ResourceWatch(self.api, core_path("pods"), f"{c.INJECT_LABEL}={c.INJECT_VALUE}", changed,
+                              timeout_seconds=self.watch_timeout)
+        try:
+            await watch.run()
+        finally:
+            for task in first_issues:
+                task.cancel()
+
+    async def _pod_added(self, body: Mapping[str, Any]) -> None:
+        # A new pod (not one listed at start-up or after a lost watch): issue before the pass.
+        try:
+            await self.issue_first(body)
+        finally:
+            self._route_pod(body)
+
+    def _route_pod(self, body: Mapping[str, Any]) -> None:
+        for key in self.reconciler.identities_for_pod(pod_info(body), self.identities):
+            self.queue.add(key)
+
     def _secret_changed(self, kind: str, metadata: Mapping[str, Any] | None) -> None:
         """A managed Secret deleted or edited behind our back is repaired now, not at the next renewal."""
         if kind == RESYNC or metadata is None:
@@ -204,7 +243,8 @@ class Runtime:
                 group.create_task(work)
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
-        work = [self.queue.run(), self._watch_ca(), self.rotation.run(), self._secret_watch().run()]
+        work = [self.queue.run(), self._watch_ca(), self.rotation.run(), self._secret_watch().run(),
+                self._watch_pods()]
         if self.webhook_ca_rotation is not None:
             work.append(self.webhook_ca_rotation.run())
         return work
