@@ -32,6 +32,8 @@ _SETTING_FLAGS = {
     "lease_duration": "MTLS_LEASE_DURATION",
     "pod_name": "MTLS_POD_NAME",
     "health_port": "MTLS_HEALTH_PORT",
+    "shard_namespace_selector": "MTLS_SHARD_NAMESPACE_SELECTOR",
+    "ca_rotation": "MTLS_CA_ROTATION",
 }
 
 

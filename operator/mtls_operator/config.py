@@ -9,6 +9,11 @@ naming the variable, the value and what is allowed.
 ``MTLS_METRICS_PORT=0`` disables the metrics endpoint, ``MTLS_WEBHOOK_PORT=0`` the admission
 webhooks, ``MTLS_HEALTH_PORT=0`` the liveness endpoint; ``MTLS_LEADER_ELECTION=false`` makes this
 process issue without holding the Lease (one replica only).
+
+Sharding: ``MTLS_SHARD_NAMESPACE_SELECTOR`` (a label selector over Namespaces, in the API's query
+form) makes this operator serve only the namespaces it matches — the API server evaluates it; each
+shard is a Deployment with its own ``MTLS_LEASE_NAME``; ``MTLS_CA_ROTATION=false`` on every shard
+but one leaves the shared CA Secret's rotation to that one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ from typing import Final, TypeVar
 from mtls_operator.constants import DEFAULT_CA_SECRET, DEFAULT_WEBHOOK_CA_SECRET
 from mtls_operator.errors import ConfigError
 from mtls_operator.rules import policy
-from mtls_operator.rules.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
+from mtls_operator.rules.spec import (
+    MAX_DURATION,
+    MIN_DURATION,
+    format_duration,
+    label_value_problem,
+    parse_duration,
+    qualified_name_problem,
+)
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
 _PORT_RE = re.compile(r"[0-9]{1,5}")
@@ -61,6 +73,14 @@ class Settings:
     pod_name: str = ""
     # kopf's liveness endpoint (http://0.0.0.0:PORT/healthz).
     health_port: int = 8080
+    # Sharding: the namespaces this operator serves, a label selector over Namespaces ("" = all), and
+    # whether its leader drives the rotations of the shared CAs (exactly one shard must).
+    shard_namespace_selector: str = ""
+    ca_rotation: bool = True
+
+    @property
+    def sharded(self) -> bool:
+        return bool(self.shard_namespace_selector)
 
     @property
     def metrics_enabled(self) -> bool:
@@ -95,6 +115,8 @@ ENV_LEASE_NAME: Final = "MTLS_LEASE_NAME"
 ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
 ENV_POD_NAME: Final = "MTLS_POD_NAME"
 ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
+ENV_SHARD_NAMESPACE_SELECTOR: Final = "MTLS_SHARD_NAMESPACE_SELECTOR"
+ENV_CA_ROTATION: Final = "MTLS_CA_ROTATION"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -115,6 +137,8 @@ ENV_VARS: Final = (
     ENV_LEASE_DURATION,
     ENV_POD_NAME,
     ENV_HEALTH_PORT,
+    ENV_SHARD_NAMESPACE_SELECTOR,
+    ENV_CA_ROTATION,
 )
 
 _T = TypeVar("_T")
@@ -234,6 +258,37 @@ def _pod_name(value: str) -> str:
     return value
 
 
+# One requirement of a label selector's query form: key, !key, key=value, key==value, key!=value,
+# key in (v1,v2), key notin (v1,v2).
+_REQUIREMENT_RE = re.compile(
+    r"(?P<bang>!)?\s*(?P<key>[^\s=!(),]+)\s*"
+    r"(?:(?P<op>==|!=|=)\s*(?P<value>[^\s=!(),]*)|\s(?P<set>in|notin)\s*\((?P<values>[^()]*)\))?"
+)
+
+
+def _namespace_selector(value: str) -> str:
+    """A label selector in the API's query form (``mtls.dev/shard=a``, ``tier in (x,y),!legacy``)."""
+    requirements: list[str] = []
+    depth, start = 0, 0
+    for index, char in enumerate(value + ","):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            requirements.append(value[start:index].strip())
+            start = index + 1
+    for requirement in requirements:
+        match = _REQUIREMENT_RE.fullmatch(requirement)
+        if not requirement or match is None or (match["bang"] and (match["op"] or match["set"])):
+            raise ValueError(
+                f"{requirement!r} is not a label selector requirement: use key=value, key!=value, key, !key, "
+                "key in (a,b) or key notin (a,b), separated by commas"
+            )
+        values = [match["value"]] if match["op"] else [v.strip() for v in (match["values"] or "").split(",")]
+        for problem in (qualified_name_problem(match["key"]), *(label_value_problem(v) for v in values if v)):
+            if problem is not None:
+                raise ValueError(f"{requirement!r}: {problem}")
+    return ",".join(requirements)
+
+
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
     """Read and validate the settings; ``overrides`` (CLI flags) win over ``env``."""
     unknown = sorted(set(overrides) - set(ENV_VARS))
@@ -279,6 +334,9 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
                             defaults.lease_duration),
         pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
         health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
+        shard_namespace_selector=read(ENV_SHARD_NAMESPACE_SELECTOR, _namespace_selector,
+                                      defaults.shard_namespace_selector),
+        ca_rotation=read(ENV_CA_ROTATION, _boolean, defaults.ca_rotation),
     )
     if settings.webhook_ca_secret == settings.ca_secret:
         # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA

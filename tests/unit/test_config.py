@@ -233,3 +233,38 @@ def test_all_variables_together() -> None:
         allowed_dns_patterns=("*.example.com",),
         metrics_port=9100,
     )
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("mtls.dev/shard=a", "mtls.dev/shard=a"),
+    ("mtls.dev/shard==a", "mtls.dev/shard==a"),
+    ("mtls.dev/shard notin (a, b),!legacy", "mtls.dev/shard notin (a, b),!legacy"),
+    (" tier in (x) , team!=y ", "tier in (x),team!=y"),
+    ("has-label", "has-label"),
+])
+def test_shard_namespace_selector_is_a_label_selector(value: str, expected: str) -> None:
+    settings = settings_from_env({"MTLS_SHARD_NAMESPACE_SELECTOR": value})
+    assert settings.shard_namespace_selector == expected
+    assert settings.sharded
+
+
+@pytest.mark.parametrize(("value", "phrase"), [
+    ("a=b=c", "is not a label selector requirement"),
+    ("a in b", "is not a label selector requirement"),
+    ("!a=b", "is not a label selector requirement"),
+    ("a=b,,c=d", "is not a label selector requirement"),
+    ("Bad/x=1", "prefix 'Bad'"),
+    ("x=-bad-", "a label value must be"),
+    ("tier in (ok, -bad)", "a label value must be"),
+])
+def test_bad_shard_namespace_selectors_are_refused(value: str, phrase: str) -> None:
+    with pytest.raises(ConfigError, match="MTLS_SHARD_NAMESPACE_SELECTOR") as caught:
+        settings_from_env({"MTLS_SHARD_NAMESPACE_SELECTOR": value})
+    assert phrase in str(caught.value)
+
+
+def test_unsharded_by_default_and_ca_rotation_on() -> None:
+    settings = settings_from_env({})
+    assert not settings.sharded
+    assert settings.ca_rotation
+    assert not settings_from_env({"MTLS_CA_ROTATION": "false"}).ca_rotation

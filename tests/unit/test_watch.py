@@ -104,3 +104,30 @@ async def test_a_failed_stream_backs_off_then_relists() -> None:
     seen = await follow(api)
     assert loop.time() - started == 1.0, "one second of backoff before the retry"
     assert seen == [(RESYNC, None), (RESYNC, None)]
+
+
+async def test_a_full_list_replaces_the_resync_and_pages_through() -> None:
+    class PagedAPI(ScriptedAPI):
+        async def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
+                          accept: str | None = None, **_: Any) -> dict[str, Any]:
+            self.lists.append((path, dict(query or {}), accept))
+            if "continue" not in (query or {}):
+                return {"metadata": {"resourceVersion": "5", "continue": "next"}, "items": [secret("a", "3")]}
+            return {"metadata": {"resourceVersion": "5"}, "items": [secret("b", "4")]}
+
+    api = PagedAPI([[{"type": "DELETED", "object": secret("a", "6")}]])
+    listed: list[list[str]] = []
+    seen: list[tuple[str, str]] = []
+    watch = ResourceWatch(cast(KubeAPI, api), "/api/v1/namespaces", "a=b",
+                          lambda kind, obj: seen.append((kind, (obj or {})["metadata"]["name"])), metadata_only=True,
+                          on_list=lambda items: listed.append([item["metadata"]["name"] for item in items]))
+    task = asyncio.create_task(watch.run())
+    await asyncio.wait_for(api.done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert listed == [["a", "b"]], "one call with every page, no RESYNC"
+    assert [query for _, query, _ in api.lists] == [{"labelSelector": "a=b", "limit": "500"},
+                                                   {"labelSelector": "a=b", "limit": "500", "continue": "next"}]
+    assert seen == [("DELETED", "a")]
+    assert api.watches[0][1]["resourceVersion"] == "5"

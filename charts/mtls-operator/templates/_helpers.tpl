@@ -77,6 +77,16 @@ app.kubernetes.io/part-of: mtls-operator
 {{- default (include "mtls-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
 
+{{/* A shard's own Lease, "<leaseName>-<shard>" (list . shardName); the Lease of all when not sharded (""). */}}
+{{- define "mtls-operator.shardLeaseName" -}}
+{{- $name := index . 1 }}
+{{- if $name }}
+{{- printf "%s-%s" (include "mtls-operator.leaseName" (index . 0) | trunc (int (sub 252 (len $name)))) $name }}
+{{- else }}
+{{- include "mtls-operator.leaseName" (index . 0) }}
+{{- end }}
+{{- end }}
+
 {{/* The operator's default CA Secret name (constants.DEFAULT_CA_SECRET) unless the user brings one. */}}
 {{- define "mtls-operator.caSecretName" -}}
 {{- default "mtls-operator-ca" .Values.ca.existingSecret }}
@@ -119,6 +129,11 @@ bad combination fails `helm install` before anything is created.
 {{- end }}
 {{- if eq (include "mtls-operator.webhookCASecretName" .) (include "mtls-operator.caSecretName" .) }}
 {{- fail "webhook.caSecret must differ from the CA Secret's name: the webhooks' CA is kept apart from the pods' CA" }}
+{{- end }}
+{{- $shardNames := list }}
+{{- range .Values.shards }}{{ $shardNames = append $shardNames .name }}{{ end }}
+{{- if ne (len $shardNames) (len (uniq $shardNames)) }}
+{{- fail (printf "shards: every shard needs its own name (got %s)" (join ", " $shardNames)) }}
 {{- end }}
 {{- $ports := list (int .Values.health.port) }}
 {{- if .Values.metrics.enabled }}{{ $ports = append $ports (int .Values.metrics.port) }}{{ end }}

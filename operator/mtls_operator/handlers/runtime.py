@@ -18,6 +18,7 @@ from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.rotation import RotationController
+from mtls_operator.controller.shard import NamespaceShard
 from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStore
 from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
@@ -37,7 +38,6 @@ class Runtime:
     settings: Settings
     api: KubeAPI
     reconciler: Reconciler
-    queue: WorkQueue[IdentityKey]
     metrics: Metrics
     identities: dict[IdentityKey, IdentityRef] = field(default_factory=dict)
     # (uid, generation) last queued per identity: spec changes need work, status writes do not.
@@ -56,8 +56,15 @@ class Runtime:
     clock: Clock = wall_clock
     # High availability: the replicas' election (None with MTLS_LEADER_ELECTION=false: this one leads).
     elector: LeaderElector | None = None
+    queue: WorkQueue[IdentityKey] = field(init=False)
+    # Sharding (MTLS_SHARD_NAMESPACE_SELECTOR): the namespaces this operator serves; None serves all.
+    shard: NamespaceShard | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        self.queue = WorkQueue(self._reconcile)
+        if self.settings.sharded:
+            self.shard = NamespaceShard(self.settings.shard_namespace_selector, joined=self._namespace_joined,
+                                        left=self._namespace_left)
         self.reconciler.ca_store.listeners.append(self._ca_changed)
         self.rotation = RotationController(
             self.reconciler.cluster, self.reconciler.ca_store, self.settings, clock=self.clock,
@@ -72,11 +79,33 @@ class Runtime:
                 poll_interval=self.rotation_poll,
             )
 
+    def serves(self, namespace: str) -> bool:
+        """Whether this operator's shard serves the namespace (always, unsharded)."""
+        return self.shard is None or self.shard.serves(namespace)
+
+    async def _reconcile(self, key: IdentityKey) -> float | None:
+        if self.shard is not None:
+            await self.shard.ready.wait()
+            if not self.shard.serves(key[0]):
+                return None  # another shard's: its leader serves it
+        return await self.reconciler.reconcile(key)
+
+    def _namespace_joined(self, namespace: str) -> None:
+        for key in self.identities:
+            if key[0] == namespace:
+                self.queue.add(key)
+
+    def _namespace_left(self, namespace: str) -> None:
+        # Its identities are another shard's now: their metric series are that shard's to publish.
+        for key in self.identities:
+            if key[0] == namespace:
+                self.metrics.identity_removed(*key)
+
     async def issue_first(self, body: Mapping[str, Any]) -> None:
         """A pod just created: its first certificate now (the leader only), then a pass for the status."""
-        if not self.leading:
-            return
         pod = pod_info(body)
+        if not self.leading or not self.serves(pod.namespace):
+            return
         owner = serving_identity(pod, [ref for key, ref in self.identities.items() if key[0] == pod.namespace])
         if owner is None:
             return
@@ -119,7 +148,6 @@ class Runtime:
         limiter = RateLimiter(settings.max_issuance_per_second)
         reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay,
                                 metrics=metrics)
-        queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
         webhook_ca = WebhookCAStore(
             cluster, namespace=settings.namespace, secret_name=settings.webhook_ca_secret, clock=clock,
             ca_duration=settings.ca_duration, refresh_interval=ca_refresh_interval,
@@ -128,7 +156,7 @@ class Runtime:
             cluster, namespace=settings.namespace, name=settings.lease_name, identity=settings.holder_identity,
             lease_duration=settings.lease_duration, metrics=metrics,
         ) if settings.leader_election else None
-        return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, metrics=metrics,
+        return cls(settings=settings, api=api, reconciler=reconciler, metrics=metrics,
                    watch_timeout=watch_timeout, serving=serving, webhook_ca=webhook_ca, clock=clock,
                    rotation_poll=min(5.0, ca_refresh_interval), elector=elector)
 
@@ -216,9 +244,12 @@ class Runtime:
 
     def _replica_work(self) -> list[Coroutine[Any, Any, None]]:
         """What every replica runs, leading or not (the admission webhooks are served by all)."""
-        if self.serving is None or self.webhook_ca is None:
-            return []
-        return [self.serving.keep_fresh(self.webhook_ca)]
+        work = []
+        if self.shard is not None:
+            work.append(self.shard.run(self.api, timeout_seconds=self.watch_timeout))
+        if self.serving is not None and self.webhook_ca is not None:
+            work.append(self.serving.keep_fresh(self.webhook_ca))
+        return work
 
     @property
     def leading(self) -> bool:
@@ -243,10 +274,13 @@ class Runtime:
                 group.create_task(work)
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
-        work = [self.queue.run(), self._watch_ca(), self.rotation.run(), self._secret_watch().run(),
-                self._watch_pods()]
-        if self.webhook_ca_rotation is not None:
-            work.append(self.webhook_ca_rotation.run())
+        work = [self.queue.run(), self._watch_ca(), self._secret_watch().run(), self._watch_pods()]
+        # Sharded, one shard drives the rotations of the CAs all shards share (MTLS_CA_ROTATION); the
+        # others follow the CA Secret (``_watch_ca`` and the Secret watch).
+        if self.settings.ca_rotation:
+            work.append(self.rotation.run())
+            if self.webhook_ca_rotation is not None:
+                work.append(self.webhook_ca_rotation.run())
         return work
 
     async def _watch_ca(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from mtls_operator.errors import KubernetesAPIError
-from mtls_operator.k8s.api import METADATA_ONLY, KubeAPI
+from mtls_operator.k8s.api import JSON, METADATA_ONLY, KubeAPI
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ RESYNC = "RESYNC"
 # Called with the event type and the object (metadata only for a metadata-only watch), or with
 # (RESYNC, None) when anything may have been missed.
 OnEvent = Callable[[str, Mapping[str, Any] | None], None]
+# Called instead of a RESYNC, with every object the selector matches (a full list, page by page).
+OnList = Callable[[list[JSON]], None]
+
+_PAGE = 500
 
 _MAX_BACKOFF = 30.0
 
@@ -45,6 +49,7 @@ class ResourceWatch:
         types: Collection[str] = ("ADDED", "MODIFIED", "DELETED"),
         metadata_only: bool = False,
         timeout_seconds: int = 60,
+        on_list: OnList | None = None,
     ) -> None:
         self._api = api
         self._path = path
@@ -53,6 +58,7 @@ class ResourceWatch:
         self._types = frozenset(types)
         self._accept = METADATA_ONLY if metadata_only else None
         self._timeout_seconds = timeout_seconds
+        self._on_list = on_list
 
     async def run(self) -> None:
         """Follow the collection until cancelled."""
@@ -60,7 +66,10 @@ class ResourceWatch:
         version: str | None = None
         while True:
             try:
-                if version is None:
+                if version is None and self._on_list is not None:
+                    version, items = await self._list_all()
+                    self._on_list(items)
+                elif version is None:
                     version = await self._resource_version()
                     self._on_event(RESYNC, None)  # anything may have happened while we were not watching
                 version = await self._stream(version)
@@ -75,6 +84,17 @@ class ResourceWatch:
         query = {"labelSelector": self._label_selector, "limit": "1"}
         listing = await self._api.request("GET", self._path, query=query, accept=self._accept)
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def _list_all(self) -> tuple[str, list[JSON]]:
+        items: list[JSON] = []
+        query = {"labelSelector": self._label_selector, "limit": str(_PAGE)}
+        while True:
+            listing = await self._api.request("GET", self._path, query=query, accept=self._accept)
+            items.extend(item for item in listing.get("items") or [] if isinstance(item, dict))
+            metadata = listing.get("metadata") or {}
+            if not metadata.get("continue"):
+                return str(metadata.get("resourceVersion") or ""), items
+            query = {**query, "continue": str(metadata["continue"])}
 
     async def _stream(self, version: str) -> str | None:
         """Follow the stream from ``version``; return where to resume (None: re-list first)."""
