@@ -77,6 +77,7 @@ INTEROP := .tools/interop
 INTEROP_STACKS ?= go-spiffe,go,rust,java,openssl,python
 INTEROP_GO := $(INTEROP)/interop-go
 INTEROP_RUST := interop/rust/target/release/interop-rust
+INTEROP_JAVA := interop/java/target/interop-java.jar
 
 $(INTEROP_GO): interop/go/go.mod interop/go/go.sum $(wildcard interop/go/*.go)
 	mkdir -p $(INTEROP)
@@ -86,5 +87,9 @@ $(INTEROP_RUST): interop/rust/Cargo.toml interop/rust/Cargo.lock $(wildcard inte
 	cd interop/rust && nice cargo build --release --locked --quiet
 	touch $(INTEROP_RUST)
 
-interop: $(STAMP) $(INTEROP_GO) $(INTEROP_RUST)
+$(INTEROP_JAVA): interop/java/pom.xml $(wildcard interop/java/src/main/java/dev/mtls/interop/*.java)
+	cd interop/java && nice mvn -q -B package
+	touch $(INTEROP_JAVA)
+
+interop: $(STAMP) $(INTEROP_GO) $(INTEROP_RUST) $(INTEROP_JAVA)
 	$(BIN)/python -m tests.interop.run --stacks $(INTEROP_STACKS)

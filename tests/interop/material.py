@@ -29,7 +29,8 @@ from mtls_operator.config import Settings
 from mtls_operator.main import OperatorThread
 from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
 from mtls_operator.pki import CertificateAuthority, LeafRequest, certs_to_pem, create_self_signed_ca, issue_leaf
-from mtls_operator.plan import secret_data
+from mtls_operator.pki.keystore import Pkcs12Profile, keystore_p12, truststore_p12
+from mtls_operator.plan import b64text, secret_data
 from mtls_operator.testing import EmulatorServer, project_crds
 
 NAMESPACE = "interop"
@@ -37,6 +38,10 @@ OPERATOR_NAMESPACE = "mtls-system"
 TRUST_DOMAIN = "cluster.local"
 API = f"{c.GROUP}/{c.VERSION}"
 CA_NAME = "mtls-operator CA"
+P12_PASSWORD = b"interop-keystore-password"
+P12_SECRET = "p12-pass"
+# The keystore profile each key type's identity asks for: both profiles reach the Java peer.
+P12_PROFILES = {"ECDSA-384": Pkcs12Profile.LEGACY_DES, "RSA-3072": Pkcs12Profile.LEGACY_DES}
 TIMEOUT = 60.0
 
 # The key types of DESIGN.md, in the order the matrix shows them.
@@ -83,11 +88,27 @@ class Material:
     endpoints: Mapping[str, Endpoint]
     bundles: Mapping[str, Path]  # "A", "A+B", "B" for each rotation variant
     operator_seconds: float
-    # PKCS#12 files for the Java peer, per (endpoint, bundle file): keystore, truststore, password.
-    stores: Mapping[tuple[str, Path], Mapping[str, str]] = field(default_factory=dict)
+    # PKCS#12 files for the Java peer, per (endpoint, bundle file), made on first use.
+    stores: dict[tuple[str, Path], dict[str, str]] = field(default_factory=dict)
 
-    def java_stores(self, endpoint: str, bundle: Path) -> Mapping[str, str] | None:
-        return self.stores.get((endpoint, bundle))
+    def java_stores(self, endpoint: str, bundle: Path) -> dict[str, str]:
+        """``keystore``, ``truststore`` and ``password`` for the Java peer. An operator-issued endpoint
+        with its own bundle uses the ``keystore.p12`` and ``truststore.p12`` the operator wrote into its
+        Secret; otherwise they are built from the PEM files with the operator's keystore builder."""
+        found = self.stores.get((endpoint, bundle))
+        if found is not None:
+            return found
+        point = self.endpoints[endpoint]
+        folder = self.folder / "p12" / f"{endpoint}--{bundle.parent.name}-{bundle.stem}"
+        keystore = point.keystore or _write(
+            folder / c.KEYSTORE_P12,
+            keystore_p12(point.cert.read_bytes(), point.key.read_bytes(), P12_PASSWORD, Pkcs12Profile.MODERN_2023),
+            private=True)
+        truststore = point.truststore if point.truststore and bundle == point.ca else _write(
+            folder / c.TRUSTSTORE_P12, truststore_p12(bundle.read_bytes(), P12_PASSWORD, Pkcs12Profile.MODERN_2023))
+        made = {"keystore": str(keystore), "truststore": str(truststore), "password": P12_PASSWORD.decode()}
+        self.stores[(endpoint, bundle)] = made
+        return made
 
 
 # Identities beyond one per key type: (name, usages, extra DNS names).
@@ -99,7 +120,8 @@ _SPECIAL = {
 }
 
 
-def _identity(name: str, *, key: KeySpec, usages: list[str] | None, dns: list[str]) -> dict[str, Any]:
+def _identity(name: str, *, key: KeySpec, usages: list[str] | None, dns: list[str],
+              keystore: Pkcs12Profile | None = None) -> dict[str, Any]:
     private_key: dict[str, Any] = {"algorithm": key.algorithm.value}
     if key.size is not None:
         private_key["size"] = key.size
@@ -112,6 +134,9 @@ def _identity(name: str, *, key: KeySpec, usages: list[str] | None, dns: list[st
     }
     if usages is not None:
         spec["usages"] = usages
+    if keystore is not None:
+        spec["keystores"] = {"pkcs12": {"create": True, "profile": keystore.value,
+                                        "passwordSecretRef": {"name": P12_SECRET, "key": "password"}}}
     return {"apiVersion": API, "kind": c.KIND, "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
 
 
@@ -155,6 +180,8 @@ async def _issue_with_operator(ca: CertificateAuthority, identities: list[dict[s
         for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
             emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         emulator.create(_ca_secret(ca))
+        emulator.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": P12_SECRET, "namespace": NAMESPACE},
+                         "data": {"password": b64text(P12_PASSWORD)}})
         for body in identities:
             emulator.create(body)
             name = body["metadata"]["name"]
@@ -184,8 +211,9 @@ async def _issue_with_operator(ca: CertificateAuthority, identities: list[dict[s
 def _secret_endpoint(folder: Path, secret: Mapping[str, Any]) -> Endpoint:
     pod = secret["metadata"]["labels"][c.POD_LABEL]
     where = folder / "operator" / pod
-    files = {key: _write(where / key, secret_data(secret, key) or b"", private=key == c.TLS_KEY)
-             for key in (c.TLS_CRT, c.TLS_KEY, c.CA_CRT)}
+    files = {key: _write(where / key, data, private=key in (c.TLS_KEY, c.KEYSTORE_P12))
+             for key in (c.TLS_CRT, c.TLS_KEY, c.CA_CRT, c.KEYSTORE_P12, c.TRUSTSTORE_P12)
+             if (data := secret_data(secret, key)) is not None}
     return Endpoint(
         name=pod,
         cert=files[c.TLS_CRT],
@@ -193,6 +221,8 @@ def _secret_endpoint(folder: Path, secret: Mapping[str, Any]) -> Endpoint:
         ca=files[c.CA_CRT],
         spiffe_id=secret["metadata"]["annotations"][c.SPIFFE_ID_ANNOTATION],
         origin="operator",
+        keystore=files.get(c.KEYSTORE_P12),
+        truststore=files.get(c.TRUSTSTORE_P12),
     )
 
 
@@ -220,7 +250,9 @@ def build(folder: Path, now: datetime | None = None) -> Material:
     now = now or datetime.now(UTC)
     # Valid from three days back, so that it can sign a leaf that expired two days ago.
     old_ca = create_self_signed_ca(now - timedelta(days=3), validity=timedelta(days=365), common_name=CA_NAME)
-    identities = [_identity(workload(key_type), key=spec, usages=None, dns=[]) for key_type, spec in KEY_TYPES.items()]
+    identities = [_identity(workload(key_type), key=spec, usages=None, dns=[],
+                            keystore=P12_PROFILES.get(key_type, Pkcs12Profile.MODERN_2023))
+                  for key_type, spec in KEY_TYPES.items()]
     identities += [_identity(name, key=KeySpec(), usages=usages, dns=dns) for name, (usages, dns) in _SPECIAL.items()]
     started = time.monotonic()
     secrets = asyncio.run(_issue_with_operator(old_ca, identities))
@@ -229,6 +261,10 @@ def build(folder: Path, now: datetime | None = None) -> Material:
     expected = {f"{body['metadata']['name']}-{index}" for body in identities for index in range(2)}
     if set(endpoints) != expected:
         raise RuntimeError(f"the operator issued {sorted(endpoints)}, expected {sorted(expected)}")
+    lacking = [name for name in endpoints if name.startswith(tuple(map(workload, KEY_TYPES)))
+               and endpoints[name].keystore is None]
+    if lacking:
+        raise RuntimeError(f"the operator wrote no keystore.p12 for {lacking}")
 
     p256 = workload("ECDSA-256")
     old_bundle = endpoints[f"{p256}-0"].ca

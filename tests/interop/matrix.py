@@ -95,10 +95,13 @@ def expectation(scenario: Scenario, server: Stack, client: Stack) -> Expectation
     return Expectation(REFUSED, refused_by=scenario.refused_by)
 
 
-# Words in an error that mean "the peer ended the handshake", not "my verifier refused". Go's
-# crypto/tls reports a TLS 1.3 client's alert after the server's flight as "bad record MAC".
+# Words in an error that mean "the peer ended the handshake", not "my verifier refused". A TLS 1.3
+# client that refuses the server's certificate may send its alert unencrypted while the server already
+# expects encrypted records: Go's crypto/tls then says "bad record MAC", JSSE "Insufficient buffer
+# remaining for AEAD cipher fragment".
 _REMOTE_MARKERS: Final = (
-    "alert", "remote error", "bad record mac", "eof", "reset by peer", "connection reset", "broken pipe", "closed",
+    "alert", "remote error", "bad record mac", "insufficient buffer remaining for aead",
+    "eof", "reset by peer", "connection reset", "broken pipe", "closed",
     "remote host terminated", "without an answer", "unexpected reply",
 )
 

@@ -149,14 +149,13 @@ def rotation_scenarios() -> list[Scenario]:
     return result
 
 
-def _case(scenario: Scenario, side: Side, material: m.Material, **extra: Any) -> dict[str, Any]:
+def _case(scenario: Scenario, side: Side, material: m.Material, java: bool, **extra: Any) -> dict[str, Any]:
     endpoint = material.endpoints[side.endpoint]
     ca = material.bundles[side.bundle] if side.bundle else endpoint.ca
     case = {"id": scenario.id, "cert": str(endpoint.cert), "key": str(endpoint.key), "ca": str(ca),
             "authorize": side.authorize, **extra}
-    stores = material.java_stores(side.endpoint, ca)
-    if stores is not None:
-        case.update(stores)
+    if java:
+        case.update(material.java_stores(side.endpoint, ca))
     return case
 
 
@@ -174,7 +173,7 @@ def run_pair(server: str, client: str, chosen: Sequence[Scenario], material: m.M
              workdir: Path) -> list[Cell]:
     """One server process and one client process of the two stacks, every scenario once."""
     server_file = workdir / f"{server}--{client}.server.json"
-    server_file.write_text(json.dumps([_case(s, s.server, material) for s in chosen]))
+    server_file.write_text(json.dumps([_case(s, s.server, material, server == "java") for s in chosen]))
     process = subprocess.Popen(_command(server, "server", server_file), stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert process.stdout is not None
@@ -190,7 +189,8 @@ def run_pair(server: str, client: str, chosen: Sequence[Scenario], material: m.M
         ports = json.loads(first)["ports"]
         client_file = workdir / f"{server}--{client}.client.json"
         client_file.write_text(json.dumps([
-            _case(s, s.client, material, port=ports[s.id], server_name=s.server_name) for s in chosen]))
+            _case(s, s.client, material, client == "java", port=ports[s.id], server_name=s.server_name)
+            for s in chosen]))
         done = subprocess.run(_command(client, "client", client_file), capture_output=True, text=True,
                               timeout=PAIR_TIMEOUT, check=False, cwd=ROOT)
         for line in done.stdout.splitlines():
@@ -233,7 +233,9 @@ def run(stacks: Sequence[str], out: Path | None = None) -> tuple[str, list[Cell]
         started = time.monotonic()
         for server in stacks:
             for client in stacks:
+                pair_started = time.monotonic()
                 cells += run_pair(server, client, chosen, material, workdir)
+                timings[f"{server} → {client}"] = time.monotonic() - pair_started
         timings["handshakes"] = time.monotonic() - started
         timings["count"] = len(cells)
     text = render(chosen, stacks, cells)
