@@ -70,6 +70,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf interop/rust/target interop/java/target
 
 # Interop suite (tests/interop): each TLS stack's peer is built once, from its own build file and
 # registry (Go module proxy, crates.io, Maven Central), then runs many handshakes per process.

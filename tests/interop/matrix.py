@@ -177,7 +177,7 @@ LEGEND: Final = (
 
 def _table(title: str, columns: Sequence[Scenario], rows: Sequence[tuple[str, str]],
            cells: Mapping[tuple[str, str, str], Cell]) -> list[str]:
-    lines = [f"#### {title}", "", "| server → client | " + " | ".join(s.column for s in columns) + " |",
+    lines = [f"### {title}", "", "| server → client | " + " | ".join(s.column for s in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for server, client in rows:
         labels = []
