@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from mtls_operator.pki.keystore import Pkcs12Profile
 from tests.interop import material as m
 from tests.interop.matrix import (
     CHECK_CHAIN,
@@ -78,6 +79,8 @@ def scenarios() -> list[Scenario]:
             id=f"key-{app}", group="Key types (operator-issued, both sides the same type)", column=key_type,
             server=Side(f"{app}-0", me), client=Side(f"{app}-1", me), server_name=m.dns_name(app),
             key_type=key_type,
+            note=f"Java loads the operator's keystore.p12 and truststore.p12, profile "
+                 f"{m.P12_PROFILES.get(key_type, Pkcs12Profile.MODERN_2023)}",
         ))
     p256, impostor = m.spiffe_id(P256), m.spiffe_id("impostor")
     refusals = "Refusals"
