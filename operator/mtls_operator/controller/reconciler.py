@@ -110,6 +110,7 @@ MAX_SLEEP = 3600.0
 FIRST_ISSUE_LIMIT = 8
 # The Ready reason of an identity whose keystore password Secret is missing or unusable.
 KEYSTORE_UNAVAILABLE = "KeystorePasswordUnavailable"
+KEYSTORE_RECHECK = 600.0
 # When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
 DEFERRED_DELAY = 1.0
 
@@ -345,10 +346,12 @@ class Reconciler:
         self._problem_streak.pop(key, None)
         if result.deferred:
             return DEFERRED_DELAY
+        # A new keystore password changes no object the operator watches: look at it again this soon.
+        recheck = KEYSTORE_RECHECK if spec.pkcs12 is not None else MAX_SLEEP
         if result.next_renewal is None:
-            return None
+            return recheck if spec.pkcs12 is not None else None
         wait = (result.next_renewal - self.clock()).total_seconds()
-        return min(MAX_SLEEP, max(1.0, wait))
+        return min(MAX_SLEEP, recheck, max(1.0, wait))
 
     async def _read_keystore_password(self, key: IdentityKey, spec: IdentitySpec) -> str | None:
         """Read the keystore password the spec names (``None`` when it asks for no keystores, or all is
