@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mtls_operator.errors import PKIError
-from mtls_operator.pki.bundle import fingerprint, parse_pem_certificates
+from mtls_operator.pki.bundle import CHAIN_LIMITS, fingerprint, parse_pem_certificates
 from mtls_operator.pki.keys import key_matches_certificate, load_private_key_pem
 
 KEYSTORE_ALIAS: Final = "certificate"
@@ -71,8 +71,10 @@ def _encryption(password: bytes, profile: Pkcs12Profile) -> serialization.KeySer
 
 def keystore_p12(chain_pem: bytes, key_pem: bytes, password: bytes, profile: Pkcs12Profile) -> bytes:
     """``keystore.p12``: the private key and its certificate chain (leaf first) under one alias."""
-    chain = parse_pem_certificates(chain_pem)
-    key = load_private_key_pem(key_pem)
+    chain = parse_pem_certificates(chain_pem, CHAIN_LIMITS)
+    # Only packaged here, and compared with the leaf: OpenSSL's RSA consistency check (0.5 s of GIL
+    # for RSA-4096) is for keys that sign, and this one was checked when it was generated.
+    key = load_private_key_pem(key_pem, check_rsa_key=False)
     if not key_matches_certificate(key, chain[0]):
         raise PKIError("the private key does not belong to the first certificate of the chain")
     return pkcs12.serialize_key_and_certificates(
