@@ -1,5 +1,5 @@
 module mtls.dev/interop
 
-go 1.26.8
+go 1.26
 
 require github.com/spiffe/go-spiffe/v2 v2.9.0
