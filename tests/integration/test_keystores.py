@@ -12,9 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from kube_emulator import Emulator
 from mtls_operator import constants as c
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.testing import Emulator
+from mtls_operator.rules.plan import b64text, secret_data
 
 from .conftest import (
     API,

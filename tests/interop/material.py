@@ -24,14 +24,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kube_emulator import EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
+from mtls_operator.demo.run import project_crds
 from mtls_operator.main import OperatorThread
 from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
 from mtls_operator.pki import CertificateAuthority, LeafRequest, certs_to_pem, create_self_signed_ca, issue_leaf
 from mtls_operator.pki.keystore import Pkcs12Profile, keystore_p12, truststore_p12
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.testing import EmulatorServer, project_crds
+from mtls_operator.rules.plan import b64text, secret_data
 
 NAMESPACE = "interop"
 OPERATOR_NAMESPACE = "mtls-system"

@@ -28,7 +28,7 @@ from mtls_operator.pki.keystore import (
     keystore_p12,
     truststore_p12,
 )
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     KeystoreRequest,
     b64text,
     keystore_digest,
@@ -36,7 +36,7 @@ from mtls_operator.plan import (
     keystore_request,
     merge_patches,
 )
-from mtls_operator.spec import Pkcs12Keystore, parse_identity_spec
+from mtls_operator.rules.spec import Pkcs12Keystore, parse_identity_spec
 from tests.unit.pki_cases import ALL_SPECS, NOW, REQUEST
 
 PASSWORD = b"correct horse battery staple"
