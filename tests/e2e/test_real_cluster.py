@@ -42,7 +42,7 @@ async def namespace() -> AsyncIterator[tuple[KubeAPI, str]]:
     finally:
         with contextlib.suppress(NotFoundError):
             await api.request("DELETE", core_path("namespaces", None, name))
-        api.close()
+        await api.close()
 
 
 def _pod(name: str, namespace: str, app: str) -> dict[str, Any]:

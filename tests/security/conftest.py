@@ -71,7 +71,7 @@ async def parts(threaded: EmulatorThread, **settings: Any) -> AsyncIterator[Benc
     try:
         yield Bench(threaded.emulator, cluster, config, ca_store, reconciler, wall)
     finally:
-        api.close()
+        await api.close()
 
 
 @pytest.fixture
