@@ -5,8 +5,9 @@ Every piece is a real process: the API emulator (this script with ``--emulator``
 webhook Service to the operator's port), ``mtls-operator run`` serving its admission webhooks on
 every request, and this client. The client registers the webhook configurations as the Helm chart
 does, waits until the operator has published their caBundle, then creates Deployment-style pods
-(``generateName``) at ADMISSION_RATE pods/s (default 100) for ADMISSION_SECONDS (default 25) and
-prints, figures only (target: p99 < 1 s):
+(``generateName``) at ADMISSION_RATE pods/s (default 100) for ADMISSION_SECONDS (default 25), the
+identity already serving ADMISSION_PREFILL pods (default 10,000; created before the webhooks are
+registered and issued first), and prints, figures only (target of issue 13: p99 < 250 ms):
 - admission → Secret latency p50/p99/max: from the API's answer to the create (the webhook has
   run, the pod exists) to the pod's Secret arriving on this client's watch;
 - the create round trip p50/p99 (the API server's admission, including the webhook call);
@@ -40,12 +41,17 @@ from kube_emulator.server import REQUEST_LOG_PATH
 from mtls_operator import constants as c
 from mtls_operator.rules.admission import webhook_configurations
 from operator_bench import NS, Operator, SecretWatch, identity, wait_until
+from operator_bench import pod as named_pod
+from versus_bench import CLIENT_THREADS as PREFILL_THREADS
+from versus_bench import Client
 
 OPERATOR_NS = "bench-system"
 SERVICE = "mtls-operator-webhook"
 CONFIGURATION = "mtls-operator"
 RATE = float(os.environ.get("ADMISSION_RATE", "100"))
 SECONDS = float(os.environ.get("ADMISSION_SECONDS", "25"))
+PREFILL = int(os.environ.get("ADMISSION_PREFILL", "10000"))
+TARGET_P99 = 0.250
 CLIENT_THREADS = 16
 # The rate cap must be above the arrival rate, or the queue grows without bound (the default 50/s is
 # below the 100 pods/s this measures); printed with the figures.
@@ -130,6 +136,10 @@ def run(folder: Path) -> None:
     try:
         for namespace in (NS, OPERATOR_NS):
             emulator.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        client = Client(emulator.url)
+        with ThreadPoolExecutor(PREFILL_THREADS) as pool:  # the identity's existing pods, not admitted here
+            list(pool.map(lambda i: client.post(f"/api/v1/namespaces/{NS}/pods", named_pod(f"app-{i}", "app")),
+                          range(PREFILL)))
         for body in webhook_configurations(configuration=CONFIGURATION, service=SERVICE, namespace=OPERATOR_NS):
             emulator.request("POST", f"/apis/admissionregistration.k8s.io/v1/{body['kind'].lower()}s", body)
         operator = Operator(emulator, "--namespace", OPERATOR_NS, "--leader-election", "false",
@@ -141,6 +151,9 @@ def run(folder: Path) -> None:
         watch = SecretWatch(emulator)  # it needs only .url
         watch.start()
         watch.ready.wait(10)
+        wait_until(lambda: sum(name.startswith("app-") and "-7d9f8c-" not in name for name in list(watch.seen))
+                   >= PREFILL,
+                   900, f"the identity's {PREFILL} existing pods' Secrets")
 
         total = int(RATE * SECONDS)
         admitted: dict[str, float] = {}
@@ -171,12 +184,15 @@ def run(folder: Path) -> None:
         passes = emulator.count("list", "pods") - passes_before
         latencies = sorted(watch.seen[name] - admitted[name] for name in admitted)
         round_trips.sort()
-        print(f"admission: {total} pods through the webhook at {total / created_in:.0f} pods/s "
+        print(f"admission: {total} pods through the webhook at {total / created_in:.0f} pods/s, the identity "
+              f"already at {PREFILL} pods "
               f"(MTLS_MAX_ISSUANCE_PER_SECOND={ISSUANCE_CAP:g}) "
               f"(target {RATE:g}/s for {SECONDS:g}s); {len(refused)} not admitted or not injected"
               + (f", first: {refused[0]}" if refused else ""))
         print(f"admission: admission -> Secret latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
-              f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms (target p99 < 1 s)")
+              f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
+              f"(target p99 < {TARGET_P99 * 1000:.0f} ms: "
+              f"{'met' if percentile(latencies, 0.99) < TARGET_P99 else 'NOT met'})")
         print(f"admission: create round trip (admission with the webhook call) p50 "
               f"{statistics.median(round_trips) * 1000:.0f} ms, p99 {percentile(round_trips, 0.99) * 1000:.0f} ms")
         # Latency against the identity's size: a pass costs more as the pods it lists accumulate.
