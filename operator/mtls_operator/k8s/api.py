@@ -8,6 +8,10 @@ account into a ``Configuration`` (``k8s/config.py``), and this class takes the s
 files and the bearer token from it — the token per request, so a rotated service-account token or
 an exec plugin's refresh is picked up.
 
+The bearer token is read through the configuration's refresh hook at most once a minute (as
+client-go reloads a service-account token file), and at once after a 401: the hook of a kubeconfig
+rebuilds part of the configuration on every call, which cost a third of a millisecond per request.
+
 An earlier version ran the synchronous ``kubernetes`` client in worker threads: one thread hop and
 one urllib3 round of parsing per call made HTTP the larger part of the operator's CPU per
 certificate (bench/versus_bench.py shows the difference).
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -42,6 +47,8 @@ _RETRYABLE = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
 _CONNECTIONS = 32
 # A watch stream's lines are whole objects; one that never ends is refused, not buffered forever.
 _MAX_WATCH_LINE = 4 * 1024 * 1024
+# Seconds a bearer token read from the configuration is used before it is read again.
+_TOKEN_TTL = 60.0
 
 
 class KubeAPI:
@@ -55,6 +62,8 @@ class KubeAPI:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._base = str(configuration.host).rstrip("/")
+        self._token: str | None = None
+        self._token_read_at: float | None = None
         # Requests made, by (HTTP method, resource): cheap, and what benchmarks report per certificate.
         self.counts: Counter[tuple[str, str]] = Counter()
 
@@ -89,14 +98,21 @@ class KubeAPI:
                                                   skip_auto_headers=("Content-Type",))
         return self._session
 
+    def _authorization(self) -> str | None:
+        now = time.monotonic()
+        if self._token_read_at is None or now - self._token_read_at > _TOKEN_TTL:
+            configuration = self._configuration
+            token = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+                "authorization"
+            )
+            self._token, self._token_read_at = (str(token) if token else None), now
+        return self._token
+
     def _headers(self, accept: str | None, content_type: str | None) -> dict[str, str]:
         headers: dict[str, str] = {}
-        configuration = self._configuration
-        token = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
-            "authorization"
-        )
+        token = self._authorization()
         if token:
-            headers["Authorization"] = str(token)
+            headers["Authorization"] = token
         if accept:
             headers["Accept"] = accept
         if content_type:
@@ -121,18 +137,23 @@ class KubeAPI:
         self.counts[(method, _resource_of(path))] += 1
         what = f"{method} {path}"
         data = json.dumps(body).encode() if body is not None else None
-        headers = self._headers(accept, content_type if data is not None else None)
-        try:
-            async with self._open().request(
-                method, self._base + path, params=dict(query) if query else None, data=data, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                server_hostname=self._configuration.tls_server_name or None,
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                reason = response.reason
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # refused, reset, TLS, timed out
-            raise KubernetesAPIError(f"{what}: {exc or type(exc).__name__}", status=None, retryable=True) from None
+        for attempt in range(2):
+            headers = self._headers(accept, content_type if data is not None else None)
+            try:
+                async with self._open().request(
+                    method, self._base + path, params=dict(query) if query else None, data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self._timeout),
+                    server_hostname=self._configuration.tls_server_name or None,
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                    reason = response.reason
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # refused, reset, TLS, timed out
+                raise KubernetesAPIError(f"{what}: {exc or type(exc).__name__}", status=None,
+                                         retryable=True) from None
+            if status != 401 or attempt:
+                break
+            self._token_read_at = None  # the token expired or was rotated: read it again, once
         if status >= 400:
             raise _translate(what, status, raw, reason)
         if not raw:
@@ -162,6 +183,8 @@ class KubeAPI:
                 server_hostname=self._configuration.tls_server_name or None,
             ) as response:
                 if response.status >= 400:
+                    if response.status == 401:
+                        self._token_read_at = None  # the next attempt reads the token again
                     raise _translate(what, response.status, await response.read(), response.reason)
                 buffer = b""
                 async for chunk in response.content.iter_any():
