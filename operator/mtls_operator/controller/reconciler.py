@@ -20,6 +20,7 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.signing import run_issuance
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
 from mtls_operator.errors import (
     CAError,
@@ -892,7 +893,7 @@ class Reconciler:
         now = self.clock()
         started = time.perf_counter()
         # Key generation (RSA 4096 especially) is CPU work: keep it off the event loop.
-        leaf = await asyncio.to_thread(issue_leaf, ca, request, now)
+        leaf = await run_issuance(issue_leaf, ca, request, now)
         self.metrics.certificate_signed(time.perf_counter() - started)
         renew_at = jittered_renewal_time(
             renewal_time(leaf.not_before, leaf.not_after, spec.renew_before), leaf.not_after, self.jitter()
