@@ -47,6 +47,7 @@ from mtls_operator.plan import (
     owner_pod_uid,
     pod_info,
     pod_query,
+    pod_spec,
     read_secret,
     secret_body,
     secret_data,
@@ -70,7 +71,7 @@ from mtls_operator.renewal import (
     renewal_time,
 )
 from mtls_operator.rotation import Phase
-from mtls_operator.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.spec import IdentitySpec, PolicyRefusal, check_identity_name, format_duration, parse_identity_spec
 
 logger = logging.getLogger(__name__)
 
@@ -168,20 +169,27 @@ class Reconciler:
         generation = metadata.get("generation")
         previous_status: Mapping[str, Any] = identity.get("status") or {}
         now = self.clock()
+        refusal: PolicyRefusal | None = None
         try:
             check_identity_name(name)
-            spec = parse_identity_spec(
-                identity.get("spec") or {},
-                namespace=namespace,
-                cluster_domain=self.settings.cluster_domain,
-                allowed_dns_patterns=self.settings.allowed_dns_patterns,
-                default_duration=self.settings.default_duration,
-            )
+            try:
+                spec = parse_identity_spec(
+                    identity.get("spec") or {},
+                    namespace=namespace,
+                    cluster_domain=self.settings.cluster_domain,
+                    allowed_dns_patterns=self.settings.allowed_dns_patterns,
+                    default_duration=self.settings.default_duration,
+                    max_duration=self.settings.max_duration,
+                    allow_short_dns_names=self.settings.allow_short_dns_names,
+                )
+            except PolicyRefusal as exc:
+                # Issue what the policy allows (a tightened policy re-issues without the refused names).
+                spec, refusal = exc.allowed, exc
             self._specs[key] = (str(metadata.get("uid")), generation, spec)
         except SpecError as exc:
             self._specs.pop(key, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
-            reason = "PolicyViolation" if type(exc).__name__ == "PolicyError" else "InvalidSpec"
+            reason = "InvalidSpec"
             await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
                                keep_counts=True)
             await self._warn(key, identity, reason, str(exc), now)
@@ -240,6 +248,8 @@ class Reconciler:
             clashes=result.clashes,
             failures=result.failures,
         )
+        if refusal is not None:
+            readiness = Readiness(False, "PolicyViolation", f"{refusal}; {refusal.outcome}; {readiness.message}")
         status = identity_status(
             previous=previous_status,
             readiness=readiness,
@@ -445,6 +455,7 @@ class Reconciler:
                 continue
             result.pods += 1
             try:
+                pod_spec(spec, pod, self.settings.cluster_domain)  # a bad headless name fails this pod only
                 claims.setdefault(secret_name_for_pod(name, pod), []).append(pod)
             except ValueError as exc:
                 result.fail(IssuanceError.INVALID_SPEC, str(exc), pod.name)
@@ -490,16 +501,17 @@ class Reconciler:
                     result.clash(_clash_message(namespace, secret_name, pod.name, secret), pod.name)
                     return
                 self._clashes.discard((namespace, secret_name))
+            own_spec = pod_spec(spec, pod, self.settings.cluster_domain)
             await self._serve_pod(
                 pod=pod,
                 secret_name=secret_name,
                 secret=secret,
                 identity_name=name,
-                spec=spec,
+                spec=own_spec,
                 ca=ca,
                 bundle_pem=bundle_pem,
                 trusted=trusted,
-                spec_hash=spec_hash,
+                spec_hash=spec_hash if own_spec is spec else own_spec.certificate_hash(),
                 now=now,
                 result=result,
             )
@@ -535,6 +547,7 @@ class Reconciler:
         if spec.service_account_name and pod.service_account != spec.service_account_name:
             return False
         try:
+            spec = pod_spec(spec, pod, self.settings.cluster_domain)
             secret_name = secret_name_for_pod(key[1], pod)
             ca = self.ca_store.current()
             bundle_pem = self.ca_store.bundle_pem
