@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -515,3 +517,19 @@ def test_a_pattern_built_by_hand_never_grants_another_namespace_names(pattern: s
 def test_admin_pattern_text() -> None:
     assert str(AdminPattern("*.example.com")) == "*.example.com"
     assert str(AdminPattern("*.example.com", frozenset({"web", "shop"}))) == "shop,web:*.example.com"
+
+
+def test_the_public_suffix_list_is_read_offline() -> None:
+    # A process without any network: importing the policy and asking the list must still work.
+    script = (
+        "import socket\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise OSError('no network in this test')\n"
+        "socket.socket = refuse\n"
+        "socket.create_connection = refuse\n"
+        "socket.getaddrinfo = refuse\n"
+        "from mtls_operator.policy import public_suffix\n"
+        "print(public_suffix('google.dev'), public_suffix('payments'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["dev", "None"]
