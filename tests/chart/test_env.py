@@ -65,6 +65,7 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         webhook_port=10443,
         webhook_service=f"{RELEASE}-webhook",
         webhook_configuration=RELEASE,
+        webhook_ca_secret=values["webhook"]["caSecret"],
         leader_election=True,
         lease_name="mtls-leader",
         lease_duration=timedelta(seconds=30),
@@ -87,6 +88,7 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         ("defaults", "MTLS_ALLOWED_DNS_PATTERNS", ""),
         ("defaults", "MTLS_ALLOW_SHORT_DNS_NAMES", "true"),
         ("defaults", "MTLS_MAX_DURATION", "8760h"),
+        ("defaults", "MTLS_WEBHOOK_CA_SECRET", "mtls-operator-webhook-ca"),
     ],
 )
 def test_switches(rendered: dict[str, Rendered], name: str, variable: str, value: str) -> None:

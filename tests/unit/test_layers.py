@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "mtls_operator"
 
 # Pure code: no kopf, no kubernetes client, nothing with I/O above it.
 PURE = ["models.py", "constants.py", "errors.py", "spec.py", "policy.py", "renewal.py", "config.py", "plan.py",
-        "rotation.py", "election.py", "injection.py", "admission.py", "pki"]
+        "rotation.py", "election.py", "injection.py", "admission.py", "webhook_ca.py", "pki"]
 FRAMEWORKS = {"kopf", "kubernetes", "kmock", "aiohttp", "prometheus_client"}
 UPPER = {"mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.k8s", "mtls_operator.main",
          "mtls_operator.cli", "mtls_operator.demo", "mtls_operator.testing"}
