@@ -81,10 +81,11 @@ async def test_a_tightened_policy_reissues_without_the_names_it_no_longer_allows
                                      and ready(emulator, "payments"), what="PolicyViolation")
         assert condition["status"] == "False"
         message = condition["message"]
-        assert message.startswith("spec.dnsNames[0]: 'payments' is not allowed for an identity in namespace 'shop': "
-                                  "short names (single labels and <service>.<namespace>) are turned off")
+        assert message.startswith("certificates are issued without 'payments', 'api.shop.example.com'; "
+                                  "1/1 pods have valid certificates; spec.dnsNames[0]: 'payments' is not allowed for "
+                                  "an identity in namespace 'shop': short names (single labels and "
+                                  "<service>.<namespace>) are turned off")
         assert "spec.dnsNames[2]: 'api.shop.example.com' is not allowed" in message
-        assert "certificates are issued without 'payments', 'api.shop.example.com'; 1/1 pods have valid" in message
         await eventually(lambda: any("'api.shop.example.com'" in e["message"]
                                      for e in _warnings(emulator, "PolicyViolation")), what="a Warning Event")
         await settle(handle)
@@ -129,8 +130,8 @@ async def test_a_duration_above_the_maximum_is_issued_at_the_maximum(
                                      and managed_secrets(emulator) and ready(emulator, "payments"),
                                      what="PolicyViolation with a certificate")
         assert condition["message"] == (
-            "spec.duration: 8760h is longer than the maximum the cluster admin allows (48h, MTLS_MAX_DURATION); "
-            "certificates are issued for 48h; 1/1 pods have valid certificates"
+            "certificates are issued for 48h; 1/1 pods have valid certificates; "
+            "spec.duration: 8760h is longer than the maximum the cluster admin allows (48h, MTLS_MAX_DURATION)"
         )
         leaf = _leaf(managed_secrets(emulator)["payments-payments-0"])
         lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc

@@ -299,7 +299,8 @@ class Reconciler:
             failures=result.failures,
         )
         if refusal is not None:
-            readiness = Readiness(False, "PolicyViolation", f"{refusal}; {refusal.outcome}; {readiness.message}")
+            # What is issued first: a long refusal is cut at the status's message limit, never these facts.
+            readiness = Readiness(False, "PolicyViolation", f"{refusal.outcome}; {readiness.message}; {refusal}")
         status = identity_status(
             previous=previous_status,
             readiness=readiness,
