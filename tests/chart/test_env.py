@@ -9,7 +9,7 @@ import pytest
 
 from mtls_operator.config import ENV_POD_NAME, ENV_VARS, Settings, settings_from_env
 from mtls_operator.constants import DEFAULT_CA_SECRET
-from mtls_operator.policy import AdminPattern
+from mtls_operator.rules.policy import AdminPattern
 from tests.chart.conftest import EVERY_SETTING_CHANGED, MATRIX, NAMESPACE, RELEASE, Rendered
 
 DOWNWARD_POD_NAME = {"fieldRef": {"fieldPath": "metadata.name"}}

@@ -8,11 +8,11 @@ from typing import Any
 
 from cryptography import x509
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.config import settings_from_env
-from mtls_operator.plan import secret_data
-from mtls_operator.spec import parse_identity_spec
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.rules.plan import secret_data
+from mtls_operator.rules.spec import parse_identity_spec
 
 from .conftest import (
     API,

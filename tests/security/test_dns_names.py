@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from kube_emulator import EmulatorThread
 from mtls_operator import constants as c
 from mtls_operator.config import settings_from_env
 from mtls_operator.errors import ConfigError
-from mtls_operator.plan import secret_data
-from mtls_operator.policy import AdminPattern
-from mtls_operator.testing import EmulatorThread
+from mtls_operator.rules.plan import secret_data
+from mtls_operator.rules.policy import AdminPattern
 
 from .conftest import parts
 

@@ -10,7 +10,7 @@ import pytest
 
 from mtls_operator.config import ENV_VARS, Settings, settings_from_env
 from mtls_operator.errors import ConfigError
-from mtls_operator.policy import AdminPattern
+from mtls_operator.rules.policy import AdminPattern
 
 
 def test_defaults() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     Readiness,
     SecretContent,
     identity_ref,
@@ -25,7 +25,7 @@ from mtls_operator.plan import (
     serving_identity,
     summarize_readiness,
 )
-from mtls_operator.spec import parse_identity_spec
+from mtls_operator.rules.spec import parse_identity_spec
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -95,8 +95,8 @@ def test_secret_name_for_pod(identity_name: str, pod_name: str, annotation: str 
 
 @pytest.mark.parametrize(
     "annotation",
-    ["Upper-Case", "../other", "ns/secret", "-leading", "a" * 254, "trailing-"],
-    ids=["uppercase", "path-escape", "slash", "leading-dash", "too-long", "trailing-dash"],
+    ["Upper-Case", "../other", "ns/secret", "-leading", "a" * 254, "trailing-", "payments\n"],
+    ids=["uppercase", "path-escape", "slash", "leading-dash", "too-long", "trailing-dash", "trailing-newline"],
 )
 def test_secret_name_annotation_refused(annotation: str) -> None:
     with pytest.raises(ValueError, match="not a valid Secret name"):

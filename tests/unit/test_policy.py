@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mtls_operator.policy import (
+from mtls_operator.rules.policy import (
     AdminPattern,
     DnsRefusal,
     allowed_dns_summary,
@@ -89,6 +89,7 @@ def test_validate_trust_domain_accepts_the_default() -> None:
         pytest.param("a-", False, False, id="trailing-dash"),
         pytest.param("a_b", False, False, id="underscore"),
         pytest.param("a.", False, False, id="trailing-dot"),
+        pytest.param("a\n", False, False, id="trailing-newline"),
     ],
 )
 def test_dns1123(value: str, label: bool, subdomain: bool) -> None:
@@ -528,7 +529,7 @@ def test_the_public_suffix_list_is_read_offline() -> None:
         "socket.socket = refuse\n"
         "socket.create_connection = refuse\n"
         "socket.getaddrinfo = refuse\n"
-        "from mtls_operator.policy import public_suffix\n"
+        "from mtls_operator.rules.policy import public_suffix\n"
         "print(public_suffix('google.dev'), public_suffix('payments'))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
