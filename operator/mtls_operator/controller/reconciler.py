@@ -48,6 +48,7 @@ from mtls_operator.plan import (
     pod_info,
     pod_query,
     read_secret,
+    reissue_patch,
     secret_body,
     secret_data,
     secret_metadata,
@@ -687,9 +688,8 @@ class Reconciler:
                     raise
             else:
                 resource_version = str(secret["metadata"].get("resourceVersion"))
-                patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
-                         "data": body["data"], "type": body["type"]}
-                written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                written = await self.cluster.update_secret(pod.namespace, secret_name, reissue_patch(body),
+                                                           resource_version)
                 self._remember_write(written)
         except ConflictError as exc:
             result.fail(IssuanceError.API,
