@@ -11,10 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "mtls_operator"
 
 # Pure code: no kopf, no kubernetes client, nothing with I/O above it.
 PURE = ["models.py", "constants.py", "errors.py", "spec.py", "policy.py", "renewal.py", "config.py", "plan.py",
-        "rotation.py", "election.py", "injection.py", "admission.py", "pki"]
+        "rotation.py", "election.py", "injection.py", "admission.py", "pki",
+        # kubectl mtls: everything but its API access (cluster.py, commands.py) and wiring (cli.py).
+        "plugin/facts.py", "plugin/trust.py", "plugin/checks.py", "plugin/render.py"]
 FRAMEWORKS = {"kopf", "kubernetes", "kmock", "aiohttp", "prometheus_client"}
 UPPER = {"mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.k8s", "mtls_operator.main",
-         "mtls_operator.cli", "mtls_operator.demo", "mtls_operator.testing"}
+         "mtls_operator.cli", "mtls_operator.demo", "mtls_operator.testing", "mtls_operator.plugin.cluster",
+         "mtls_operator.plugin.commands", "mtls_operator.plugin.cli"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -75,3 +78,11 @@ def test_emulator_stands_apart_from_the_operator(path: Path) -> None:
     operator_layers = {"mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.k8s",
                        "mtls_operator.main", "mtls_operator.pki", "mtls_operator.plan"}
     assert not _hits(_imports(path), operator_layers)
+
+
+@pytest.mark.parametrize("path", _files("plugin"), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_plugin_uses_no_kopf_and_no_operator_internals(path: Path) -> None:
+    """kubectl mtls runs on a user's machine: no kopf, no controller or handlers, no emulator."""
+    forbidden = {"kopf", "mtls_operator.handlers", "mtls_operator.controller", "mtls_operator.main",
+                 "mtls_operator.testing", "kmock"}
+    assert not _hits(_imports(path), forbidden)
