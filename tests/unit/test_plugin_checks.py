@@ -93,21 +93,27 @@ def test_check_webhook_bundles(mutating: dict[str, Any] | None, signing: str | N
 
 
 @pytest.mark.parametrize(
-    ("outcome", "level", "fragment"),
+    ("outcome", "policy", "level", "fragment"),
     [
-        (ProbeOutcome(201, injected=True), Level.OK, "verified its certificate"),
-        (ProbeOutcome(201, injected=False), Level.WARN, "without the inject.mtls.dev webhook answering"),
-        (ProbeOutcome(403, "forbidden"), Level.WARN, "could not check"),
-        (ProbeOutcome(404, "namespace x not found"), Level.WARN, "could not check"),
-        (ProbeOutcome(500, "failed calling webhook: x509: certificate signed by unknown authority"), Level.FAIL,
-         "x509"),
-        (ProbeOutcome(0, "connection refused"), Level.FAIL, "connection refused"),
+        (ProbeOutcome(201), "Fail", Level.OK, "verified its certificate"),
+        (ProbeOutcome(201), "Ignore", Level.WARN, "a failed call passes too"),
+        (ProbeOutcome(403, "forbidden"), "Fail", Level.WARN, "could not check"),
+        (ProbeOutcome(404, "namespace x not found"), "Fail", Level.WARN, "could not check"),
+        (ProbeOutcome(500, "failed calling webhook: x509: certificate signed by unknown authority"), "Fail",
+         Level.FAIL, "x509"),
+        (ProbeOutcome(0, "connection refused"), "Fail", Level.FAIL, "connection refused"),
     ],
 )
-def test_check_probe(outcome: ProbeOutcome, level: Level, fragment: str) -> None:
-    result = checks.check_probe(outcome, "shop")
+def test_check_probe(outcome: ProbeOutcome, policy: str, level: Level, fragment: str) -> None:
+    result = checks.check_probe(outcome, "shop", policy)
     assert result.level is level
     assert fragment in result.message
+
+
+def test_a_probe_not_made_is_a_warning() -> None:
+    result = checks.probe_skipped("kube-system", "the webhook is not called there")
+    assert result.level is Level.WARN
+    assert "could not check in namespace kube-system" in result.message
 
 
 @pytest.mark.parametrize(

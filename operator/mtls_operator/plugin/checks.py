@@ -35,6 +35,7 @@ __all__ = [
     "check_webhook_bundles",
     "exit_code",
     "operator_permissions",
+    "probe_skipped",
 ]
 
 CA_MIN_VALIDITY = timedelta(days=30)
@@ -154,23 +155,24 @@ def _bundle_problem(ca_bundle: object, signing_ca: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class ProbeOutcome:
-    """What a dry-run create of an opted-in pod answered: the API server called the injection webhook."""
+    """What a dry-run create of an opted-in pod answered (the API server calls the injection webhook for it)."""
 
     status: int  # HTTP status; 0 when the request did not get an answer
     message: str = ""
-    injected: bool = False
 
 
-def check_probe(outcome: ProbeOutcome, namespace: str) -> CheckResult:
+def check_probe(outcome: ProbeOutcome, namespace: str, failure_policy: str) -> CheckResult:
+    """With ``failurePolicy: Fail`` an admitted probe proves the API server reached the webhook over TLS and
+    verified its certificate with the caBundle; under ``Ignore`` an admitted probe proves nothing."""
     name = "webhook serves a certificate the caBundle verifies"
     what = f"a dry-run create of an opted-in pod in namespace {namespace}"
     if outcome.status in (200, 201):
-        if outcome.injected:
-            return CheckResult(name, Level.OK, f"{what}: the API server called {c.INJECT_WEBHOOK_NAME} over TLS "
+        if failure_policy == "Fail":
+            return CheckResult(name, Level.OK, f"{what} was admitted: the API server called {c.INJECT_WEBHOOK_NAME} "
                                                "and verified its certificate with the caBundle")
-        return CheckResult(name, Level.WARN, f"{what} was admitted without the {c.INJECT_WEBHOOK_NAME} webhook "
-                                             "answering (no mtls.dev annotation)",
-                           "is the namespace excluded (kube-system, the operator's), or webhook.enabled=false?")
+        return CheckResult(name, Level.WARN, f"could not check: {what} was admitted, but {c.INJECT_WEBHOOK_NAME} "
+                                             f"has failurePolicy {failure_policy}, so a failed call passes too",
+                           "set the chart's webhook failure policy for pods to Fail (the default)")
     if outcome.status in (401, 403):
         return CheckResult(name, Level.WARN, f"could not check: {what} is not allowed for you ({outcome.message})",
                            "run with create permission on pods (dry-run writes nothing), or -n another namespace")
@@ -179,6 +181,12 @@ def check_probe(outcome: ProbeOutcome, namespace: str) -> CheckResult:
     hint = ("the caBundle does not verify what the webhook serves, or no replica answers: check the operator's "
             "pods and logs, the Service and its endpoints")
     return CheckResult(name, Level.FAIL, f"{what} failed (HTTP {outcome.status}): {outcome.message}", hint)
+
+
+def probe_skipped(namespace: str, why: str) -> CheckResult:
+    return CheckResult("webhook serves a certificate the caBundle verifies", Level.WARN,
+                       f"could not check in namespace {namespace}: {why}",
+                       "pass -n an application namespace (the webhook skips kube-system and the operator's own)")
 
 
 def check_ca_validity(not_after: datetime | None, ca_fingerprint: str | None, where: str, now: datetime) -> CheckResult:

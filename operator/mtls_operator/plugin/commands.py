@@ -312,8 +312,7 @@ async def _probe(cluster: PluginCluster, namespace: str) -> checks.ProbeOutcome:
         created = await cluster.create(core_path("pods", namespace), body, dry_run=True)
     except KubernetesAPIError as exc:
         return checks.ProbeOutcome(exc.status or 0, str(exc))
-    annotations = (created.get("metadata") or {}).get("annotations") or {}
-    return checks.ProbeOutcome(201, injected=c.SECRET_NAME_ANNOTATION in annotations)
+    return checks.ProbeOutcome(201 if created else 0, "" if created else "empty answer")
 
 
 async def _review(cluster: PluginCluster, user: str, groups: list[str], permission: checks.Permission
@@ -362,8 +361,15 @@ async def check(cluster: PluginCluster, ref: OperatorRef, probe_namespace: str, 
                                           "needs get on mutating/validatingwebhookconfigurations"))
     else:
         results.extend(checks.check_webhook_bundles(configurations, ref.webhook_configuration, signing))
-    if configurations.get("mutatingwebhookconfigurations") is not None:
-        results.append(checks.check_probe(await _probe(cluster, probe_namespace), probe_namespace))
+    mutating = configurations.get("mutatingwebhookconfigurations")
+    hooks = (mutating or {}).get("webhooks") or []
+    inject = next((hook for hook in hooks if hook.get("name") == c.INJECT_WEBHOOK_NAME), None)
+    if inject is not None:
+        if probe_namespace in ("kube-system", ref.namespace):
+            results.append(checks.probe_skipped(probe_namespace, "the webhook is not called there"))
+        else:
+            outcome = await _probe(cluster, probe_namespace)
+            results.append(checks.check_probe(outcome, probe_namespace, str(inject.get("failurePolicy") or "Fail")))
     results.append(checks.check_ca_validity(not_after, signing, where, now))
     user = f"system:serviceaccount:{ref.namespace}:{ref.service_account}"
     groups = ["system:serviceaccounts", f"system:serviceaccounts:{ref.namespace}", "system:authenticated"]
