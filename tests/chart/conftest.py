@@ -41,6 +41,7 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "replicaCount": 3,
     "leaderElection": {"leaseName": "mtls-leader", "leaseDuration": "30s"},
     "health": {"port": 8081},
+    "logFormat": "json",
     "metrics": {"port": 9191},
     "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail"},
 }

@@ -23,6 +23,7 @@ from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
 from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.logs import fields
 from mtls_operator.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
     CLOCK_SKEW,
@@ -568,7 +569,8 @@ class Reconciler:
             self._first_in_flight -= 1
         self.metrics.certificate_issued(ReissueReason.NEW)
         logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
-                    content.serial, wanted_id, content.not_after.isoformat())
+                    content.serial, wanted_id, content.not_after.isoformat(),
+                    extra=fields(identity=key[1], namespace=pod.namespace, pod=pod.name, reason=str(ReissueReason.NEW)))
         if len(self._first_done) >= READING_CACHE_SIZE:
             self._first_done.clear()
         self._first_done.add(slot)
@@ -701,7 +703,9 @@ class Reconciler:
             keep_held()
             return
         logger.info("%s for pod %s/%s: serial %s, %s, expires %s", decision.message, pod.namespace, pod.name,
-                    content.serial, wanted_id, content.not_after.isoformat())
+                    content.serial, wanted_id, content.not_after.isoformat(),
+                    extra=fields(identity=identity_name, namespace=pod.namespace, pod=pod.name,
+                                 reason=str(decision.reason)))
         result.issued_by_reason[decision.reason] = result.issued_by_reason.get(decision.reason, 0) + 1
         self.metrics.certificate_issued(decision.reason)
         if result.first_decision is None:
@@ -781,7 +785,8 @@ class Reconciler:
         if self._last_warning.get(key) == message:
             return
         self._last_warning[key] = message
-        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message)
+        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message,
+                       extra=fields(identity=key[1], namespace=key[0], reason=reason))
         await self._event(identity, "Warning", reason, message, now)
 
     async def _event(self, identity: JSON, type_: str, reason: str, message: str, now: datetime) -> None:
