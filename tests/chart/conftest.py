@@ -64,6 +64,10 @@ MATRIX: dict[str, Case] = {
     "metrics-off": Case({"metrics": {"enabled": False}}),
     "crds-off": Case({"crds": {"enabled": False}}),
     "crds-not-kept": Case({"crds": {"keep": False}}),
+    "dashboard": Case({"metrics": {"grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "mTLS"}}}}),
+    "dashboard-elsewhere": Case({"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+                                                                  "labels": {"grafana-dashboard": "mtls",
+                                                                             "grafana_dashboard": None}}}}),
     "every-setting": Case(EVERY_SETTING_CHANGED),
     "long-release-name": Case({}, release=LONG_RELEASE),
 }
