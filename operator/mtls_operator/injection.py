@@ -183,19 +183,19 @@ def _mount(container: dict[str, Any], mount_path: str) -> None:
 
 
 def _unselected_warning(pod: PodInfo, identities: list[IdentityRef]) -> str:
+    """Why a pod that opted in gets nothing. It names no identity and no other service account:
+    anyone who can reach the webhook can send it a review naming any namespace, so its answers must
+    not tell what exists there (``kubectl get mtlsid`` does, to those allowed to read it)."""
     labels = ",".join(f"{key}={value}" for key, value in sorted(pod.labels.items()))
     message = (
-        f"no MTLSIdentity in namespace {pod.namespace} selects this pod (labels {labels}, service account "
+        f"no MTLSIdentity in this namespace selects this pod (labels {labels}, service account "
         f"{pod.service_account}): it gets no certificate and no {c.IDENTITY_VOLUME} volume"
     )
-    other_account = sorted(
-        (identity.name, identity.service_account)
-        for identity in identities
-        if identity.selector is not None
+    if any(
+        identity.selector is not None
         and identity.service_account not in (None, pod.service_account)
         and identity.selector.matches(pod.labels)
-    )
-    if other_account:
-        name, account = other_account[0]
-        message += f"; identity {name} selects these labels but serves only service account {account}"
+        for identity in identities
+    ):
+        message += "; an identity selects these labels but serves only another service account"
     return message

@@ -98,11 +98,13 @@ class IdentityRef:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def identity_ref(body: Mapping[str, Any]) -> IdentityRef:
+def identity_ref(body: Mapping[str, Any], *, valid: bool = True) -> IdentityRef:
+    """``valid=False`` for an identity whose spec is invalid: it selects nothing, so it takes no part in
+    conflicts (an older identity with a broken spec must not keep pods from a working one)."""
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
     try:
-        selector: LabelSelector | None = parse_label_selector(spec.get("selector"))
+        selector: LabelSelector | None = parse_label_selector(spec.get("selector")) if valid else None
     except SpecError:
         selector = None
     account = spec.get("serviceAccountName")
@@ -193,6 +195,35 @@ def is_managed_by(secret: Mapping[str, Any], identity: str) -> bool:
 def is_managed(secret: Mapping[str, Any]) -> bool:
     labels = (secret.get("metadata") or {}).get("labels") or {}
     return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME)
+
+
+def is_pod_secret_of(secret: Mapping[str, Any], identity: str) -> bool:
+    """Whether a Secret looks like one the operator wrote for this identity: its labels and an
+    ownerReference to a pod (every pod Secret the operator creates has both). Anything less, such as
+    labels copied onto a Secret a person made, is not ours: never updated, never deleted."""
+    return is_managed_by(secret, identity) and owner_pod_uid(secret) is not None
+
+
+def ownership_problem(secret: Mapping[str, Any], identity: str, pod: PodInfo) -> str | None:
+    """Why the operator may not write this existing Secret for ``pod`` of ``identity``, or ``None``.
+
+    The operator writes only Secrets it created for this identity: its labels, and an ownerReference
+    to this pod, or to an earlier pod of the same name (a StatefulSet pod re-created) whose Secret
+    the garbage collector has not removed yet. Labels alone can be forged by anyone who may write
+    Secrets in the namespace.
+    """
+    metadata = secret.get("metadata") or {}
+    name = metadata.get("name")
+    if not is_managed_by(secret, identity):
+        owner = "another identity" if is_managed(secret) else "nobody we know"
+        return f"Secret {name} already exists and is managed by {owner}"
+    owner_uid = owner_pod_uid(secret)
+    if owner_uid is None:
+        return f"Secret {name} carries the operator's labels but was not created by it (no owner pod)"
+    labels = metadata.get("labels") or {}
+    if owner_uid != pod.uid and labels.get(c.POD_LABEL) != label_value(pod.name):
+        return f"Secret {name} belongs to pod {labels.get(c.POD_LABEL)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -403,6 +434,17 @@ READY_CONDITION = "Ready"
 CA_CONDITION = "CertificateAuthority"
 
 
+# Status messages are cut to this many characters (as Events are): a person reads the first problem;
+# a message as long as the user's input (a huge selector, thousands of pod names) must never make the
+# status write fail.
+MAX_MESSAGE_LENGTH = 1024
+
+
+def bounded_message(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    """``message``, cut to ``limit`` characters with an ellipsis when longer."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def ready_condition(
     previous: Sequence[Mapping[str, Any]],
     readiness: Readiness,
@@ -423,7 +465,7 @@ def ready_condition(
         "type": kind,
         "status": status,
         "reason": readiness.reason,
-        "message": readiness.message,
+        "message": bounded_message(readiness.message),
         "lastTransitionTime": transition,
     }
     if generation is not None:

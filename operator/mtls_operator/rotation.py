@@ -36,6 +36,8 @@ __all__ = [
     "next_step",
     "read_rotation",
     "rotation_annotations",
+    "stall_bound",
+    "stalled",
 ]
 
 # The operator renews a CA it generated once this fraction of its lifetime has passed.
@@ -211,3 +213,27 @@ def next_step(state: RotationState, fleet: Fleet, now: datetime, propagation_del
     if state.phase is Phase.DISTRIBUTING:
         return Decision(Step.SWITCH, "every pod trusts the new CA: signing switches to it")
     return Decision(Step.RETIRE, "no certificate of the previous CA is left: it leaves the trust bundle")
+
+
+# However small the fleet, a phase is given at least this long before it is reported stalled.
+MIN_STALL_BOUND: Final = timedelta(minutes=10)
+
+
+def stall_bound(objects: int, rate: float, propagation_delay: timedelta) -> timedelta:
+    """How long one phase may take before it is reported stalled.
+
+    A phase re-issues or re-writes every object at most once, at ``rate`` per second, then waits one
+    propagation delay: three times that, plus a margin, is generous for a healthy cluster. Past it,
+    something outside the operator's control holds the phase (an object someone keeps editing, a
+    write refused), and people must be told what is waited for.
+    """
+    writes = timedelta(seconds=objects / rate) if rate > 0 else timedelta(0)
+    return MIN_STALL_BOUND + 3 * (writes + propagation_delay)
+
+
+def stalled(state: RotationState, decision: Decision, bound: timedelta, now: datetime) -> bool:
+    """Whether a phase under way has waited longer than ``bound`` for objects to catch up (a timed wait,
+    the propagation delay, ends by itself and never stalls)."""
+    if state.phase is Phase.IDLE or decision.step is not Step.WAIT or decision.wait or state.since is None:
+        return False
+    return now - state.since > bound

@@ -199,7 +199,7 @@ async def test_a_pod_no_identity_selects_is_admitted_unchanged_with_a_warning(
     manifest.write_text(yaml.safe_dump(generated_pod("orders")))
     created = await kubectl("create", "-f", str(manifest), "-o", "json")
     assert created.returncode == 0, created.stderr
-    assert "Warning: no MTLSIdentity in namespace shop selects this pod (labels app=orders" in created.stderr
+    assert "Warning: no MTLSIdentity in this namespace selects this pod (labels app=orders" in created.stderr
     pod_body = json.loads(created.stdout)
     assert volume_secret(pod_body) is None
     assert c.SECRET_NAME_ANNOTATION not in (pod_body["metadata"].get("annotations") or {})

@@ -34,6 +34,10 @@ from mtls_operator.rotation import (
 
 NEXT_TLS_CRT = "next.crt"
 NEXT_TLS_KEY = "next.key"
+# The operator's own record of the trust bundle it last published to pods (a copy of the ca.crt it
+# wrote). If a person replaces the CA, ca.crt included, while no operator runs, this is where the
+# old CA is found again: never in objects of tenant namespaces, which anyone there may write.
+PUBLISHED_CRT = "published.crt"
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,10 @@ class CAStore:
         self.warning: str | None = None
         # What is wrong with the CA Secret while we keep signing with the CA loaded before it broke.
         self.problem: str | None = None
+        # The rotation phase has waited past its bound, and for what (set by the rotation controller).
+        self.stalled: str | None = None
+        # The CA Secret's ``published.crt``: the operator's record of the bundle it last published.
+        self.published: bytes | None = None
         # Called when ``state`` changes on a refresh (the CA replaced, broken, fixed, rotated).
         self.listeners: list[Callable[[], None]] = []
 
@@ -90,10 +98,10 @@ class CAStore:
         return self._ca
 
     @property
-    def state(self) -> tuple[str | None, str | None, bytes, str, str | None, str | None]:
+    def state(self) -> tuple[str | None, str | None, bytes, str, str | None, str | None, str | None]:
         """Changes whenever the CA is replaced, breaks or recovers, the bundle or the phase changes."""
         return (self._ca.fingerprint if self._ca else None, self._error, self._bundle, str(self.rotation.phase),
-                self.warning, self.problem)
+                self.warning, self.problem, self.stalled)
 
     @property
     def bundle_pem(self) -> bytes:
@@ -167,6 +175,7 @@ class CAStore:
             self._unusable(f"the CA in {self.where} is unusable: {exc}", version)
             return
         self.problem = None
+        self.published = secret_data(secret, PUBLISHED_CRT)
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
         rotation = read_rotation(annotations)
         held = self._ca
@@ -256,7 +265,8 @@ class CAStore:
                 "labels": {c.MANAGED_BY_LABEL: c.MANAGER_NAME},
                 "annotations": annotations,
             },
-            "data": {key: b64text(value) for key, value in ca.secret_data().items()},
+            "data": {key: b64text(value) for key, value in {**ca.secret_data(),
+                                                            PUBLISHED_CRT: ca.secret_data()[c.CA_CRT]}.items()},
         }
         try:
             created = await self._cluster.create_secret(self.namespace, body)

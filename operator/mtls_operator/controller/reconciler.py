@@ -21,7 +21,15 @@ from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
-from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
+from mtls_operator.errors import (
+    CAError,
+    ChainError,
+    ConflictError,
+    KubernetesAPIError,
+    PKIError,
+    PolicyError,
+    SpecError,
+)
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.logs import fields
 from mtls_operator.metrics import IssuanceError, Metrics
@@ -40,12 +48,14 @@ from mtls_operator.plan import (
     SecretContent,
     SecretReading,
     b64text,
+    bounded_message,
     identity_ref,
     identity_status,
     is_managed,
-    is_managed_by,
+    is_pod_secret_of,
     metadata_patch,
     owner_pod_uid,
+    ownership_problem,
     pod_info,
     pod_query,
     read_secret,
@@ -138,8 +148,9 @@ class Reconciler:
         self._first_in_flight = 0
         # First issues done outside a pass, per identity (count, first message), for the next pass to report.
         self._first_issued: dict[IdentityKey, tuple[int, str]] = {}
-        # ... and their Secrets (namespace, name), which a pass that listed before them must not re-issue.
-        self._first_done: set[tuple[str, str]] = set()
+        # ... and their Secrets (namespace, name) -> uid, which a pass that listed before them must not
+        # re-issue. Only a claim: the pass re-reads the Secret and checks it is still the one created.
+        self._first_done: dict[tuple[str, str], str] = {}
         # Background re-issues per pass: about two seconds of the rate limit.
         self._background_per_pass = max(ISSUE_CONCURRENCY, int(limiter.rate * 2))
         # Secret names found taken by someone else: checked before issuing, until they free up.
@@ -147,8 +158,45 @@ class Reconciler:
         # Chain checks of pod Secrets against the bundle, by (uid, resourceVersion, bundle).
         self._chain_checks: dict[tuple[str, str, bytes], str | None] = {}
         self._anchors: tuple[bytes, list[Any]] | None = None
+        # A namespace whose trust ConfigMap name is taken by someone else, as reported (once).
+        self._bundle_problems: dict[str, str] = {}
+        # Whether an identity's spec is servable, by (uid, generation): invalid ones take no part in conflicts.
+        self._spec_validity: dict[tuple[str, str], bool] = {}
 
     # Entry points ---------------------------------------------------------------------------
+
+    def identity_ref(self, body: Mapping[str, Any]) -> IdentityRef:
+        """``plan.identity_ref``, with an identity whose spec is invalid selecting nothing."""
+        return identity_ref(body, valid=self._spec_valid(body))
+
+    def _spec_valid(self, body: Mapping[str, Any]) -> bool:
+        """Whether an identity's spec can be served (a policy violation can: without the refused
+        names); remembered per (uid, generation)."""
+        metadata = body.get("metadata") or {}
+        version = (str(metadata.get("uid")), str(metadata.get("generation")))
+        known = self._spec_validity.get(version)
+        if known is None:
+            try:
+                check_identity_name(str(metadata.get("name") or ""))
+                self._parse_spec(body.get("spec") or {}, str(metadata.get("namespace") or ""))
+                known = True
+            except PolicyError:
+                known = True
+            except SpecError:
+                known = False
+            if len(self._spec_validity) >= READING_CACHE_SIZE:
+                self._spec_validity.clear()
+            self._spec_validity[version] = known
+        return known
+
+    def _parse_spec(self, spec: Mapping[str, Any], namespace: str) -> IdentitySpec:
+        return parse_identity_spec(
+            spec,
+            namespace=namespace,
+            cluster_domain=self.settings.cluster_domain,
+            allowed_dns_patterns=self.settings.allowed_dns_patterns,
+            default_duration=self.settings.default_duration,
+        )
 
     async def reconcile(self, key: IdentityKey) -> float | None:
         """Bring one identity's Secrets and status in line; return seconds until the next look."""
@@ -172,21 +220,16 @@ class Reconciler:
         now = self.clock()
         try:
             check_identity_name(name)
-            spec = parse_identity_spec(
-                identity.get("spec") or {},
-                namespace=namespace,
-                cluster_domain=self.settings.cluster_domain,
-                allowed_dns_patterns=self.settings.allowed_dns_patterns,
-                default_duration=self.settings.default_duration,
-            )
+            spec = self._parse_spec(identity.get("spec") or {}, namespace)
             self._specs[key] = (str(metadata.get("uid")), generation, spec)
         except SpecError as exc:
             self._specs.pop(key, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
-            reason = "PolicyViolation" if type(exc).__name__ == "PolicyError" else "InvalidSpec"
+            reason = "PolicyViolation" if isinstance(exc, PolicyError) else "InvalidSpec"
+            # The Event first: a status write that fails must not also lose the reason.
+            await self._warn(key, identity, reason, str(exc), now)
             await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
                                keep_counts=True)
-            await self._warn(key, identity, reason, str(exc), now)
             self.metrics.issuance_error(IssuanceError.INVALID_SPEC)
             await self._follow_bundle(key)
             return None
@@ -196,17 +239,24 @@ class Reconciler:
             ca = self.ca_store.current()
         except CAError as exc:
             message = f"no CA to sign with: {exc}"
+            await self._warn(key, identity, "CAUnavailable", message, now)
             await self._report(identity, previous_status, Readiness(False, "CAUnavailable", message), generation,
                                now, keep_counts=True)
-            await self._warn(key, identity, "CAUnavailable", message, now)
             self.metrics.issuance_error(IssuanceError.CA_UNAVAILABLE)
             return self.retry_delay
 
         bundle_pem = self.ca_store.bundle_pem
         try:
-            await self._ensure_trust_bundle(namespace, bundle_pem)
+            problem = await self._ensure_trust_bundle(namespace, bundle_pem)
         except KubernetesAPIError as exc:
             logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
+        else:
+            if problem is not None and self._bundle_problems.get(namespace) != problem:
+                self._bundle_problems[namespace] = problem
+                logger.warning("identity %s/%s: %s", namespace, name, problem)
+                await self._event(identity, "Warning", "TrustBundleNotPublished", problem, now)
+            elif problem is None:
+                self._bundle_problems.pop(namespace, None)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
         first_issues = self._first_issued.pop(key, None)
         if first_issues is not None:
@@ -220,7 +270,7 @@ class Reconciler:
                 "time": format_timestamp(self.clock()),
                 "reason": str(result.first_reason),
                 "count": sum(result.issued_by_reason.values()),
-                "message": result.first_decision or "",
+                "message": bounded_message(result.first_decision or ""),
             }
         self.served[key] = result.served
         for error, count in result.errors.items():
@@ -256,8 +306,7 @@ class Reconciler:
             rotation_phase=str(self.ca_store.rotation.phase),
             last_issuance=result.last_issuance,
         )
-        if status_changed(previous_status, status):
-            await self.cluster.patch_identity_status(namespace, name, status)
+        # Events before the status: a status write that fails must not also lose what happened.
         if result.issued_by_reason:
             summary = ", ".join(f"{reason}: {count}" for reason, count in sorted(result.issued_by_reason.items()))
             total = sum(result.issued_by_reason.values())
@@ -268,6 +317,8 @@ class Reconciler:
             self._last_warning.pop(key, None)
         else:
             await self._warn(key, identity, readiness.reason, readiness.message, now)
+        if status_changed(previous_status, status):
+            await self.cluster.patch_identity_status(namespace, name, status)
         if result.failures or result.clashes:
             # Standing problems (a clash, a bad annotation) back off; the watches report their fixes.
             streak = self._problem_streak.get(key, 0)
@@ -283,6 +334,8 @@ class Reconciler:
 
     def _ca_condition(self) -> Readiness:
         """The CertificateAuthority condition: a CA problem every identity should show."""
+        if self.ca_store.stalled:
+            return Readiness(False, "RotationStalled", self.ca_store.stalled)
         if self.ca_store.problem:
             return Readiness(False, "CASecretInvalid", f"{self.ca_store.problem}; still signing with the CA "
                                                        f"loaded before, {self.ca_store.current().fingerprint}")
@@ -304,7 +357,7 @@ class Reconciler:
             return
         namespace, name = key
         for secret in await self.cluster.list_secrets(namespace, secrets_query(name)):
-            if is_managed_by(secret, name) and secret_data(secret, c.CA_CRT) != bundle_pem:
+            if is_pod_secret_of(secret, name) and secret_data(secret, c.CA_CRT) != bundle_pem:
                 meta = secret.get("metadata") or {}
                 try:
                     self._remember_write(await self.cluster.update_secret(
@@ -319,9 +372,10 @@ class Reconciler:
         namespace, name = key
         deleted = 0
         for secret in await self.cluster.list_secrets(namespace, secrets_query(name)):
-            if is_managed_by(secret, name):
+            if is_pod_secret_of(secret, name):
                 meta = secret.get("metadata") or {}
-                await self.cluster.delete_secret(namespace, str(meta.get("name")), str(meta.get("uid")))
+                await self.cluster.delete_secret(namespace, str(meta.get("name")), str(meta.get("uid")),
+                                                 str(meta.get("resourceVersion")))
                 deleted += 1
         self.served.pop(key, None)
         self._specs.pop(key, None)
@@ -398,7 +452,7 @@ class Reconciler:
     async def managed_secret_count(self, key: IdentityKey) -> int:
         namespace, name = key
         secrets = await self.cluster.list_secrets(namespace, secrets_query(name))
-        return sum(1 for secret in secrets if is_managed_by(secret, name))
+        return sum(1 for secret in secrets if is_pod_secret_of(secret, name))
 
     def identities_for_pod(self, pod: PodInfo, identities: Mapping[IdentityKey, IdentityRef]) -> set[IdentityKey]:
         """Identities a pod event concerns: those selecting it now, and those that served it before."""
@@ -418,8 +472,8 @@ class Reconciler:
         now: datetime,
     ) -> _PodsResult:
         namespace, name = key
-        me = identity_ref(identity)
-        others = [identity_ref(body) for body in await self.cluster.list_identities(namespace)]
+        me = self.identity_ref(identity)
+        others = [self.identity_ref(body) for body in await self.cluster.list_identities(namespace)]
         pods = [pod_info(body) for body in await self.cluster.list_pods(namespace, _pod_selector(spec))]
         existing = {
             str((secret.get("metadata") or {}).get("name")): secret
@@ -480,18 +534,17 @@ class Reconciler:
                     self._issuing.discard(slot)
 
         async def serve_one(secret_name: str, pod: PodInfo, secret: JSON | None) -> None:
-            just_issued = (namespace, secret_name) in self._first_done
-            self._first_done.discard((namespace, secret_name))
-            if secret is None and just_issued:
+            created_uid = self._first_done.pop((namespace, secret_name), None)
+            if secret is None and created_uid is not None:
                 # Created outside this pass after it listed the Secrets: read it, do not issue again.
+                # What is there now may be another Secret under that name (ours deleted, someone
+                # else's created since): ``_serve_pod`` checks whose it is before any write.
                 secret = await self.cluster.get_secret(namespace, secret_name)
             if secret is None and (namespace, secret_name) in self._clashes:
                 # Known to be taken: look before generating a key we could not store.
                 secret = await self.cluster.get_secret(namespace, secret_name)
-                if secret is not None and not is_managed_by(secret, name):
-                    result.clash(_clash_message(namespace, secret_name, pod.name, secret), pod.name)
-                    return
-                self._clashes.discard((namespace, secret_name))
+                if secret is None:
+                    self._clashes.discard((namespace, secret_name))
             await self._serve_pod(
                 pod=pod,
                 secret_name=secret_name,
@@ -510,10 +563,11 @@ class Reconciler:
         assignments.sort(key=lambda item: self._urgency(existing.get(item[0]), now))
         await asyncio.gather(*(serve(secret_name, pod) for secret_name, pod in assignments))
         for secret_name, secret in existing.items():
-            if secret_name not in desired_names and is_managed_by(secret, name):
+            if secret_name not in desired_names and is_pod_secret_of(secret, name):
                 meta = secret.get("metadata") or {}
                 try:
-                    await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")))
+                    await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")),
+                                                     str(meta.get("resourceVersion")))
                 except KubernetesAPIError as exc:
                     result.fail(IssuanceError.API, f"deleting Secret {secret_name} failed: {exc}")
                     continue
@@ -561,7 +615,8 @@ class Reconciler:
             body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
                                template_labels=spec.secret_labels, template_annotations=spec.secret_annotations)
             try:
-                self._remember_write(await self.cluster.create_secret(pod.namespace, body))
+                created = await self.cluster.create_secret(pod.namespace, body)
+                self._remember_write(created)
             except (ConflictError, KubernetesAPIError):
                 return False  # there already (or the API failed): the pass decides
         finally:
@@ -573,7 +628,7 @@ class Reconciler:
                     extra=fields(identity=key[1], namespace=pod.namespace, pod=pod.name, reason=str(ReissueReason.NEW)))
         if len(self._first_done) >= READING_CACHE_SIZE:
             self._first_done.clear()
-        self._first_done.add(slot)
+        self._first_done[slot] = str(created["metadata"].get("uid"))
         count, message = self._first_issued.get(key, (0, f"pod {pod.name}: Issuing: no certificate yet"))
         self._first_issued[key] = (count + 1, message)
         return True
@@ -594,6 +649,12 @@ class Reconciler:
         result: _PodsResult,
     ) -> None:
         wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
+        if secret is not None and (problem := ownership_problem(secret, identity_name, pod)) is not None:
+            # Never write a Secret we did not create for this pod, whatever labels it carries.
+            self._clashes.add((pod.namespace, secret_name))
+            result.clash(_clash_message(pod.namespace, secret_name, pod.name, problem), pod.name)
+            return
+        self._clashes.discard((pod.namespace, secret_name))
         reading = self._read(secret) if secret is not None else None
         desired = DesiredState(
             spiffe_id=wanted_id,
@@ -677,9 +738,10 @@ class Reconciler:
                     self._remember_write(await self.cluster.create_secret(pod.namespace, body))
                 except ConflictError:
                     taken = await self.cluster.get_secret(pod.namespace, secret_name)
-                    if taken is not None and not is_managed_by(taken, identity_name):
+                    problem = ownership_problem(taken, identity_name, pod) if taken is not None else None
+                    if taken is not None and problem is not None:
                         self._clashes.add((pod.namespace, secret_name))
-                        result.clash(_clash_message(pod.namespace, secret_name, pod.name, taken), pod.name)
+                        result.clash(_clash_message(pod.namespace, secret_name, pod.name, problem), pod.name)
                         keep_held()
                         return
                     held = self._read(taken).state if taken is not None and owner_pod_uid(taken) == pod.uid else None
@@ -796,8 +858,10 @@ class Reconciler:
             # Events are best effort: losing one must never stop a reconcile.
             logger.warning("could not post event %s: %s", reason, exc)
 
-    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> None:
-        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity."""
+    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> str | None:
+        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity: created, or repaired
+        when it differs from the bundle (whoever edited it). One the operator did not create is never
+        written, nor read: the returned problem says so."""
         data = {c.CA_CRT: bundle_pem.decode("ascii")}
         existing = await self.cluster.get_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP)
         if existing is None:
@@ -814,13 +878,15 @@ class Reconciler:
             try:
                 await self.cluster.create_config_map(namespace, body)
             except ConflictError:
-                return  # created concurrently; the next reconcile compares contents
+                return None  # created concurrently; the next reconcile compares contents
         elif not is_managed(existing):
-            logger.warning("ConfigMap %s/%s exists and is not ours: trust bundle not published there",
-                           namespace, c.TRUST_BUNDLE_CONFIGMAP)
+            return (f"ConfigMap {namespace}/{c.TRUST_BUNDLE_CONFIGMAP} exists and was not created by the operator: "
+                    "the trust bundle is not published there (delete or rename it); pods can use ca.crt of their "
+                    "own Secret")
         elif (existing.get("data") or {}) != data:
             version = str((existing.get("metadata") or {}).get("resourceVersion"))
             await self.cluster.update_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP, {"data": data}, version)
+        return None
 
 
 @dataclass
@@ -908,10 +974,9 @@ def _batched_renewal(state: IssuedState, now: datetime) -> Decision | None:
     return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expires in {left} (due within the batch window)")
 
 
-def _clash_message(namespace: str, secret_name: str, pod_name: str, secret: JSON) -> str:
-    owner = "another identity" if is_managed(secret) else "nobody we know"
+def _clash_message(namespace: str, secret_name: str, pod_name: str, problem: str) -> str:
     return (
-        f"Secret {namespace}/{secret_name} for pod {pod_name} already exists and is managed by {owner}; "
+        f"pod {pod_name}: {problem.replace('Secret ' + secret_name, 'Secret ' + namespace + '/' + secret_name, 1)}; "
         f"it was left untouched (delete or rename it, or set the pod annotation {c.SECRET_NAME_ANNOTATION})"
     )
 

@@ -48,6 +48,9 @@ class Cluster:
     async def list_identities(self, namespace: str) -> list[JSON]:
         return _items(await self.api.request("GET", group_path(GROUP, VERSION, PLURAL, namespace)))
 
+    async def list_identities_everywhere(self) -> list[JSON]:
+        return _items(await self.api.request("GET", group_path(GROUP, VERSION, PLURAL)))
+
     async def patch_identity_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> JSON:
         path = group_path(GROUP, VERSION, PLURAL, namespace, name) + "/status"
         return await self.api.request("PATCH", path, body={"status": dict(status)}, content_type=MERGE_PATCH)
@@ -57,6 +60,10 @@ class Cluster:
     async def list_pods(self, namespace: str, label_selector: str) -> list[JSON]:
         query = {"labelSelector": label_selector}
         return _items(await self.api.request("GET", core_path("pods", namespace), query=query))
+
+    async def list_pods_everywhere(self, label_selector: str) -> list[JSON]:
+        query = {"labelSelector": label_selector}
+        return _items(await self.api.request("GET", core_path("pods"), query=query))
 
     # Secrets -------------------------------------------------------------------------------------
 
@@ -88,12 +95,16 @@ class Cluster:
             "PATCH", core_path("secrets", namespace, name), body=body, content_type=MERGE_PATCH
         )
 
-    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
-        """Delete only the very Secret we read (``uid`` precondition); gone already is fine."""
+    async def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str | None = None) -> None:
+        """Delete only the very Secret we read (``uid`` and, when given, ``resourceVersion``
+        preconditions: a Secret changed since the read is a ``ConflictError``); gone already is fine."""
+        preconditions = {"uid": uid}
+        if resource_version:
+            preconditions["resourceVersion"] = resource_version
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
-            "preconditions": {"uid": uid},
+            "preconditions": preconditions,
             "propagationPolicy": "Background",
         }
         try:
