@@ -16,6 +16,10 @@ from mtls_operator.k8s.api import MERGE_PATCH
 
 __all__ = ["OperatorRef", "PluginCluster", "Unreadable"]
 
+# Lists of metadata only (what kubectl get -o name asks for): names, labels and annotations, never a
+# Secret's data, so listing pod Secrets does not bring their private keys to the user's machine.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+
 
 @dataclass(frozen=True)
 class OperatorRef:
@@ -45,10 +49,12 @@ class PluginCluster:
         except KubernetesAPIError as exc:
             raise Unreadable(str(exc)) from None
 
-    async def list_objects(self, path: str, label_selector: str | None = None) -> list[JSON]:
+    async def list_objects(self, path: str, label_selector: str | None = None, *,
+                           metadata_only: bool = False) -> list[JSON]:
         query = {"labelSelector": label_selector} if label_selector else None
+        accept = METADATA_ONLY if metadata_only else "application/json"
         try:
-            listing = await self.api.request("GET", path, query=query)
+            listing = await self.api.request("GET", path, query=query, accept=accept)
         except KubernetesAPIError as exc:
             raise Unreadable(str(exc)) from None
         return [item for item in listing.get("items") or [] if isinstance(item, dict)]
@@ -65,9 +71,10 @@ class PluginCluster:
         return await self.list_objects(group_path(c.GROUP, c.VERSION, c.PLURAL, namespace))
 
     async def managed_secrets(self, namespace: str | None, identity: str | None = None) -> list[JSON]:
+        """The pod Secrets' metadata (their annotations say everything ``status`` and ``renew`` need)."""
         selector = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
         selector += f",{c.IDENTITY_LABEL}={identity}" if identity else f",{c.IDENTITY_LABEL}"
-        return await self.list_objects(core_path("secrets", namespace), selector)
+        return await self.list_objects(core_path("secrets", namespace), selector, metadata_only=True)
 
     async def ca_secret(self, ref: OperatorRef) -> JSON | None:
         return await self.get(core_path("secrets", ref.namespace, ref.ca_secret))
