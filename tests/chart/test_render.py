@@ -317,3 +317,6 @@ def test_notes_name_the_next_commands() -> None:
     assert f"kubectl rollout status deployment/{FULLNAME} -n {NAMESPACE}" in notes
     assert "kubectl get mtlsid -A" in notes
     assert f"Secret {NAMESPACE}/{c.DEFAULT_CA_SECRET}" in notes
+    # kubectl mtls with this release's names (the plugin's defaults are the chart's for release mtls-operator).
+    assert (f"kubectl mtls check -n shop --operator-namespace {NAMESPACE} --ca-secret {c.DEFAULT_CA_SECRET} "
+            f"--lease {FULLNAME} --webhook-configuration {FULLNAME} --operator-service-account {FULLNAME}") in notes

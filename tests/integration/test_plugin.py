@@ -163,8 +163,9 @@ async def test_check_passes_and_fails_for_ci(cluster: OperatorHandle, mtls: Kube
         "\u221a validatingwebhook caBundle",
         "\u221a webhook serves a certificate the caBundle verifies",
         "\u221a CA valid for more than 30 days",
-        # The emulator does not serve SubjectAccessReview: said so, never passed.
+        # The emulator serves no SubjectAccessReview nor SelfSubjectAccessReview: said so, never passed.
         "\u203c operator RBAC",
+        "\u203c your access (kubectl mtls)",
     }
     data = await mtls.json("check", "-n", NS)
     rbac = next(item for item in data["checks"] if item["name"] == "operator RBAC")

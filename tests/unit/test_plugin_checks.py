@@ -182,3 +182,31 @@ def test_exit_status_and_text_mark_each_result() -> None:
         "",
         "1 ok, 1 warning(s), 1 failure(s)",
     ]
+
+
+NEEDS = checks.user_needs("mtls-system", "mtls-operator-ca", "shop")
+
+
+def test_user_needs_name_what_each_permission_is_for() -> None:
+    texts = {perm.text: purpose for perm, purpose in NEEDS}
+    assert texts["patch secrets/mtls-operator-ca in mtls-system"] == "rotate-ca"
+    assert texts["create pods in shop"] == "check's webhook probe (a dry run)"
+    assert texts["list mtlsidentities.mtls.dev"] == "status -A"
+
+
+@pytest.mark.parametrize(
+    ("allowed", "level", "fragment"),
+    [
+        ({}, Level.OK, f"may do all {len(NEEDS)} kinds"),
+        ({"rotate-ca": False}, Level.WARN, "you may not patch secrets/mtls-operator-ca in mtls-system (for rotate-ca)"),
+        ({"status -A": None}, Level.WARN, "could not check (review failed)"),
+    ],
+)
+def test_check_own_access_warns_and_never_fails(allowed: dict[str, bool | None], level: Level, fragment: str) -> None:
+    answers = []
+    for perm, purpose in NEEDS:
+        answer = allowed.get(purpose, True)
+        answers.append((perm, purpose, answer, "review failed" if answer is None else ""))
+    result = checks.check_own_access(answers)
+    assert result.level is level
+    assert fragment in result.message

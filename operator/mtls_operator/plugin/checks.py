@@ -30,12 +30,14 @@ __all__ = [
     "check_ca_validity",
     "check_crd",
     "check_lease",
+    "check_own_access",
     "check_probe",
     "check_rbac",
     "check_webhook_bundles",
     "exit_code",
     "operator_permissions",
     "probe_skipped",
+    "user_needs",
 ]
 
 CA_MIN_VALIDITY = timedelta(days=30)
@@ -260,3 +262,33 @@ def check_rbac(user: str, answers: Sequence[tuple[Permission, bool | None, str]]
         return CheckResult(name, Level.WARN, f"could not check ({unknown[0][1]})",
                            "a SubjectAccessReview needs create on subjectaccessreviews.authorization.k8s.io")
     return CheckResult(name, Level.OK, f"{user} may do all {len(answers)} kinds of request the operator makes")
+
+
+def user_needs(operator_namespace: str, ca_secret: str, probe_namespace: str) -> list[tuple[Permission, str]]:
+    """What the plugin's commands ask of the user's RBAC, and what each permission is for."""
+    return [
+        (Permission("list", c.GROUP, c.PLURAL), "status -A"),
+        (Permission("list", "", "secrets"), "the expiry and CA columns of status, inspect and verify"),
+        (Permission("get", "", "secrets", namespace=operator_namespace, name=ca_secret),
+         "the next and previous CA (inspect, verify during a rotation)"),
+        (Permission("patch", "", "secrets", namespace=operator_namespace, name=ca_secret), "rotate-ca"),
+        (Permission("create", "", "pods", namespace=probe_namespace), "check's webhook probe (a dry run)"),
+        (Permission("create", "authorization.k8s.io", "subjectaccessreviews"), "check's operator RBAC"),
+    ]
+
+
+def check_own_access(answers: Sequence[tuple[Permission, str, bool | None, str]]) -> CheckResult:
+    """``answers``: per permission, what it is for, allowed (None: the SelfSubjectAccessReview failed), reason.
+
+    The user's own access is about this tool, not the operator's health: it warns, never fails."""
+    name = "your access (kubectl mtls)"
+    unknown = [reason for _, _, allowed, reason in answers if allowed is None]
+    denied = [(perm, purpose) for perm, purpose, allowed, _ in answers if allowed is False]
+    if denied:
+        return CheckResult(name, Level.WARN, "you may not " + "; ".join(f"{perm.text} (for {purpose})"
+                                                                         for perm, purpose in denied),
+                           "what these would show is reported as unknown; ask for the permissions to see it")
+    if unknown:
+        return CheckResult(name, Level.WARN, f"could not check ({unknown[0]})",
+                           "a SelfSubjectAccessReview needs the API group authorization.k8s.io/v1")
+    return CheckResult(name, Level.OK, f"you may do all {len(answers)} kinds of request kubectl mtls makes")

@@ -315,19 +315,23 @@ async def _probe(cluster: PluginCluster, namespace: str) -> checks.ProbeOutcome:
     return checks.ProbeOutcome(201 if created else 0, "" if created else "empty answer")
 
 
-async def _review(cluster: PluginCluster, user: str, groups: list[str], permission: checks.Permission
+async def _review(cluster: PluginCluster, user: str | None, groups: list[str], permission: checks.Permission
                   ) -> tuple[checks.Permission, bool | None, str]:
-    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": {"user": user, "groups": groups, "resourceAttributes": permission.attributes()}}
+    """A SubjectAccessReview for ``user``, or (``user`` None) a SelfSubjectAccessReview for whoever we are."""
+    kind = "SubjectAccessReview" if user is not None else "SelfSubjectAccessReview"
+    spec: dict[str, Any] = {"resourceAttributes": permission.attributes()}
+    if user is not None:
+        spec.update(user=user, groups=groups)
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec}
     try:
-        answer = await cluster.create("/apis/authorization.k8s.io/v1/subjectaccessreviews", body)
+        answer = await cluster.create(f"/apis/authorization.k8s.io/v1/{kind.lower()}s", body)
     except KubernetesAPIError as exc:
         if exc.status == 404:
-            return permission, None, "the API server does not serve authorization.k8s.io/v1 SubjectAccessReview"
-        return permission, None, f"SubjectAccessReview refused: {exc}"
+            return permission, None, f"the API server does not serve authorization.k8s.io/v1 {kind}"
+        return permission, None, f"{kind} refused: {exc}"
     result = answer.get("status") or {}
     if "allowed" not in result:
-        return permission, None, "the SubjectAccessReview came back without a decision"
+        return permission, None, f"the {kind} came back without a decision"
     return permission, bool(result.get("allowed")), str(result.get("reason") or "")
 
 
@@ -376,6 +380,10 @@ async def check(cluster: PluginCluster, ref: OperatorRef, probe_namespace: str, 
     permissions = checks.operator_permissions(ref.namespace, ref.lease, ref.webhook_configuration)
     answers = await asyncio.gather(*(_review(cluster, user, groups, p) for p in permissions))
     results.append(checks.check_rbac(user, answers))
+    needs = checks.user_needs(ref.namespace, ref.ca_secret, probe_namespace)
+    own = await asyncio.gather(*(_review(cluster, None, [], permission) for permission, _ in needs))
+    results.append(checks.check_own_access([(perm, purpose, allowed, reason)
+                                            for (perm, purpose), (_, allowed, reason) in zip(needs, own, strict=True)]))
     data = {"checks": [{"name": r.name, "result": r.level.value, "message": r.message, "hint": r.hint}
                        for r in results]}
     return Output(data, render.check_text(results), checks.exit_code(results))
