@@ -250,3 +250,23 @@ async def test_rotate_ca_and_verify_after_the_next_step(cluster: OperatorHandle,
     again = await mtls("rotate-ca")
     assert again.returncode == 1
     assert "already under way (phase Distributing)" in again.stderr
+
+
+async def test_an_unreachable_api_server_fails_check_and_errors_elsewhere(tmp_path: pathlib.Path) -> None:
+    kubeconfig = tmp_path / "dead.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "dead", "user": {"token": "x"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
+    mtls = KubectlMtls(kubeconfig)
+    check = await mtls("check")
+    assert check.returncode == 1
+    assert check.stdout.startswith("\u00d7 API server reachable: ")
+    assert "    hint: check your kubeconfig and context" in check.stdout
+    status = await mtls("status", "-A")
+    assert status.returncode == 1
+    assert status.stderr.startswith("error: cannot list identities: ")
+    missing = await KubectlMtls(tmp_path / "nothing-here")("status")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: cannot load Kubernetes credentials")

@@ -33,7 +33,13 @@ class OperatorRef:
 
 
 class Unreadable(Exception):
-    """The user may not read something (or the API failed): the message says what and why."""
+    """The user may not read something (or the API failed): the message says what and why.
+
+    ``status`` is the HTTP status, None when the API server did not answer at all."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PluginCluster:
@@ -47,7 +53,7 @@ class PluginCluster:
         except NotFoundError:
             return None
         except KubernetesAPIError as exc:
-            raise Unreadable(str(exc)) from None
+            raise Unreadable(str(exc), exc.status) from None
 
     async def list_objects(self, path: str, label_selector: str | None = None, *,
                            metadata_only: bool = False) -> list[JSON]:
@@ -56,7 +62,7 @@ class PluginCluster:
         try:
             listing = await self.api.request("GET", path, query=query, accept=accept)
         except KubernetesAPIError as exc:
-            raise Unreadable(str(exc)) from None
+            raise Unreadable(str(exc), exc.status) from None
         return [item for item in listing.get("items") or [] if isinstance(item, dict)]
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> JSON:

@@ -341,6 +341,13 @@ async def check(cluster: PluginCluster, ref: OperatorRef, probe_namespace: str, 
         crd = await cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{checks.CRD_NAME}")
         results.append(checks.check_crd(crd))
     except Unreadable as exc:
+        if exc.status is None:
+            # Nothing else can be told either.
+            unreachable = checks.CheckResult("API server reachable", checks.Level.FAIL, str(exc),
+                                             "check your kubeconfig and context (--kubeconfig, --context)")
+            return Output({"checks": [{"name": unreachable.name, "result": unreachable.level.value,
+                                       "message": unreachable.message, "hint": unreachable.hint}]},
+                          render.check_text([unreachable]), 1)
         results.append(checks.CheckResult("CRD installed", checks.Level.WARN, f"could not check: {exc}",
                                           "needs get on customresourcedefinitions.apiextensions.k8s.io"))
     lease_ref = f"{ref.namespace}/{ref.lease}"
