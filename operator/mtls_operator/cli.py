@@ -25,6 +25,7 @@ _SETTING_FLAGS = {
     "webhook_port": "MTLS_WEBHOOK_PORT",
     "webhook_service": "MTLS_WEBHOOK_SERVICE",
     "webhook_configuration": "MTLS_WEBHOOK_CONFIGURATION",
+    "webhook_ca_secret": "MTLS_WEBHOOK_CA_SECRET",
     "leader_election": "MTLS_LEADER_ELECTION",
     "lease_name": "MTLS_LEASE_NAME",
     "lease_duration": "MTLS_LEASE_DURATION",

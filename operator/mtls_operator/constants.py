@@ -41,6 +41,8 @@ SECRET_TYPE_TLS: Final = "kubernetes.io/tls"
 
 # CA and trust bundle.
 DEFAULT_CA_SECRET: Final = "mtls-operator-ca"
+# The admission webhooks' own CA (signs only their serving certificates; never in a trust bundle).
+DEFAULT_WEBHOOK_CA_SECRET: Final = "mtls-operator-webhook-ca"
 TRUST_BUNDLE_CONFIGMAP: Final = "mtls-trust-bundle"
 
 # Kubernetes limits.

@@ -18,13 +18,23 @@ from cryptography import x509
 
 from mtls_operator import constants as c
 from mtls_operator.errors import PKIError, SpecError
-from mtls_operator.pki import key_matches_certificate, load_private_key_pem, parse_pem_certificates
+from mtls_operator.pki import (
+    BUNDLE_LIMITS,
+    CHAIN_LIMITS,
+    MAX_KEY_PEM_BYTES,
+    key_matches_certificate,
+    load_private_key_pem,
+    parse_pem_certificates,
+)
 from mtls_operator.renewal import IssuedState
 from mtls_operator.spec import LabelSelector, parse_label_selector
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HASH_SUFFIX_LENGTH = 10
 MAX_LABEL_VALUE_LENGTH = 63
+# The most one Secret value may decode to, checked before decoding: Kubernetes refuses a Secret of
+# more than 1 MiB, so nothing legitimate is larger.
+MAX_SECRET_VALUE_BYTES = BUNDLE_LIMITS.max_bytes
 
 
 def parse_time(text: object) -> datetime | None:
@@ -328,14 +338,29 @@ def owner_pod_uid(secret: Mapping[str, Any]) -> str | None:
     return None
 
 
-def secret_data(secret: Mapping[str, Any], key: str) -> bytes | None:
-    value = (secret.get("data") or {}).get(key)
+def read_secret_value(
+    secret: Mapping[str, Any], key: str, max_bytes: int = MAX_SECRET_VALUE_BYTES
+) -> tuple[bytes | None, str | None]:
+    """A Secret's decoded value and ``None``, or ``None`` and why it is unusable (missing, too large,
+    not base64). The size is checked on the base64 text, before anything is decoded."""
+    data = secret.get("data")
+    value = data.get(key) if isinstance(data, Mapping) else None
     if not isinstance(value, str) or not value:
-        return None
+        return None, f"Secret is missing {key}"
+    if len(value) > 4 * -(-max_bytes // 3):
+        return None, f"{key} is over the {max_bytes}-byte limit ({len(value)} characters of base64)"
     try:
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except ValueError:
-        return None
+        return None, f"{key} is not valid base64"
+    if len(decoded) > max_bytes:
+        return None, f"{key} is {len(decoded)} bytes, over the {max_bytes}-byte limit"
+    return decoded, None
+
+
+def secret_data(secret: Mapping[str, Any], key: str, *, max_bytes: int = MAX_SECRET_VALUE_BYTES) -> bytes | None:
+    """A Secret's decoded value, or ``None`` when it is missing, not base64 or over ``max_bytes``."""
+    return read_secret_value(secret, key, max_bytes)[0]
 
 
 @dataclass(frozen=True)
@@ -350,13 +375,19 @@ class SecretReading:
 def read_secret(secret: Mapping[str, Any]) -> SecretReading:
     """Re-derive the issued state from a Secret's annotations, cross-checked with its certificate.
 
-    This is what lets a restarted operator re-issue nothing that is still valid.
+    This is what lets a restarted operator re-issue nothing that is still valid. A tenant may write
+    anything into the Secret: whatever it holds, this returns a reading (a malformed or oversized
+    field is a problem, which means a repair), never raises, and does bounded work (each field is
+    capped before it is decoded).
     """
-    annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    chain = secret_data(secret, c.TLS_CRT)
-    key = secret_data(secret, c.TLS_KEY)
-    bundle = secret_data(secret, c.CA_CRT)
-    problems = [f"Secret is missing {name}" for name, data in ((c.TLS_CRT, chain), (c.TLS_KEY, key)) if not data]
+    metadata = secret.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        annotations = {}
+    chain, chain_problem = read_secret_value(secret, c.TLS_CRT, CHAIN_LIMITS.max_bytes)
+    key, key_problem = read_secret_value(secret, c.TLS_KEY, MAX_KEY_PEM_BYTES)
+    bundle = secret_data(secret, c.CA_CRT, max_bytes=BUNDLE_LIMITS.max_bytes)
+    problems = [problem for problem in (chain_problem, key_problem) if problem is not None]
     not_after = parse_time(annotations.get(c.NOT_AFTER_ANNOTATION))
     renew_at = parse_time(annotations.get(c.RENEW_AT_ANNOTATION))
     required = (
@@ -371,9 +402,9 @@ def read_secret(secret: Mapping[str, Any]) -> SecretReading:
     not_before: datetime | None = None
     if chain:
         try:
-            leaf = parse_pem_certificates(chain)[0]
-        except PKIError:
-            problems.append("tls.crt is not a readable certificate")
+            leaf = parse_pem_certificates(chain, CHAIN_LIMITS)[0]
+        except PKIError as error:
+            problems.append(f"tls.crt is not a readable certificate: {error}")
         else:
             if format(leaf.serial_number, "x") != annotations[c.SERIAL_ANNOTATION]:
                 problems.append("tls.crt does not match the recorded serial")
@@ -396,7 +427,8 @@ def read_secret(secret: Mapping[str, Any]) -> SecretReading:
 
 def _key_matches(key_pem: bytes, leaf: x509.Certificate) -> bool:
     try:
-        return key_matches_certificate(load_private_key_pem(key_pem), leaf)
+        # Only compared with the certificate, never used to sign: the RSA check's seconds are not needed.
+        return key_matches_certificate(load_private_key_pem(key_pem, check_rsa_key=False), leaf)
     except PKIError:
         return False
 

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "mtls_operator"
 
 # Pure code: no kopf, no kubernetes client, nothing with I/O above it.
 PURE = ["models.py", "constants.py", "errors.py", "spec.py", "policy.py", "renewal.py", "config.py", "plan.py",
-        "rotation.py", "election.py", "injection.py", "admission.py", "pki", "logs.py",
+        "rotation.py", "election.py", "injection.py", "admission.py", "webhook_ca.py", "pki", "logs.py",
         # kubectl mtls: everything but its API access (cluster.py, commands.py) and wiring (cli.py).
         "plugin/facts.py", "plugin/trust.py", "plugin/checks.py", "plugin/render.py"]
 FRAMEWORKS = {"kopf", "kubernetes", "kmock", "aiohttp", "prometheus_client"}

@@ -75,10 +75,10 @@ WRONG = base64.b64encode(certs_to_pem([OTHER.cert])).decode()
 @pytest.mark.parametrize(
     ("mutating", "signing", "levels", "fragment"),
     [
-        (configuration(GOOD, GOOD), CA.fingerprint, [Level.OK, Level.OK], "holds the signing CA"),
-        (configuration(GOOD), None, [Level.WARN, Level.WARN], "CA that signs is unknown"),
+        (configuration(GOOD, GOOD), CA.fingerprint, [Level.OK, Level.OK], "holds the webhook CA"),
+        (configuration(GOOD), None, [Level.WARN, Level.WARN], "webhook CA that signs is unknown"),
         (configuration(GOOD, None), CA.fingerprint, [Level.FAIL, Level.OK], "hook1.mtls.dev: no caBundle"),
-        (configuration(WRONG), CA.fingerprint, [Level.FAIL, Level.OK], "does not hold the signing CA"),
+        (configuration(WRONG), CA.fingerprint, [Level.FAIL, Level.OK], "does not hold the webhook CA"),
         (configuration("not base64!"), CA.fingerprint, [Level.FAIL, Level.OK], "unreadable"),
         (configuration(base64.b64encode(b"junk").decode()), CA.fingerprint, [Level.FAIL, Level.OK], "unreadable"),
         (None, CA.fingerprint, [Level.WARN, Level.OK], "not found"),

@@ -170,7 +170,8 @@ class CAStore:
             self._unusable(f"the CA {self.where} must hold tls.crt and tls.key (base64 PEM)", version)
             return
         try:
-            ca = load_ca(tls_crt, tls_key, secret_data(secret, c.CA_CRT), self._clock())
+            # Parsing, the key's checks and a probe signature: CPU work, off the event loop.
+            ca = await asyncio.to_thread(load_ca, tls_crt, tls_key, secret_data(secret, c.CA_CRT), self._clock())
         except CAError as exc:
             self._unusable(f"the CA in {self.where} is unusable: {exc}", version)
             return
@@ -189,13 +190,14 @@ class CAStore:
             self.rotation = rotation
             self._loaded_version = version
             return
+        # Loaded before any state changes: no one sees the new CA without its next one.
+        self.next_ca, self.next_error = await self._load_next(secret)
         self.replacement = None
         if self._ca is None or self._ca.fingerprint != ca.fingerprint:
             logger.info("signing with CA %s from %s (expires %s)", ca.fingerprint, self.where, ca.not_after)
         self._ca = ca
         self._bundle = certs_to_pem(ca.trust)
         self.rotation = rotation
-        self._load_next(secret)
         self._metrics.ca_loaded(ca.fingerprint, ca.not_after)
         self._metrics.ca_rotation(rotation.phase.number, self.next_ca.fingerprint if self.next_ca else None,
                                   self.next_ca.not_after if self.next_ca else None)
@@ -203,19 +205,19 @@ class CAStore:
         self._loaded_version = version
         self._ever_loaded = True
 
-    def _load_next(self, secret: JSON) -> None:
+    async def _load_next(self, secret: JSON) -> tuple[CertificateAuthority | None, str | None]:
+        """The next CA (``next.crt``/``next.key``) and ``None``, or ``None`` and why it is unusable."""
         next_crt = secret_data(secret, NEXT_TLS_CRT)
         next_key = secret_data(secret, NEXT_TLS_KEY)
-        self.next_ca, self.next_error = None, None
         if not next_crt and not next_key:
-            return
+            return None, None
         if not next_crt or not next_key:
-            self.next_error = f"the next CA in {self.where} needs both {NEXT_TLS_CRT} and {NEXT_TLS_KEY}"
-            return
+            return None, f"the next CA in {self.where} needs both {NEXT_TLS_CRT} and {NEXT_TLS_KEY}"
         try:
-            self.next_ca = load_ca(next_crt, next_key, secret_data(secret, c.CA_CRT), self._clock())
+            return await asyncio.to_thread(load_ca, next_crt, next_key, secret_data(secret, c.CA_CRT),
+                                           self._clock()), None
         except CAError as exc:
-            self.next_error = f"the next CA in {self.where} ({NEXT_TLS_CRT}, {NEXT_TLS_KEY}) is unusable: {exc}"
+            return None, f"the next CA in {self.where} ({NEXT_TLS_CRT}, {NEXT_TLS_KEY}) is unusable: {exc}"
 
     async def _bootstrap(self) -> JSON | None:
         """Create a CA on first start only; a CA that vanished later is reported, never replaced.

@@ -34,6 +34,8 @@ from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.logs import fields
 from mtls_operator.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
+    BUNDLE_LIMITS,
+    CHAIN_LIMITS,
     CLOCK_SKEW,
     CertificateAuthority,
     LeafRequest,
@@ -395,43 +397,83 @@ class Reconciler:
 
     def _chain_problem(self, secret: JSON, reading: SecretReading, bundle_pem: bytes) -> str | None:
         """Whether the Secret's certificate chains to the current trust bundle (a hand-edited Secret may
-        not); remembered per Secret version and bundle."""
-        meta = secret.get("metadata") or {}
-        key = (str(meta.get("uid")), str(meta.get("resourceVersion")), bundle_pem)
-        if key in self._chain_checks:
-            return self._chain_checks[key]
-        problem: str | None = None
-        chain_pem = secret_data(secret, c.TLS_CRT)
-        if reading.state is not None and chain_pem:
-            try:
-                certs = parse_pem_certificates(chain_pem)
-                leaf = certs[0]
-                # Within the leaf's own validity: expiry is a renewal, not a broken chain.
-                latest = leaf.not_valid_after_utc - timedelta(seconds=1)
-                moment = max(leaf.not_valid_before_utc, min(self.clock(), latest))
-                verify_leaf(leaf, certs[1:], self._trust_anchors(bundle_pem), moment)
-            except (PKIError, ChainError) as exc:
-                problem = f"tls.crt does not chain to the trust bundle: {exc}"
+        not); remembered per Secret version and bundle (``_read_all`` checks it in a worker thread)."""
+        key = _chain_key(secret, bundle_pem)
+        if key not in self._chain_checks:
+            self._remember_chain(key, self._check_chain(secret, reading, bundle_pem, self.clock()))
+        return self._chain_checks[key]
+
+    def _check_chain(self, secret: JSON, reading: SecretReading, bundle_pem: bytes, now: datetime) -> str | None:
+        try:
+            anchors = self._trust_anchors(bundle_pem)
+        except PKIError as exc:
+            return f"tls.crt does not chain to the trust bundle: {exc}"
+        return _chain_problem(secret, reading, anchors, now)
+
+    def _remember_chain(self, key: tuple[str, str, bytes], problem: str | None) -> None:
         if len(self._chain_checks) >= READING_CACHE_SIZE:
             self._chain_checks.clear()
         self._chain_checks[key] = problem
-        return problem
 
     def _trust_anchors(self, bundle_pem: bytes) -> list[Any]:
-        if self._anchors is None or self._anchors[0] != bundle_pem:
-            self._anchors = (bundle_pem, parse_pem_certificates(bundle_pem))
-        return self._anchors[1]
+        """The bundle's certificates; the bundle is the operator's own, but parsed off the loop all the same
+        (``_read_all`` calls this in its worker thread: the tuple is replaced whole, never mutated)."""
+        anchors = self._anchors
+        if anchors is None or anchors[0] != bundle_pem:
+            anchors = self._anchors = (bundle_pem, parse_pem_certificates(bundle_pem, BUNDLE_LIMITS))
+        return anchors[1]
 
     def _read(self, secret: JSON) -> SecretReading:
-        """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass."""
-        meta = secret.get("metadata") or {}
-        version = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass.
+
+        ``_read_all`` has parsed it already, in a worker thread; parsing here, on the loop, happens only
+        when the cache was cleared in between."""
+        version = _reading_key(secret)
         reading = self._readings.get(version)
         if reading is None:
-            if len(self._readings) >= READING_CACHE_SIZE:
-                self._readings.clear()
-            reading = self._readings[version] = read_secret(secret)
+            reading = read_secret(secret)
+            self._remember_reading(version, reading)
         return reading
+
+    def _remember_reading(self, version: tuple[str, str], reading: SecretReading) -> None:
+        if len(self._readings) >= READING_CACHE_SIZE:
+            self._readings.clear()
+        self._readings[version] = reading
+
+    async def _read_all(self, secrets: list[JSON], bundle_pem: bytes) -> None:
+        """Read (``read_secret``) and chain-check every Secret not seen in this version yet, in one
+        worker thread for all of them.
+
+        Their data is the tenants' to write (up to 1 MiB a Secret): parsing it on the event loop would
+        hold up the webhooks, the Lease and the health endpoint. One thread hop per pass, not one per
+        Secret, keeps the CPU per certificate low; each parse step is capped and linear (pki/bundle.py),
+        so the worker never holds the GIL for long and the loop keeps its turns.
+        """
+        pending = [secret for secret in secrets if self._needs_parsing(secret, bundle_pem)]
+        if not pending:
+            return
+        cached = [self._readings.get(_reading_key(secret)) for secret in pending]
+        moment = self.clock()
+
+        def parse() -> list[tuple[SecretReading, str | None]]:
+            done = []
+            for secret, known in zip(pending, cached, strict=True):
+                reading = known if known is not None else read_secret(secret)
+                checked = reading.state is not None and not reading.problems
+                done.append((reading, self._check_chain(secret, reading, bundle_pem, moment) if checked else None))
+            return done
+
+        for secret, (reading, problem) in zip(pending, await asyncio.to_thread(parse), strict=True):
+            self._remember_reading(_reading_key(secret), reading)
+            if reading.state is not None and not reading.problems:
+                self._remember_chain(_chain_key(secret, bundle_pem), problem)
+
+    def _needs_parsing(self, secret: JSON, bundle_pem: bytes) -> bool:
+        reading = self._readings.get(_reading_key(secret))
+        if reading is None:
+            return True
+        return reading.state is not None and not reading.problems and _chain_key(secret, bundle_pem) not in \
+            self._chain_checks
 
     def wrote(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether this version of a Secret is one the reconciler wrote itself."""
@@ -559,6 +601,8 @@ class Reconciler:
                 result=result,
             )
 
+        # Every uncached Secret of the pass parsed in one worker thread, before anything reads it.
+        await self._read_all([existing[n] for n, _ in assignments if n in existing], bundle_pem)
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
         assignments.sort(key=lambda item: self._urgency(existing.get(item[0]), now))
         await asyncio.gather(*(serve(secret_name, pod) for secret_name, pod in assignments))
@@ -655,6 +699,8 @@ class Reconciler:
             result.clash(_clash_message(pod.namespace, secret_name, pod.name, problem), pod.name)
             return
         self._clashes.discard((pod.namespace, secret_name))
+        if secret is not None:
+            await self._read_all([secret], bundle_pem)  # a no-op for the Secrets the pass listed
         reading = self._read(secret) if secret is not None else None
         desired = DesiredState(
             spiffe_id=wanted_id,
@@ -744,7 +790,10 @@ class Reconciler:
                         result.clash(_clash_message(pod.namespace, secret_name, pod.name, problem), pod.name)
                         keep_held()
                         return
-                    held = self._read(taken).state if taken is not None and owner_pod_uid(taken) == pod.uid else None
+                    mine = taken is not None and owner_pod_uid(taken) == pod.uid
+                    if taken is not None and mine:
+                        await self._read_all([taken], bundle_pem)
+                    held = self._read(taken).state if taken is not None and mine else None
                     if held is not None:
                         # Issued for this very pod a moment ago (a first issue outside the pass).
                         result.count_valid(held.spiffe_id, held.renew_at, held.not_after)
@@ -939,6 +988,32 @@ class _PodsResult:
         self.errors[error] = self.errors.get(error, 0) + 1
         if pod is not None:
             self.failed_pods.add(pod)
+
+
+def _reading_key(secret: JSON) -> tuple[str, str]:
+    meta = secret.get("metadata") or {}
+    return str(meta.get("uid")), str(meta.get("resourceVersion"))
+
+
+def _chain_key(secret: JSON, bundle_pem: bytes) -> tuple[str, str, bytes]:
+    return (*_reading_key(secret), bundle_pem)
+
+
+def _chain_problem(secret: JSON, reading: SecretReading, anchors: list[Any], now: datetime) -> str | None:
+    """Why the Secret's certificate does not chain to ``anchors``, or None (pure: runs in worker threads)."""
+    chain_pem = secret_data(secret, c.TLS_CRT, max_bytes=CHAIN_LIMITS.max_bytes)
+    if reading.state is None or not chain_pem:
+        return None
+    try:
+        certs = parse_pem_certificates(chain_pem, CHAIN_LIMITS)
+        leaf = certs[0]
+        # Within the leaf's own validity: expiry is a renewal, not a broken chain.
+        latest = leaf.not_valid_after_utc - timedelta(seconds=1)
+        moment = max(leaf.not_valid_before_utc, min(now, latest))
+        verify_leaf(leaf, certs[1:], anchors, moment)
+    except (PKIError, ChainError) as exc:
+        return f"tls.crt does not chain to the trust bundle: {exc}"
+    return None
 
 
 def _rightful_claimant(claimants: list[PodInfo], secret: JSON | None) -> PodInfo:

@@ -18,7 +18,6 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
-from mtls_operator.controller.webhook_tls import WebhookCABundle
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.pki import (
@@ -67,7 +66,6 @@ class RotationController:
         on_change: Callable[[], None],
         poll_interval: float = 5.0,
         idle_interval: float = 60.0,
-        webhooks: WebhookCABundle | None = None,
     ) -> None:
         self.cluster = cluster
         self.ca_store = ca_store
@@ -76,7 +74,6 @@ class RotationController:
         self.on_change = on_change
         self.poll_interval = poll_interval
         self.idle_interval = idle_interval
-        self.webhooks = webhooks
         self._last_message: str | None = None
         # The last wait reported, so a standing wait is logged once, not every poll.
         self._last_wait: str | None = None
@@ -288,11 +285,7 @@ class RotationController:
         bundle_pem = self.ca_store.bundle_pem
         previous = state.previous_fingerprint if state.phase is Phase.REISSUING else None
         fleet, laggards = await self._fleet(bundle_pem, previous)
-        # With webhooks, every replica re-reads the CA Secret within a refresh interval and re-issues
-        # its serving certificate then: the old CA may only leave the bundle after they all did.
         delay = self.settings.ca_propagation_delay
-        if self.webhooks is not None:
-            delay = max(delay, timedelta(seconds=2 * self.ca_store.refresh_interval))
         decision = next_step(state, fleet, now, delay)
         await self._report_stall(secret, state, decision, fleet, laggards, delay, now)
         if decision.step is Step.WAIT:
@@ -422,15 +415,8 @@ class RotationController:
                 stale += 1
                 where = f"ConfigMap {(config_map.get('metadata') or {}).get('namespace')}/{c.TRUST_BUNDLE_CONFIGMAP}"
                 laggards[where] = laggards.get(where, 0) + 1
-        webhooks = 0
-        if self.webhooks is not None:
-            await self.webhooks.publish()  # the leader publishes; do not wait for its next round
-            for where in await self.webhooks.lagging(bundle_pem):
-                webhooks += 1
-                laggards[where] = 1
-            stale += webhooks
         named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
-        fleet = Fleet(objects=len(ours) + len(config_maps) + webhooks, stale_bundle=stale,
+        fleet = Fleet(objects=len(ours) + len(config_maps), stale_bundle=stale,
                       leaves_of_previous=old_leaves)
         return fleet, named
 

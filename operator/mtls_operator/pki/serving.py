@@ -1,8 +1,10 @@
-"""TLS server certificates for the operator's own admission webhooks (not SPIFFE SVIDs).
+"""TLS server certificates for the operator's own admission webhooks (not SPIFFE SVIDs), and their CA.
 
 The API server verifies the webhook by DNS name (``<service>.<namespace>.svc``) against the
 configuration's ``caBundle``, so this certificate carries DNS names (and, for local set-ups, IP
 addresses) and the serverAuth usage only; it has no SPIFFE ID because it names a Service, not a pod.
+It is signed by a CA of its own (``create_webhook_ca``), never by the CA of pod certificates: a pod
+certificate can then never serve the webhooks, and the caBundle never makes the API server trust it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,22 @@ from mtls_operator.pki._util import (
     whole_seconds,
 )
 from mtls_operator.pki.bundle import certs_to_pem
-from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
+from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier, create_self_signed_ca
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
 from mtls_operator.pki.leaf import IssuedLeaf, verified_leaf
 
 # Placeholders are served only until the CA loads (seconds); a day outlasts any slow start.
 PLACEHOLDER_VALIDITY = timedelta(days=1)
+
+
+def create_webhook_ca(now: datetime, validity: timedelta) -> CertificateAuthority:
+    """A new self-signed CA (ECDSA P-256) for the webhooks' serving certificates only.
+
+    Its subject names its purpose (then, as every generated CA's, the day and its key identifier), so
+    that it is never taken for the pods' CA, and the old and the new webhook CA of a rotation (both in
+    the caBundle for a while) never share an issuer name.
+    """
+    return create_self_signed_ca(require_utc(now), validity=validity, common_name="mtls-operator webhook CA")
 
 
 def issue_serving_certificate(

@@ -114,7 +114,8 @@ def check_lease(lease: Mapping[str, Any] | None, lease_ref: str, now: datetime) 
 
 def check_webhook_bundles(configurations: Mapping[str, Mapping[str, Any] | None], configuration: str,
                           signing_ca: str | None) -> list[CheckResult]:
-    """Each webhook carries a caBundle with the CA that signs the webhooks' serving certificates."""
+    """Each webhook carries a caBundle with the webhook CA that signs the replicas' serving certificates
+    (``signing_ca``: its fingerprint, from the webhook CA Secret; None when that could not be read)."""
     results = []
     for kind in WEBHOOK_KINDS:
         body = configurations.get(kind)
@@ -135,11 +136,11 @@ def check_webhook_bundles(configurations: Mapping[str, Mapping[str, Any] | None]
                                        "(the Lease) and its logs"))
         elif signing_ca is None:
             results.append(CheckResult(name, Level.WARN, f"{kind}/{configuration}: every webhook has a caBundle, "
-                                                         "but the CA that signs is unknown here",
-                                       "let the user read the CA Secret to compare them"))
+                                                         "but the webhook CA that signs is unknown here",
+                                       "let the user read the webhook CA Secret (--webhook-ca-secret) to compare"))
         else:
             results.append(CheckResult(name, Level.OK, f"{kind}/{configuration}: every webhook's caBundle holds "
-                                                       f"the signing CA {signing_ca[:19]}…"))
+                                                       f"the webhook CA {signing_ca[:19]}…"))
     return results
 
 
@@ -151,7 +152,7 @@ def _bundle_problem(ca_bundle: object, signing_ca: str | None) -> str | None:
     except (binascii.Error, ValueError, PKIError) as exc:
         return f"caBundle is unreadable: {exc}"
     if signing_ca is not None and signing_ca not in {fingerprint(cert) for cert in certs}:
-        return f"caBundle does not hold the signing CA {signing_ca}: the API server will not trust the webhook"
+        return f"caBundle does not hold the webhook CA {signing_ca}: the API server will not trust the webhook"
     return None
 
 

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--operator-namespace", default=_DEFAULTS.namespace,
                         help=f"where the operator runs and keeps its CA (default {_DEFAULTS.namespace})")
     common.add_argument("--ca-secret", default=_DEFAULTS.ca_secret, help="the CA Secret's name")
+    common.add_argument("--webhook-ca-secret", default=_DEFAULTS.webhook_ca_secret,
+                        help="the admission webhooks' CA Secret's name")
     common.add_argument("--lease", default=_DEFAULTS.lease, help="the leader election Lease's name")
     common.add_argument("--webhook-configuration", default=_DEFAULTS.webhook_configuration,
                         help="the webhook configurations' name")
@@ -78,7 +80,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: Te
         print(f"error: {exc}", file=err)
         return 2
     namespace = args.namespace or kubeconfig_namespace(args.kubeconfig, args.context) or "default"
-    ref = OperatorRef(namespace=args.operator_namespace, ca_secret=args.ca_secret, lease=args.lease,
+    ref = OperatorRef(namespace=args.operator_namespace, ca_secret=args.ca_secret,
+                      webhook_ca_secret=args.webhook_ca_secret, lease=args.lease,
                       webhook_configuration=args.webhook_configuration, service_account=args.operator_service_account)
     try:
         work = _command(args, ref, namespace, now)

@@ -27,6 +27,8 @@ class OperatorRef:
 
     namespace: str = "mtls-system"
     ca_secret: str = c.DEFAULT_CA_SECRET
+    # The admission webhooks' own CA: what their caBundle must hold (never the pods' CA).
+    webhook_ca_secret: str = c.DEFAULT_WEBHOOK_CA_SECRET
     lease: str = "mtls-operator"
     webhook_configuration: str = "mtls-operator"
     service_account: str = "mtls-operator"

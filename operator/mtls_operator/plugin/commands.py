@@ -303,6 +303,19 @@ async def _signing_ca(cluster: PluginCluster, ref: OperatorRef) -> tuple[str | N
     return view.signing, None, why
 
 
+async def _webhook_ca(cluster: PluginCluster, ref: OperatorRef) -> str | None:
+    """The fingerprint of the webhook CA that signs the replicas' serving certificates, if readable."""
+    try:
+        secret = await cluster.get(core_path("secrets", ref.namespace, ref.webhook_ca_secret))
+    except Unreadable:
+        return None
+    data = secret_data(secret, c.TLS_CRT) if secret is not None else None
+    try:
+        return fingerprint(parse_pem_certificates(data)[0]) if data else None
+    except PKIError:
+        return None
+
+
 async def _probe(cluster: PluginCluster, namespace: str) -> checks.ProbeOutcome:
     body = {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"generateName": "kubectl-mtls-check-", "namespace": namespace,
@@ -358,6 +371,7 @@ async def check(cluster: PluginCluster, ref: OperatorRef, probe_namespace: str, 
         results.append(checks.CheckResult("leader holds a fresh Lease", checks.Level.WARN, f"could not check: {exc}",
                                           f"needs get on leases.coordination.k8s.io in {ref.namespace}"))
     signing, not_after, where = await _signing_ca(cluster, ref)
+    webhook_ca = await _webhook_ca(cluster, ref)
     configurations: dict[str, Mapping[str, Any] | None] = {}
     unreadable: list[str] = []
     for kind in checks.WEBHOOK_KINDS:
@@ -371,7 +385,7 @@ async def check(cluster: PluginCluster, ref: OperatorRef, probe_namespace: str, 
                                           f"could not check: {'; '.join(unreadable)}",
                                           "needs get on mutating/validatingwebhookconfigurations"))
     else:
-        results.extend(checks.check_webhook_bundles(configurations, ref.webhook_configuration, signing))
+        results.extend(checks.check_webhook_bundles(configurations, ref.webhook_configuration, webhook_ca))
     mutating = configurations.get("mutatingwebhookconfigurations")
     hooks = (mutating or {}).get("webhooks") or []
     inject = next((hook for hook in hooks if hook.get("name") == c.INJECT_WEBHOOK_NAME), None)
