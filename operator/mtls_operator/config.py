@@ -23,13 +23,14 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Final, TypeVar
 
-from mtls_operator import policy
 from mtls_operator.constants import DEFAULT_CA_SECRET, DEFAULT_WEBHOOK_CA_SECRET
 from mtls_operator.errors import ConfigError
-from mtls_operator.logs import LOG_FORMATS
-from mtls_operator.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
+from mtls_operator.rules import policy
+from mtls_operator.rules.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
+# MTLS_LOG_FORMAT: text for people, json (one object per line) for log pipelines (observability/logs.py).
+LOG_FORMATS: Final = ("text", "json")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 
 
@@ -143,6 +144,8 @@ def _cluster_domain(value: str) -> str:
     return value
 
 
+# The validators below share a shape (check, else one ValueError saying what a valid value looks
+# like) but not a rule: each message names its own syntax, which is what a user needs to read.
 def _namespace(value: str) -> str:
     if not policy.is_dns1123_label(value):
         raise ValueError(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from tests.chart.conftest import CHART, MATRIX, NAMESPACE, RELEASE, Rendered, run, tool
 
 DASHBOARD_FILE = CHART / "files" / "grafana" / "mtls-operator.json"

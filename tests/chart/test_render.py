@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mtls_operator import constants as c
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from tests.chart.conftest import (
     HELMS,
     LONG_RELEASE,

@@ -22,9 +22,9 @@ import pytest
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
+from kube_emulator.patching import merge_patch
 from mtls_operator import constants as c
-from mtls_operator.plan import SecretContent, pod_info, secret_body
-from mtls_operator.testing.patching import merge_patch
+from mtls_operator.rules.plan import SecretContent, pod_info, secret_body
 from tests.chart.conftest import MATRIX, NAMESPACE, RELEASE, Rendered
 
 OPERATOR = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"

@@ -18,12 +18,12 @@ import pytest
 
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
+from mtls_operator.demo.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.errors import NotFoundError
-from mtls_operator.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.k8s import KubeAPI, core_path, group_path
 from mtls_operator.k8s.config import load_configuration
 from mtls_operator.main import run_operator
-from mtls_operator.plan import secret_data
+from mtls_operator.rules.plan import secret_data
 
 KUBECONFIG = os.environ.get("MTLS_E2E_KUBECONFIG")
 pytestmark = [

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from mtls_operator.spec import DURATION_PATTERN
-from mtls_operator.testing.schema import (
+from kube_emulator.schema import (
     FieldError,
     StructuralSchema,
     format_go_float,
     go_json,
     invalid_status,
 )
+from mtls_operator.rules.spec import DURATION_PATTERN
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "mtlsidentity.yaml"
 

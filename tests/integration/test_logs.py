@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
+from kube_emulator import EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.logs import JSONFormatter, TextFormatter
-from mtls_operator.plan import secret_data
-from mtls_operator.testing import EmulatorServer
+from mtls_operator.observability.logs import JSONFormatter, TextFormatter
+from mtls_operator.rules.plan import secret_data
 
 from .conftest import (
     API,

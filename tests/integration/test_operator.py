@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.pki import create_self_signed_ca
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.rules.plan import b64text, secret_data
 
 from .conftest import (
     API,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kube_emulator import EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.rotation import PHASE_ANNOTATION
-from mtls_operator.testing import EmulatorServer
+from mtls_operator.rules.rotation import PHASE_ANNOTATION
 
 from .conftest import (
     NS,

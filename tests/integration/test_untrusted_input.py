@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.election import LeaseRecord
 from mtls_operator.pki import parse_pem_certificates
-from mtls_operator.plan import secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.rules.election import LeaseRecord
+from mtls_operator.rules.plan import secret_data
 
 from .conftest import (
     OPERATOR_NS,

@@ -20,14 +20,14 @@ import aiohttp
 import pytest
 import yaml
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.admission import ca_bundle_text, webhook_configurations
 from mtls_operator.controller.webhook_tls import load_key_pair
 from mtls_operator.errors import ChainError
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, fingerprint, issue_leaf, load_ca, parse_pem_certificates, verify_leaf
-from mtls_operator.plan import secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.rules.admission import ca_bundle_text, webhook_configurations
+from mtls_operator.rules.plan import secret_data
 
 from .conftest import (
     API,

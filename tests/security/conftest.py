@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
+from kube_emulator import Emulator, EmulatorThread
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.reconciler import Reconciler
 from mtls_operator.controller.workqueue import RateLimiter
+from mtls_operator.demo.run import project_crds
 from mtls_operator.k8s import Cluster, KubeAPI
-from mtls_operator.testing import Emulator, EmulatorThread, project_crds
 
 # The real operator on the test's loop, for whole scenarios (tests/integration's fixtures).
 from ..integration.conftest import clock, emulator, server  # noqa: F401 -- re-exported fixtures

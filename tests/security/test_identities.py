@@ -7,7 +7,7 @@ from typing import Any
 
 from mtls_operator import constants as c
 from mtls_operator.errors import KubernetesAPIError
-from mtls_operator.plan import MAX_MESSAGE_LENGTH
+from mtls_operator.rules.plan import MAX_MESSAGE_LENGTH
 
 from .conftest import Bench
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.rules.plan import b64text, secret_data
 
 from ..integration.conftest import (
     NS,

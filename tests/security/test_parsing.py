@@ -38,8 +38,8 @@ from mtls_operator.pki import (
     private_key_to_pem,
     scan_pem_blocks,
 )
-from mtls_operator.plan import PodInfo, SecretContent, SecretReading, read_secret, secret_body
-from mtls_operator.renewal import DesiredState, ReissueReason, reissue_decision
+from mtls_operator.rules.plan import PodInfo, SecretContent, SecretReading, read_secret, secret_body
+from mtls_operator.rules.renewal import DesiredState, ReissueReason, reissue_decision
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/web"

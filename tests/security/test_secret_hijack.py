@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mtls_operator import constants as c
-from mtls_operator.plan import pod_info
+from mtls_operator.rules.plan import pod_info
 
 from .conftest import Bench
 

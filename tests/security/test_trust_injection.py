@@ -23,7 +23,7 @@ from mtls_operator.pki import (
     parse_pem_certificates,
     verify_leaf,
 )
-from mtls_operator.plan import b64text, secret_data
+from mtls_operator.rules.plan import b64text, secret_data
 
 from .conftest import OPERATOR_NS, Bench
 

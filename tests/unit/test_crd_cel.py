@@ -33,8 +33,8 @@ from celpy import celtypes
 
 from mtls_operator.errors import SpecError
 from mtls_operator.models import KEY_SIZES, KeyAlgorithm
-from mtls_operator.plan import MAX_LABEL_VALUE_LENGTH
-from mtls_operator.spec import parse_identity_spec
+from mtls_operator.rules.plan import MAX_LABEL_VALUE_LENGTH
+from mtls_operator.rules.spec import parse_identity_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "mtlsidentity.yaml"

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mtls_operator.logs import JSONFormatter, TextFormatter, configure_logging, fields, redact
+from mtls_operator.observability.logs import JSONFormatter, TextFormatter, configure_logging, fields, redact
 
 KEY = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
 

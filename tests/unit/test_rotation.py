@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mtls_operator.rotation import (
+from mtls_operator.rules.rotation import (
     CA_EXPIRY_WARNING,
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.x509.oid import NameOID
 
-from mtls_operator.admission import serving_dns_names
 from mtls_operator.controller.webhook_tls import load_key_pair
 from mtls_operator.errors import ChainError
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, certs_to_pem, create_self_signed_ca, issue_leaf, verify_leaf
 from mtls_operator.pki.serving import create_webhook_ca, issue_serving_certificate
-from mtls_operator.webhook_ca import (
+from mtls_operator.rules.admission import serving_dns_names
+from mtls_operator.rules.webhook_ca import (
     WebhookCADecision,
     WebhookCAPhase,
     WebhookCAState,

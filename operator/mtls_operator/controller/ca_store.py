@@ -17,20 +17,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.rotation import (
+from mtls_operator.rules.plan import b64text, secret_data
+from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     RotationState,
     read_rotation,
     rotation_annotations,
 )
+from mtls_operator.times import Clock
 
 NEXT_TLS_CRT = "next.crt"
 NEXT_TLS_KEY = "next.key"
@@ -41,7 +42,6 @@ PUBLISHED_CRT = "published.crt"
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 
 class CAStore:

@@ -31,8 +31,8 @@ from mtls_operator.errors import (
     SpecError,
 )
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.logs import fields
-from mtls_operator.metrics import IssuanceError, Metrics
+from mtls_operator.observability.logs import fields
+from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
     BUNDLE_LIMITS,
     CHAIN_LIMITS,
@@ -43,7 +43,7 @@ from mtls_operator.pki import (
     parse_pem_certificates,
     verify_leaf,
 )
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     IdentityRef,
     PodInfo,
     Readiness,
@@ -71,25 +71,24 @@ from mtls_operator.plan import (
     status_changed,
     summarize_readiness,
 )
-from mtls_operator.policy import spiffe_id
-from mtls_operator.renewal import (
+from mtls_operator.rules.policy import spiffe_id
+from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
     Decision,
     DesiredState,
     IssuedState,
     ReissueReason,
-    format_timestamp,
     jittered_renewal_time,
     reissue_decision,
     renewal_time,
 )
-from mtls_operator.rotation import Phase
-from mtls_operator.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.rules.rotation import Phase
+from mtls_operator.rules.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
 
 IdentityKey = tuple[str, str]  # (namespace, name)
-Clock = Callable[[], datetime]
 
 # How soon to look again when something outside our control (the CA, a clash) may get fixed.
 RETRY_SOON = 15.0
@@ -269,7 +268,7 @@ class Reconciler:
                 result.first_decision, result.first_reason = message, ReissueReason.NEW
         if result.issued_by_reason:
             result.last_issuance = {
-                "time": format_timestamp(self.clock()),
+                "time": format_time(self.clock()),
                 "reason": str(result.first_reason),
                 "count": sum(result.issued_by_reason.values()),
                 "message": bounded_message(result.first_decision or ""),
@@ -347,7 +346,7 @@ class Reconciler:
         ca = self.ca_store.current()
         if phase is not Phase.IDLE:
             return Readiness(True, "Rotating", f"CA rotation phase {phase}; {ca.fingerprint} signs")
-        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_timestamp(ca.not_after)}")
+        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_time(ca.not_after)}")
 
     async def _follow_bundle(self, key: IdentityKey) -> None:
         """Keep ``ca.crt`` of an identity's Secrets on the current bundle even while its spec is bad:

@@ -28,8 +28,8 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.plan import b64text, owner_pod_uid, secret_data
-from mtls_operator.rotation import (
+from mtls_operator.rules.plan import b64text, owner_pod_uid, secret_data
+from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
     Fleet,
@@ -45,14 +45,14 @@ from mtls_operator.rotation import (
     stall_bound,
     stalled,
 )
-from mtls_operator.spec import format_duration
+from mtls_operator.rules.spec import format_duration
+from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
 
 # Foreign objects remembered as reported (then forgotten, to bound memory; reported again at worst).
 FOREIGN_REPORTED_LIMIT = 10_000
 
-Clock = Callable[[], datetime]
 
 
 class RotationController:
@@ -159,9 +159,9 @@ class RotationController:
             return self.idle_interval
         if origin == ORIGIN_GENERATED and auto_rotation_due(not_before, ca.not_after, now):
             return await self._begin_generated(
-                secret, state, ca, now, f"the CA reached 2/3 of its lifetime (it expires {_stamp(ca.not_after)})")
+                secret, state, ca, now, f"the CA reached 2/3 of its lifetime (it expires {format_time(ca.not_after)})")
         if origin == ORIGIN_SUPPLIED and expiry_warning_due(ca.not_after, now):
-            warning = (f"the CA {ca.fingerprint} expires {_stamp(ca.not_after)} and was supplied by you, so the "
+            warning = (f"the CA {ca.fingerprint} expires {format_time(ca.not_after)} and was supplied by you, so the "
                        f"operator cannot renew it: put its successor in {NEXT_TLS_CRT} and {NEXT_TLS_KEY} of "
                        f"{self.where}")
             if self.ca_store.warning != warning:
@@ -228,7 +228,7 @@ class RotationController:
         await self._write(secret, new_state, data)
         await self._tell(secret, "Normal", "RotationStarted",
                          f"CA rotation started: {why}. Phase Distributing: the new CA {incoming.fingerprint} "
-                         f"(expires {_stamp(incoming.not_after)}) joins the trust bundle; {ca.fingerprint} keeps "
+                         f"(expires {format_time(incoming.not_after)}) joins the trust bundle; {ca.fingerprint} keeps "
                          "signing until every pod trusts the new one", now)
         return 0.0
 
@@ -314,8 +314,8 @@ class RotationController:
         finished = replace(enter(state, Phase.IDLE, now), previous_fingerprint=None, previous_not_after=None)
         await self._write(secret, finished, {})
         await self._tell(secret, "Normal", "RotationComplete",
-                         f"CA rotation complete: {ca.fingerprint} signs (expires {_stamp(ca.not_after)}) and is the "
-                         "only CA in the trust bundle", now)
+                         f"CA rotation complete: {ca.fingerprint} signs (expires {format_time(ca.not_after)}) "
+                         "and is the only CA in the trust bundle", now)
         return 0.0
 
     async def _report_stall(
@@ -473,8 +473,4 @@ def _namespaced_name(body: JSON) -> tuple[str, str]:
 
 def _annotations(secret: JSON) -> dict[str, str]:
     return dict((secret.get("metadata") or {}).get("annotations") or {})
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

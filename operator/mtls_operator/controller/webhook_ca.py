@@ -2,7 +2,7 @@
 
 Every replica reads it (:class:`WebhookCAStore`) to issue its serving certificate; whichever replica
 finds it absent first creates it (a create that loses the race reads the winner's). The leader alone
-rotates it (:class:`WebhookCARotation`, the rules in ``mtls_operator.webhook_ca``) and publishes its
+rotates it (:class:`WebhookCARotation`, the rules in ``mtls_operator.rules.webhook_ca``) and publishes its
 ``ca.crt`` as the caBundle of both webhook configurations.
 
 This CA is the operator's own business, apart from the CA that signs pod certificates: it is in no
@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mtls_operator import constants as c
@@ -26,8 +26,8 @@ from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, Not
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, load_ca, merge_bundles
 from mtls_operator.pki.serving import create_webhook_ca
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.webhook_ca import (
+from mtls_operator.rules.plan import b64text, secret_data
+from mtls_operator.rules.webhook_ca import (
     NEXT_TLS_CRT,
     NEXT_TLS_KEY,
     WebhookCAPhase,
@@ -38,13 +38,13 @@ from mtls_operator.webhook_ca import (
     webhook_ca_annotations,
     webhook_ca_step,
 )
+from mtls_operator.times import Clock
 
 if TYPE_CHECKING:
     from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 
 class WebhookCAStore:

@@ -18,25 +18,25 @@ import os
 import ssl
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Final
 
-from mtls_operator.admission import (
-    ServingState,
-    ca_bundle_text,
-    serving_reissue_reason,
-    webhooks_with_ca_bundle,
-)
 from mtls_operator.controller.webhook_ca import WebhookCAStore
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import Cluster
 from mtls_operator.pki import IssuedLeaf
 from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
+from mtls_operator.rules.admission import (
+    ServingState,
+    ca_bundle_text,
+    serving_reissue_reason,
+    webhooks_with_ca_bundle,
+)
+from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 WEBHOOK_CONFIGURATION_KINDS: Final = ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
 # A configuration changed between our read and our write (a helm upgrade): read again, this often.

@@ -17,7 +17,7 @@ from mtls_operator import constants as c
 from mtls_operator.errors import ConfigError, KubernetesAPIError
 from mtls_operator.handlers.runtime import Runtime, wall_clock
 from mtls_operator.k8s.config import bearer_token
-from mtls_operator.plan import identity_ref, pod_info
+from mtls_operator.rules.plan import identity_ref, pod_info
 
 registry = kopf.OperatorRegistry()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +23,9 @@ from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABu
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.k8s import Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import SecretWatch
-from mtls_operator.metrics import Metrics
-from mtls_operator.plan import IdentityRef, pod_info, serving_identity
-
-Clock = Callable[[], datetime]
+from mtls_operator.observability.metrics import Metrics
+from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
+from mtls_operator.times import Clock
 
 
 def wall_clock() -> datetime:

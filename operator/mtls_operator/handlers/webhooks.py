@@ -21,15 +21,15 @@ import aiohttp.web
 import kopf
 
 from mtls_operator import constants as c
-from mtls_operator.admission import identity_refusal, review_problem
 from mtls_operator.config import Settings
 from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.handlers.handlers import registry
 from mtls_operator.handlers.runtime import Runtime
-from mtls_operator.injection import SUFFIX_SPACE, InjectionError, inject, secret_name_suffix
-from mtls_operator.logs import fields
-from mtls_operator.plan import IdentityRef
+from mtls_operator.observability.logs import fields
+from mtls_operator.rules.admission import identity_refusal, review_problem
+from mtls_operator.rules.injection import SUFFIX_SPACE, InjectionError, inject, secret_name_suffix
+from mtls_operator.rules.plan import IdentityRef
 
 # The API server's code for an object that is well-formed but cannot be accepted.
 _INVALID = 422

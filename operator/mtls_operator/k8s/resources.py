@@ -15,6 +15,7 @@ from typing import Any
 from mtls_operator.constants import GROUP, KIND, MANAGER_NAME, PLURAL, VERSION
 from mtls_operator.errors import NotFoundError
 from mtls_operator.k8s.api import JSON, MERGE_PATCH, KubeAPI, core_path, group_path
+from mtls_operator.times import format_time
 
 # Where the Mutating/ValidatingWebhookConfigurations live.
 ADMISSION_GROUP = "admissionregistration.k8s.io"
@@ -25,10 +26,6 @@ LEASE_GROUP = "coordination.k8s.io"
 def _items(listing: JSON) -> list[JSON]:
     items = listing.get("items") or []
     return [item for item in items if isinstance(item, dict)]
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Cluster:
@@ -166,7 +163,7 @@ class Cluster:
         metadata = involved.get("metadata") or {}
         namespace = str(metadata.get("namespace") or "default")
         name = str(metadata.get("name") or "")
-        stamp = _rfc3339(now)
+        stamp = format_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

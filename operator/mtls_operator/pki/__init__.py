@@ -18,7 +18,6 @@ from mtls_operator.pki.bundle import (
     scan_pem_blocks,
 )
 from mtls_operator.pki.ca import CertificateAuthority, create_intermediate_ca, create_self_signed_ca
-from mtls_operator.pki.facts import CertificateFacts, certificate_facts
 from mtls_operator.pki.keys import (
     MAX_KEY_PEM_BYTES,
     PrivateKey,
@@ -37,13 +36,11 @@ __all__ = [
     "CLOCK_SKEW",
     "MAX_KEY_PEM_BYTES",
     "CertificateAuthority",
-    "CertificateFacts",
     "IssuedLeaf",
     "LeafRequest",
     "PemLimits",
     "PemScan",
     "PrivateKey",
-    "certificate_facts",
     "certs_to_pem",
     "create_intermediate_ca",
     "create_self_signed_ca",

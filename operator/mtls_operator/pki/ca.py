@@ -14,7 +14,6 @@ from mtls_operator.models import KeySpec
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
-    format_time,
     is_self_signed,
     random_serial,
     require_utc,
@@ -23,6 +22,7 @@ from mtls_operator.pki._util import (
 )
 from mtls_operator.pki.bundle import certs_to_pem, fingerprint
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
+from mtls_operator.times import format_time
 
 DEFAULT_CA_VALIDITY = timedelta(days=365)
 
@@ -121,6 +121,8 @@ def create_self_signed_ca(
     return CertificateAuthority(cert=cert, key=private_key, chain=(), trust=(cert,))
 
 
+# The keyword arguments of create_self_signed_ca, on purpose: a root and an intermediate are asked
+# for alike. The parent signs, and the validity stays inside the parent's.
 def create_intermediate_ca(
     parent: CertificateAuthority,
     now: datetime,

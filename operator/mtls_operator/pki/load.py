@@ -8,7 +8,7 @@ from cryptography import x509
 
 from mtls_operator.errors import CAError, ChainError, PKIError
 from mtls_operator.models import KeySpec, Usage
-from mtls_operator.pki._util import describe, extension_value, format_time, is_self_signed, require_utc
+from mtls_operator.pki._util import describe, extension_value, is_self_signed, require_utc
 from mtls_operator.pki.bundle import (
     BUNDLE_LIMITS,
     CHAIN_LIMITS,
@@ -20,6 +20,7 @@ from mtls_operator.pki.bundle import (
 from mtls_operator.pki.ca import CertificateAuthority
 from mtls_operator.pki.keys import key_matches_certificate, load_private_key_pem
 from mtls_operator.pki.leaf import LeafRequest, issue_leaf
+from mtls_operator.times import format_time
 
 # Signed (and thrown away) by every loaded CA: the one sure test that it can issue leaves peers accept.
 _PROBE = LeafRequest(

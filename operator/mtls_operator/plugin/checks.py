@@ -18,8 +18,8 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.errors import PKIError
 from mtls_operator.pki import fingerprint, parse_pem_certificates
-from mtls_operator.plan import parse_time
-from mtls_operator.spec import format_duration
+from mtls_operator.rules.spec import format_duration
+from mtls_operator.times import parse_time
 
 __all__ = [
     "CA_MIN_VALIDITY",

@@ -17,8 +17,7 @@ from cryptography import x509
 from mtls_operator import constants as c
 from mtls_operator.errors import KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, core_path, group_path
-from mtls_operator.pki import certificate_facts, fingerprint, parse_pem_certificates
-from mtls_operator.plan import format_time, label_value, owner_pod_uid, parse_time, secret_data
+from mtls_operator.pki import fingerprint, parse_pem_certificates
 from mtls_operator.plugin import checks, render
 from mtls_operator.plugin.cluster import OperatorRef, PluginCluster, Unreadable
 from mtls_operator.plugin.facts import (
@@ -37,9 +36,12 @@ from mtls_operator.plugin.trust import (
     mutual_trust,
     pod_chain,
     signer_of,
+    subject_alt_names,
 )
-from mtls_operator.renewal import MANUAL_RENEWAL
-from mtls_operator.rotation import ORIGIN_SUPPLIED, ROTATE_ANNOTATION, Phase, read_rotation
+from mtls_operator.rules.plan import label_value, owner_pod_uid, secret_data
+from mtls_operator.rules.renewal import MANUAL_RENEWAL
+from mtls_operator.rules.rotation import ORIGIN_SUPPLIED, ROTATE_ANNOTATION, Phase, read_rotation
+from mtls_operator.times import format_time, parse_time
 
 __all__ = ["CommandError", "Output", "check", "inspect", "renew", "rotate_ca", "status", "verify"]
 
@@ -180,17 +182,21 @@ async def inspect(cluster: PluginCluster, ref: OperatorRef, namespace: str, name
     ca, ca_secret = await _ca_view(cluster, ref, identities)
     known = [*chain.intermediates, *chain.bundle, *_ca_certificates(ca_secret)]
     annotations = (found.secret.get("metadata") or {}).get("annotations") or {}
-    facts = certificate_facts(chain.leaf, [*chain.intermediates, *chain.bundle])
+    try:
+        uris, dns_names = subject_alt_names(chain.leaf)
+    except PKIError as exc:
+        raise CommandError(f"pod {namespace}/{name}: {exc}") from None
+    serial = format(chain.leaf.serial_number, "x")
     signer = signer_of(chain)
     data: dict[str, Any] = {
         "pod": f"{namespace}/{name}",
         "secret": str(found.secret["metadata"].get("name")),
         "identity": identity,
-        "spiffeID": facts.spiffe_ids[0] if len(facts.spiffe_ids) == 1 else list(facts.spiffe_ids),
-        "dnsNames": list(facts.dns_names),
-        "serial": facts.serial_hex,
-        "notBefore": format_time(facts.not_before),
-        "notAfter": format_time(facts.not_after),
+        "spiffeID": uris[0] if len(uris) == 1 else list(uris),
+        "dnsNames": list(dns_names),
+        "serial": serial,
+        "notBefore": format_time(chain.leaf.not_valid_before_utc),
+        "notAfter": format_time(chain.leaf.not_valid_after_utc),
         "renewAt": annotations.get(c.RENEW_AT_ANNOTATION),
         "renewReason": annotations.get(c.RENEW_REASON_ANNOTATION),
         "signedBy": {"fingerprint": signer, "generation": ca.generation(signer)},
@@ -214,8 +220,8 @@ async def inspect(cluster: PluginCluster, ref: OperatorRef, namespace: str, name
         ("Identity", identity or "-"),
         ("Secret", data["secret"]),
         ("SPIFFE ID", data["spiffeID"]),
-        ("DNS names", ", ".join(facts.dns_names) or "-"),
-        ("Serial", facts.serial_hex),
+        ("DNS names", ", ".join(dns_names) or "-"),
+        ("Serial", serial),
         ("Valid", f"{data['notBefore']} .. {data['notAfter']} (expires {render.relative(expiry, now)})"),
         ("Renewal", f"{data['renewAt']} ({render.relative(renew, now)})"
                     + (f", requested: {data['renewReason']}" if data["renewReason"] else "")),

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mtls_operator import constants as c
-from mtls_operator.plan import parse_time
-from mtls_operator.rotation import Phase, read_rotation
-from mtls_operator.spec import parse_duration
+from mtls_operator.rules.rotation import Phase, read_rotation
+from mtls_operator.rules.spec import parse_duration
+from mtls_operator.times import parse_time
 
 __all__ = [
     "CAView",

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
 
 from mtls_operator.plugin.checks import CheckResult
 from mtls_operator.plugin.facts import IdentityRow, urgency
-from mtls_operator.spec import format_duration
+from mtls_operator.rules.spec import format_duration
+from mtls_operator.times import format_time
 
 __all__ = ["FORMATS", "check_text", "dump", "fields_text", "relative", "status_data", "status_table", "table",
            "timestamp"]
@@ -23,7 +24,7 @@ FORMATS = ("table", "json", "yaml")
 
 
 def timestamp(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+    return format_time(moment) if moment is not None else None
 
 
 def relative(moment: datetime | None, now: datetime) -> str:

@@ -15,12 +15,14 @@ from datetime import datetime
 
 from cryptography import x509
 
-from mtls_operator.errors import ChainError
-from mtls_operator.pki import certificate_facts, fingerprint, parse_pem_certificates, verify_leaf
+from mtls_operator.errors import ChainError, PKIError
+from mtls_operator.pki import fingerprint, parse_pem_certificates, verify_leaf
+from mtls_operator.pki._util import is_directly_issued_by
 from mtls_operator.plugin.facts import CAView
-from mtls_operator.rotation import Phase
+from mtls_operator.rules.rotation import Phase
 
-__all__ = ["PodChain", "Verdict", "after_next_step", "bundle_trusts", "mutual_trust", "pod_chain", "signer_of"]
+__all__ = ["PodChain", "Verdict", "after_next_step", "bundle_trusts", "issuer_among", "mutual_trust", "pod_chain",
+           "signer_of", "subject_alt_names"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,27 @@ def pod_chain(pod: str, chain_pem: bytes, bundle_pem: bytes) -> PodChain:
     return PodChain(pod=pod, leaf=chain[0], intermediates=tuple(chain[1:]), bundle=tuple(bundle))
 
 
+def issuer_among(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> str | None:
+    """The fingerprint of the certificate among ``candidates`` whose key signed ``cert`` (names and signature,
+    as the chain walk of pki.verify checks them); None when none did."""
+    return next((fingerprint(ca) for ca in candidates if is_directly_issued_by(cert, ca)), None)
+
+
 def signer_of(chain: PodChain) -> str | None:
     """The fingerprint of the CA that signed the leaf, among its intermediates and its bundle."""
-    return certificate_facts(chain.leaf, [*chain.intermediates, *chain.bundle]).issuer_fingerprint
+    return issuer_among(chain.leaf, [*chain.intermediates, *chain.bundle])
+
+
+def subject_alt_names(cert: x509.Certificate) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(URI SANs, DNS SANs); PKIError when the extension is malformed."""
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), ()
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise PKIError(f"certificate with serial {cert.serial_number:x} has a malformed subjectAltName") from None
+    return (tuple(names.get_values_for_type(x509.UniformResourceIdentifier)),
+            tuple(names.get_values_for_type(x509.DNSName)))
 
 
 def bundle_trusts(bundle: Sequence[x509.Certificate], ca_fingerprint: str, known: Sequence[x509.Certificate]) -> bool:
@@ -60,7 +80,7 @@ def bundle_trusts(bundle: Sequence[x509.Certificate], ca_fingerprint: str, known
     if ca_fingerprint in anchors:
         return True
     ca = next((cert for cert in known if fingerprint(cert) == ca_fingerprint), None)
-    return ca is not None and certificate_facts(ca, bundle).issuer_fingerprint is not None
+    return ca is not None and issuer_among(ca, bundle) is not None
 
 
 def _accepts(server: PodChain, client: PodChain, bundle: Sequence[x509.Certificate], now: datetime) -> str | None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mtls_operator.testing.schema import StructuralSchema
-    from mtls_operator.testing.tables import Column
+    from kube_emulator.schema import StructuralSchema
+    from kube_emulator.tables import Column
 
 Obj = dict[str, Any]
 StoreKey = tuple[str, str]  # (group, plural) of the storage: all versions of a resource share it

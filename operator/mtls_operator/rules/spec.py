@@ -21,10 +21,10 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
-from mtls_operator import policy
 from mtls_operator.constants import IDENTITY_LABEL, MANAGED_BY_LABEL
 from mtls_operator.errors import SpecError
 from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
+from mtls_operator.rules import policy
 
 # --- durations -------------------------------------------------------------------------------
 

@@ -36,7 +36,14 @@ from typing import Any, Final
 
 from mtls_operator import constants as c
 from mtls_operator.errors import MTLSError
-from mtls_operator.plan import IdentityRef, PodInfo, is_dns_subdomain, pod_info, secret_name_for_pod, serving_identity
+from mtls_operator.rules.plan import (
+    IdentityRef,
+    PodInfo,
+    pod_info,
+    secret_name_for_pod,
+    serving_identity,
+)
+from mtls_operator.rules.policy import is_dns1123_subdomain
 
 # The suffix of a generated Secret name: Kubernetes' own alphabet for generated names (no vowels, so
 # no words), and long enough that two pods of one workload never draw the same (27^8 ≈ 2.8e11).
@@ -95,7 +102,7 @@ def inject(pod: Mapping[str, Any], *, namespace: str, identities: Iterable[Ident
             owner.name, info, metadata.get("generateName"), suffix
         )
         volume["secret"]["secretName"] = secret_name
-    if not is_dns_subdomain(secret_name):
+    if not is_dns1123_subdomain(secret_name):
         raise InjectionError(
             f"Secret name {secret_name!r} (annotation {c.SECRET_NAME_ANNOTATION} or volume {c.IDENTITY_VOLUME}) "
             "is not a valid Secret name: lower-case letters, digits, '-' and '.', at most 253 characters"
@@ -165,7 +172,7 @@ def _new_secret_name(identity: str, pod: PodInfo, generate_name: object, suffix:
     stem = stem[: c.MAX_SECRET_NAME_LENGTH - len(suffix) - 1].rstrip("-.")
     candidate = f"{stem}-{suffix}"
     # A malformed generateName fails the pod's own validation anyway; the Secret name stays valid.
-    return candidate if is_dns_subdomain(candidate) else f"{identity}-{suffix}"
+    return candidate if is_dns1123_subdomain(candidate) else f"{identity}-{suffix}"
 
 
 def _mount(container: dict[str, Any], mount_path: str) -> None:

@@ -4,7 +4,7 @@ Objects live in dicts keyed by storage (group, plural) → namespace → name; a
 never changed in place (every write stores a new dict), so watch events and the history share
 them without copies. Everything here runs on one thread: the event loop's of the server that
 serves it, or the caller's when there is no server; the public helpers hop onto the loop when
-called from another thread (see :class:`~mtls_operator.testing.EmulatorThread`).
+called from another thread (see :class:`~kube_emulator.EmulatorThread`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from mtls_operator.testing import errors, patching
-from mtls_operator.testing.errors import ApiError
-from mtls_operator.testing.faults import FaultInjector
-from mtls_operator.testing.requestlog import RequestLog
-from mtls_operator.testing.resources import Obj, ResourceInfo, StoreKey, builtin_resources, version_priority
-from mtls_operator.testing.schema import FieldError, StructuralSchema
-from mtls_operator.testing.selectors import (
+from kube_emulator import builtin, errors, patching
+from kube_emulator.errors import ApiError
+from kube_emulator.faults import FaultInjector
+from kube_emulator.requestlog import RequestLog
+from kube_emulator.resources import Obj, ResourceInfo, StoreKey, builtin_resources, version_priority
+from kube_emulator.schema import FieldError, StructuralSchema
+from kube_emulator.selectors import (
     FieldSelector,
     LabelSelector,
     SelectorError,
@@ -35,7 +35,7 @@ from mtls_operator.testing.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from mtls_operator.testing.tables import crd_columns
+from kube_emulator.tables import crd_columns
 
 T = TypeVar("T")
 ObjKey = tuple[StoreKey, str, str]  # (storage, namespace or "", name)
@@ -156,8 +156,8 @@ class Watcher:
 class Emulator:
     """The Kubernetes API server's state and request semantics; no network by itself.
 
-    Serve it with :class:`~mtls_operator.testing.EmulatorServer` (async) or
-    :class:`~mtls_operator.testing.EmulatorThread` (sync). The in-process helpers (:meth:`create`,
+    Serve it with :class:`~kube_emulator.EmulatorServer` (async) or
+    :class:`~kube_emulator.EmulatorThread` (sync). The in-process helpers (:meth:`create`,
     :meth:`get`, :meth:`list`, :meth:`patch`, :meth:`delete`, :meth:`install_crd`) apply the same
     validation, metadata, garbage collection and watch events as HTTP requests, but are not
     counted in :attr:`requests` and never hit :attr:`faults`. They raise :class:`ApiError`.
@@ -463,8 +463,6 @@ class Emulator:
 
     def _validate_name(self, info: ResourceInfo, name: Any, meta: Obj) -> None:
         """422 for a bad name, with the other problems of ``ValidateObjectMeta`` (labels, annotations)."""
-        from mtls_operator.testing import builtin
-
         if not isinstance(name, str) or not name:
             problems = [FieldError("metadata.name", "FieldValueRequired",
                                    "Required value: name or generateName is required")]
@@ -512,8 +510,6 @@ class Emulator:
         Like a strategy's ``Validate``/``ValidateUpdate``, the labels and annotations are checked after the
         defaults, and their problems come first in one 422 with the resource's own.
         """
-        from mtls_operator.testing import builtin
-
         name = str(new["metadata"].get("name", ""))
         try:
             admitted = builtin.admit(self, info, new, old, subresource)

@@ -5,18 +5,25 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from mtls_operator.testing import errors
-from mtls_operator.testing.errors import ApiError
-from mtls_operator.testing.resources import Obj, ResourceInfo
-from mtls_operator.testing.schema import FieldError, go_json, invalid_status
-from mtls_operator.testing.selectors import is_qualified_name, is_valid_label_value
+from kube_emulator import errors
+from kube_emulator.errors import ApiError
+from kube_emulator.resources import Obj, ResourceInfo
+from kube_emulator.schema import FieldError, go_json, invalid_status
+from kube_emulator.selectors import is_qualified_name, is_valid_label_value
 
-if TYPE_CHECKING:
-    from mtls_operator.testing.store import Emulator
 
-Strategy = Callable[["Emulator", ResourceInfo, Obj, "Obj | None", "str | None"], None]
+class Registry(Protocol):
+    """What a strategy reads from the store: declared here, so that the store imports the strategies
+    and nothing here imports the store (no import cycle)."""
+
+    def resources(self) -> list[ResourceInfo]: ...
+
+    def _now(self) -> str: ...
+
+
+Strategy = Callable[[Registry, ResourceInfo, Obj, "Obj | None", "str | None"], None]
 Cause = tuple[str, str, str]
 
 _DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")  # used with fullmatch: "$" would allow a final "\n"
@@ -26,7 +33,7 @@ TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 _POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
 
 
-def admit(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, subresource: str | None) -> Obj:
+def admit(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, subresource: str | None) -> Obj:
     if info.crd is not None:
         return _admit_custom(info, new, old, subresource)
     strategy = _STRATEGIES.get((info.group, info.plural))
@@ -145,7 +152,7 @@ def _admit_custom(info: ResourceInfo, new: Obj, old: Obj | None, subresource: st
 
 
 # ------------------------------------------------------------------------------------ core/v1
-def _namespace(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+def _namespace(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
     name = new["metadata"]["name"]
     new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
     if old is None:
@@ -153,7 +160,7 @@ def _namespace(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None
         new["status"] = {"phase": "Active"}
 
 
-def _secret(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+def _secret(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
     causes: list[Cause] = []
     string_data = new.pop("stringData", None)
     data = new.get("data")
@@ -195,7 +202,7 @@ def _secret(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, s
     _raise(info, new, causes)
 
 
-def _configmap(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+def _configmap(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
     causes: list[Cause] = []
     data = new.get("data") or {}
     if not isinstance(data, dict):
@@ -219,7 +226,7 @@ def _configmap(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None
     _raise(info, new, causes)
 
 
-def _pod(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+def _pod(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
     if sub == "status":
         return
     causes: list[Cause] = []
@@ -267,7 +274,7 @@ def _pod_spec_without_mutable(spec: Obj) -> Obj:
 
 
 # -------------------------------------------------------------------------------------- CRDs
-def _crd(emulator: Emulator, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+def _crd(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
     name = new["metadata"]["name"]
     spec = new.get("spec")
     causes: list[Cause] = []

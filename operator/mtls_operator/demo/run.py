@@ -11,6 +11,7 @@ Exits 0 only if all of that held.
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
 import os
 import socket
@@ -23,15 +24,15 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from kube_emulator import EmulatorServer, load_crds
 from mtls_operator import constants as c
-from mtls_operator.admission import webhook_configurations
 from mtls_operator.config import Settings
-from mtls_operator.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
+from mtls_operator.demo.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
 from mtls_operator.main import OperatorThread
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
-from mtls_operator.plan import secret_data
-from mtls_operator.testing import EmulatorServer, project_crds
+from mtls_operator.rules.admission import webhook_configurations
+from mtls_operator.rules.plan import secret_data
 
 NAMESPACE = "shop"
 OPERATOR_NAMESPACE = "mtls-system"
@@ -47,6 +48,11 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "orders": {"replicas": 0, "dnsNames": ["orders", f"orders.{NAMESPACE}.svc"]},
 }
 WEBHOOK_SERVICE = "mtls-operator-webhook"
+
+
+def project_crds() -> list[dict[str, Any]]:
+    """The operator's CustomResourceDefinitions, shipped as package data (``mtls_operator/crds``)."""
+    return load_crds(importlib.resources.files("mtls_operator").joinpath("crds"))
 
 
 def _identity(name: str, dns_names: list[str]) -> dict[str, Any]:

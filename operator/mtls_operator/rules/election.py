@@ -18,8 +18,10 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
+
+from mtls_operator.times import format_micro_time, parse_time
 
 __all__ = [
     "RELEASED_LEASE_DURATION",
@@ -29,10 +31,8 @@ __all__ = [
     "Observation",
     "Timing",
     "decide",
-    "format_micro_time",
     "leadership_left",
     "observe",
-    "parse_micro_time",
     "release_record",
 ]
 
@@ -41,22 +41,6 @@ RELEASED_LEASE_DURATION: Final = timedelta(seconds=1)
 # client-go's defaults (15s lease, 10s renew deadline, 2s retry period) as fractions of the lease.
 _RENEW_DEADLINE_FRACTION: Final = 2 / 3
 _RETRY_PERIOD_FRACTION: Final = 2 / 15
-
-
-def format_micro_time(moment: datetime) -> str:
-    """Kubernetes' MicroTime: ``2026-11-27T08:00:00.000000Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_micro_time(value: object) -> datetime | None:
-    """A MicroTime (or RFC 3339 time) as aware UTC; None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -80,8 +64,8 @@ class LeaseRecord:
         return cls(
             holder=str(spec.get("holderIdentity") or ""),
             lease_duration=timedelta(seconds=seconds) if isinstance(seconds, int) and seconds > 0 else None,
-            acquire_time=parse_micro_time(spec.get("acquireTime")),
-            renew_time=parse_micro_time(spec.get("renewTime")),
+            acquire_time=parse_time(spec.get("acquireTime")),
+            renew_time=parse_time(spec.get("renewTime")),
             transitions=transitions if isinstance(transitions, int) and transitions >= 0 else 0,
         )
 

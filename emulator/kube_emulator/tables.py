@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from mtls_operator.testing.schema import format_go_float, go_json
+from kube_emulator.schema import format_go_float, go_json
 
 __all__ = [
     "INCLUDE_OBJECT_POLICIES",

@@ -25,17 +25,18 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-from mtls_operator.rotation import (
+from mtls_operator.rules.rotation import (
     PHASE_ANNOTATION,
     PHASE_SINCE_ANNOTATION,
     ROTATE_ANNOTATION,
     SETTLED_AT_ANNOTATION,
     auto_rotation_due,
 )
-from mtls_operator.spec import format_duration
+from mtls_operator.rules.spec import format_duration
+from mtls_operator.times import format_time, parse_time
 
 __all__ = [
     "NEXT_TLS_CRT",
@@ -53,8 +54,6 @@ __all__ = [
 # The CA being rolled in, beside the one that signs (the same keys as the pod CA's rotation).
 NEXT_TLS_CRT: Final = "next.crt"
 NEXT_TLS_KEY: Final = "next.key"
-
-_STAMP: Final = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class WebhookCAPhase(enum.StrEnum):
@@ -102,17 +101,8 @@ class WebhookCADecision:
     wait: timedelta = timedelta(0)
 
 
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, _STAMP).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def _text(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime(_STAMP) if moment else None
+    return format_time(moment) if moment else None
 
 
 def read_webhook_ca_state(annotations: Mapping[str, str]) -> WebhookCAState:
@@ -123,8 +113,8 @@ def read_webhook_ca_state(annotations: Mapping[str, str]) -> WebhookCAState:
         phase = WebhookCAPhase.IDLE
     return WebhookCAState(
         phase=phase,
-        since=_time(annotations.get(PHASE_SINCE_ANNOTATION)),
-        settled_at=_time(annotations.get(SETTLED_AT_ANNOTATION)),
+        since=parse_time(annotations.get(PHASE_SINCE_ANNOTATION)),
+        settled_at=parse_time(annotations.get(SETTLED_AT_ANNOTATION)),
         rotate_requested=(annotations.get(ROTATE_ANNOTATION) or "").lower() == "true",
     )
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mtls_operator.testing.resources import ResourceInfo
+from kube_emulator.resources import ResourceInfo
 
 if TYPE_CHECKING:
-    from mtls_operator.testing.store import Emulator
+    from kube_emulator.store import Emulator
 
 Obj = dict[str, Any]
 

@@ -10,12 +10,13 @@ to an annotation or the status reads back identical and never re-triggers a chan
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-from mtls_operator.spec import default_renew_before, format_duration
+from mtls_operator.rules.spec import default_renew_before, format_duration
+from mtls_operator.times import format_time
 
 __all__ = [
     "JITTER_FRACTION",
@@ -25,9 +26,7 @@ __all__ = [
     "IssuedState",
     "ReissueReason",
     "default_renew_before",
-    "format_timestamp",
     "jittered_renewal_time",
-    "next_wakeup",
     "reissue_decision",
     "renewal_time",
 ]
@@ -40,11 +39,6 @@ JITTER_FRACTION: Final = 0.1
 
 def _truncate(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, whole seconds: the form of annotations, status and messages."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def renewal_time(not_before: datetime, not_after: datetime, renew_before: timedelta | None) -> datetime:
@@ -161,7 +155,7 @@ def _ca_rotated(current: IssuedState, desired: DesiredState, now: datetime) -> D
 def _expired(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
     if now < current.not_after:
         return None
-    return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expired at {format_timestamp(current.not_after)}")
+    return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expired at {format_time(current.not_after)}")
 
 
 def _renewal_due(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
@@ -205,8 +199,3 @@ def reissue_decision(
         if decision is not None:
             return decision
     return None
-
-
-def next_wakeup(states: Iterable[datetime], default: datetime) -> datetime:
-    """The earliest of ``states`` (renewal times), or ``default`` when there are none."""
-    return min(states, default=default)

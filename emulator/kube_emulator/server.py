@@ -26,12 +26,12 @@ import attrs
 import kmock
 import yaml
 
-from mtls_operator.testing import builtin, discovery, errors, protobuf
-from mtls_operator.testing.admission import Admission, Warnings
-from mtls_operator.testing.errors import ApiError
-from mtls_operator.testing.resources import Obj, ResourceInfo
-from mtls_operator.testing.selectors import SelectorError, parse_field_selector, parse_label_selector
-from mtls_operator.testing.store import (
+from kube_emulator import builtin, discovery, errors, protobuf
+from kube_emulator.admission import Admission, Warnings
+from kube_emulator.errors import ApiError
+from kube_emulator.resources import Obj, ResourceInfo
+from kube_emulator.selectors import SelectorError, parse_field_selector, parse_label_selector
+from kube_emulator.store import (
     BOOKMARK,
     ERROR,
     PATCH_APPLY,
@@ -40,12 +40,12 @@ from mtls_operator.testing.store import (
     Watcher,
     encode_event,
 )
-from mtls_operator.testing.tables import Column, builtin_columns, default_columns, make_table
+from kube_emulator.tables import Column, builtin_columns, default_columns, make_table
 
 if TYPE_CHECKING:
     import kubernetes.client
 
-logger = logging.getLogger("mtls_operator.testing")
+logger = logging.getLogger("kube_emulator")
 
 # The request log as JSON ({"reads", "writes", "counts": [{verb, resource, subresource, count}]}).
 REQUEST_LOG_PATH = "/_emulator/requests"

@@ -25,8 +25,8 @@ from mtls_operator.constants import (
     VERSION,
 )
 from mtls_operator.errors import SpecError
-from mtls_operator.renewal import renewal_time
-from mtls_operator.spec import check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.rules.renewal import renewal_time
+from mtls_operator.rules.spec import check_identity_name, format_duration, parse_identity_spec
 
 # The serving certificate --------------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
+from mtls_operator.config import LOG_FORMATS
+
 __all__ = ["FIELDS", "LOG_FORMATS", "JSONFormatter", "TextFormatter", "configure_logging", "fields", "redact"]
 
-LOG_FORMATS: Final = ("text", "json")
 FIELDS: Final = ("identity", "namespace", "pod", "reason")
 
 # A PEM block (certificate, key of any kind, CSR), or what is left of one cut short; and the same in

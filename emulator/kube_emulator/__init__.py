@@ -3,11 +3,11 @@
 It serves real HTTP on 127.0.0.1, so kopf, the ``kubernetes`` client and ``kubectl`` reach it
 through a kubeconfig exactly as they reach a cluster::
 
-    async with EmulatorServer(crds=project_crds()) as server:
+    async with EmulatorServer(crds=load_crds(Path("crds"))) as server:
         server.write_kubeconfig(tmp_path / "kubeconfig")
         ...                                          # kopf / kubernetes_asyncio / aiohttp
 
-    with EmulatorThread(crds=project_crds()) as server:   # for synchronous code
+    with EmulatorThread(crds=crds) as server:             # for synchronous code
         api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(server.client_configuration()))
 
 What it emulates, following the API conventions: object metadata (uid, resourceVersion,
@@ -80,19 +80,20 @@ resource's PATCH operation, enough for kubectl to leave validation to the server
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import signal
 import sys
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mtls_operator.testing.errors import ApiError
-from mtls_operator.testing.faults import Fault, FaultInjector
-from mtls_operator.testing.requestlog import LoggedRequest, RequestLog
-from mtls_operator.testing.resources import ResourceInfo
-from mtls_operator.testing.server import EmulatorServer, EmulatorThread, kubeconfig_document
-from mtls_operator.testing.store import Emulator
+from kube_emulator.errors import ApiError
+from kube_emulator.faults import Fault, FaultInjector
+from kube_emulator.requestlog import LoggedRequest, RequestLog
+from kube_emulator.resources import ResourceInfo
+from kube_emulator.server import EmulatorServer, EmulatorThread, kubeconfig_document
+from kube_emulator.store import Emulator
 
 __all__ = [
     "ApiError",
@@ -105,16 +106,15 @@ __all__ = [
     "RequestLog",
     "ResourceInfo",
     "kubeconfig_document",
-    "project_crds",
+    "load_crds",
     "serve",
 ]
 
 
-def project_crds() -> list[dict[str, Any]]:
-    """The project's CustomResourceDefinitions, shipped as package data (``mtls_operator/crds``)."""
-    folder = importlib.resources.files("mtls_operator").joinpath("crds")
+def load_crds(folder: Traversable | Path) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions in a folder's ``*.yaml``/``*.yml`` files (a path or package data)."""
     if not folder.is_dir():
-        return []
+        raise FileNotFoundError(f"no folder of CRDs at {folder}")
     crds: list[dict[str, Any]] = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith((".yaml", ".yml")):
@@ -125,21 +125,21 @@ def project_crds() -> list[dict[str, Any]]:
     return crds
 
 
-def serve(port: int = 0, kubeconfig: str = "emulator.kubeconfig") -> None:
-    """Serve the emulator with the project's CRDs on 127.0.0.1 until SIGINT/SIGTERM (blocking).
+def serve(port: int = 0, kubeconfig: str = "emulator.kubeconfig", crds: list[dict[str, Any]] | None = None) -> None:
+    """Serve the emulator with ``crds`` installed on 127.0.0.1 until SIGINT/SIGTERM (blocking).
 
     Prints the URL and the path of the kubeconfig it writes.
     """
-    asyncio.run(_serve(port, kubeconfig))
+    asyncio.run(_serve(port, kubeconfig, crds or []))
 
 
-async def _serve(port: int, kubeconfig: str) -> None:
+async def _serve(port: int, kubeconfig: str, crds: list[dict[str, Any]]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with EmulatorServer(crds=project_crds(), port=port) as server:
+        async with EmulatorServer(crds=crds, port=port) as server:
             path = server.write_kubeconfig(kubeconfig)
             print(f"Kubernetes API emulator serving at {server.url}", flush=True)
             print(f"kubeconfig: {path.resolve()}", flush=True)

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from mtls_operator.config import ENV_METRICS_PORT
 from mtls_operator.errors import ConfigError
-from mtls_operator.renewal import ReissueReason
+from mtls_operator.rules.renewal import ReissueReason
 
 __all__ = ["POD_STATES", "IssuanceError", "Metrics"]
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
+
+from mtls_operator.times import format_time, parse_time
 
 __all__ = [
     "AUTO_ROTATION_FRACTION",
@@ -118,18 +120,8 @@ class Decision:
     wait: timedelta = timedelta(0)
 
 
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC)
-
-
 def _text(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return format_time(moment) if moment else None
 
 
 def read_rotation(annotations: Mapping[str, str]) -> RotationState:
@@ -140,14 +132,14 @@ def read_rotation(annotations: Mapping[str, str]) -> RotationState:
         phase = Phase.IDLE
     return RotationState(
         phase=phase,
-        since=_time(annotations.get(PHASE_SINCE_ANNOTATION)),
+        since=parse_time(annotations.get(PHASE_SINCE_ANNOTATION)),
         signing_fingerprint=annotations.get(SIGNING_FINGERPRINT_ANNOTATION) or None,
-        signing_not_after=_time(annotations.get(SIGNING_NOT_AFTER_ANNOTATION)),
+        signing_not_after=parse_time(annotations.get(SIGNING_NOT_AFTER_ANNOTATION)),
         next_fingerprint=annotations.get(NEXT_FINGERPRINT_ANNOTATION) or None,
-        next_not_after=_time(annotations.get(NEXT_NOT_AFTER_ANNOTATION)),
+        next_not_after=parse_time(annotations.get(NEXT_NOT_AFTER_ANNOTATION)),
         previous_fingerprint=annotations.get(PREVIOUS_FINGERPRINT_ANNOTATION) or None,
-        previous_not_after=_time(annotations.get(PREVIOUS_NOT_AFTER_ANNOTATION)),
-        settled_at=_time(annotations.get(SETTLED_AT_ANNOTATION)),
+        previous_not_after=parse_time(annotations.get(PREVIOUS_NOT_AFTER_ANNOTATION)),
+        settled_at=parse_time(annotations.get(SETTLED_AT_ANNOTATION)),
         origin=_origin(annotations.get(ORIGIN_ANNOTATION)),
         next_origin=_origin(annotations.get(NEXT_ORIGIN_ANNOTATION)),
         rotate_requested=(annotations.get(ROTATE_ANNOTATION) or "").lower() == "true",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,10 +25,11 @@ from mtls_operator.pki import (
     load_private_key_pem,
     parse_pem_certificates,
 )
-from mtls_operator.renewal import IssuedState
-from mtls_operator.spec import LabelSelector, parse_label_selector
+from mtls_operator.rules.policy import is_dns1123_subdomain
+from mtls_operator.rules.renewal import IssuedState
+from mtls_operator.rules.spec import LabelSelector, parse_label_selector
+from mtls_operator.times import format_time, parse_time
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HASH_SUFFIX_LENGTH = 10
 MAX_LABEL_VALUE_LENGTH = 63
 # The most one Secret value may decode to, checked before decoding: Kubernetes refuses a Secret of
@@ -37,19 +37,6 @@ MAX_LABEL_VALUE_LENGTH = 63
 MAX_SECRET_VALUE_BYTES = BUNDLE_LIMITS.max_bytes
 
 
-def parse_time(text: object) -> datetime | None:
-    """An RFC 3339 timestamp as Kubernetes writes it, or ``None`` when absent or malformed."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Pods and identities as the planner sees them ---------------------------------------------------
@@ -157,10 +144,6 @@ def secrets_query(identity: str) -> str:
 # Secret names -----------------------------------------------------------------------------------
 
 
-def is_dns_subdomain(name: str) -> bool:
-    return 0 < len(name) <= c.MAX_SECRET_NAME_LENGTH and bool(_DNS_SUBDOMAIN.match(name))
-
-
 def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
     """The pod's ``mtls.dev/secret-name`` annotation, else ``<identity>-<pod>`` shortened with a hash.
 
@@ -168,7 +151,7 @@ def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
     in the pod's own namespace only, never anywhere else.
     """
     if pod.secret_name_annotation is not None:
-        if not is_dns_subdomain(pod.secret_name_annotation):
+        if not is_dns1123_subdomain(pod.secret_name_annotation):
             raise ValueError(
                 f"pod {pod.name}: annotation {c.SECRET_NAME_ANNOTATION}={pod.secret_name_annotation!r} "
                 "is not a valid Secret name (lowercase DNS subdomain, at most 253 characters)"

@@ -47,7 +47,7 @@ def status_object(
 class ApiError(Exception):
     """A request the emulator refuses; ``status`` is the Status body sent to HTTP clients.
 
-    The in-process helpers of :class:`~mtls_operator.testing.Emulator` raise it too, with the
+    The in-process helpers of :class:`~kube_emulator.Emulator` raise it too, with the
     same Status that an HTTP client would get.
     """
 

@@ -25,7 +25,7 @@ themselves are never sent to webhooks.
 
 How: an ``admission.k8s.io/v1`` AdmissionReview is POSTed over HTTPS with ``?timeout=<n>s`` to
 ``clientConfig.url``, or for ``clientConfig.service`` to the address given with
-:meth:`~mtls_operator.testing.Emulator.route_service`; the server's certificate is verified against
+:meth:`~kube_emulator.Emulator.route_service`; the server's certificate is verified against
 ``caBundle`` (system roots without it) for the URL's host, or ``<service>.<namespace>.svc``.
 Mutating webhooks run one after the other, each seeing the patches before it; validating ones run
 in parallel and the first failure in configuration order is answered. ``timeoutSeconds`` (default
@@ -48,7 +48,7 @@ Answers, as the apiserver gives them:
   ``sideEffects`` is None or NoneOnDryRun, and refused (400) when a matching webhook declares others.
 
 Simplified: DELETE and CONNECT are not admitted, nor are the in-process helpers of
-:class:`~mtls_operator.testing.Emulator` (they write directly); only AdmissionReview ``v1`` is
+:class:`~kube_emulator.Emulator` (they write directly); only AdmissionReview ``v1`` is
 sent (a webhook that accepts only v1beta1 fails); ``matchPolicy`` is always Exact (no conversion
 to an equivalent version); ``matchConditions`` (CEL), ``reinvocationPolicy`` and
 ``auditAnnotations`` are ignored; objects reach the mutating webhooks without the scheme defaults
@@ -74,15 +74,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import yarl
 
-from mtls_operator.testing import builtin, errors, patching
-from mtls_operator.testing.errors import ApiError
-from mtls_operator.testing.resources import Obj, ResourceInfo
-from mtls_operator.testing.selectors import LabelSelector, SelectorError, parse_label_selector
+from kube_emulator import builtin, errors, patching
+from kube_emulator.errors import ApiError
+from kube_emulator.resources import Obj, ResourceInfo
+from kube_emulator.selectors import LabelSelector, SelectorError, parse_label_selector
 
 if TYPE_CHECKING:
-    from mtls_operator.testing.store import Emulator
+    from kube_emulator.store import Emulator
 
-logger = logging.getLogger("mtls_operator.testing")
+logger = logging.getLogger("kube_emulator")
 
 CREATE, UPDATE = "CREATE", "UPDATE"
 ADMISSION_GROUP = "admissionregistration.k8s.io"
