@@ -29,7 +29,7 @@ def test_json_line_has_the_keys_of_our_fields() -> None:
                                          **fields(identity="payments", namespace="shop", pod="payments-0",
                                                   reason="renewal")))
     assert json.loads(line) == {
-        "time": "2026-11-27T08:00:00.250Z", "level": "INFO", "logger": "mtls_operator.x",
+        "time": "2026-11-27T08:00:00.250000Z", "level": "INFO", "logger": "mtls_operator.x",
         "message": "issued for pod payments-0", "identity": "payments", "namespace": "shop", "pod": "payments-0",
         "reason": "renewal"}
     assert "\n" not in line

@@ -1,6 +1,6 @@
 """Log output: readable text for people, or one JSON object per line for log pipelines (``MTLS_LOG_FORMAT``).
 
-JSON lines carry ``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger``, ``message`` and, where the
+JSON lines carry ``time`` (RFC 3339, UTC, microseconds), ``level``, ``logger``, ``message`` and, where the
 line is about one, ``identity``, ``namespace``, ``pod`` and ``reason``: from the ``extra`` of our own log
 calls (:func:`fields`), or from the object kopf logs about. Both formats pass every message through
 :func:`redact`: PEM never reaches a log line, whatever a caller or a library put in it.
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Final, TextIO
 
 from mtls_operator.config import LOG_FORMATS
+from mtls_operator.times import format_micro_time
 
 __all__ = ["FIELDS", "LOG_FORMATS", "JSONFormatter", "TextFormatter", "configure_logging", "fields", "redact"]
 
@@ -68,9 +69,8 @@ class JSONFormatter(logging.Formatter):
     """One JSON object per line; the keys of :data:`FIELDS` only where the line is about one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        moment = datetime.fromtimestamp(record.created, UTC)
         line: dict[str, object] = {
-            "time": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+            "time": format_micro_time(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
