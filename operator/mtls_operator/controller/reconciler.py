@@ -45,6 +45,7 @@ from mtls_operator.pki import (
 )
 from mtls_operator.rules.plan import (
     IdentityRef,
+    KeystoreRequest,
     PodInfo,
     Readiness,
     SecretContent,
@@ -55,6 +56,9 @@ from mtls_operator.rules.plan import (
     identity_status,
     is_managed,
     is_pod_secret_of,
+    keystore_patch,
+    keystore_request,
+    merge_patches,
     metadata_patch,
     owner_pod_uid,
     ownership_problem,
@@ -107,6 +111,9 @@ MAX_SLEEP = 3600.0
 # First issues outside a pass only while fewer than this are under way: a burst of new pods goes
 # through the passes, which batch it.
 FIRST_ISSUE_LIMIT = 8
+# The Ready reason of an identity whose keystore password Secret is missing or unusable.
+KEYSTORE_UNAVAILABLE = "KeystorePasswordUnavailable"
+KEYSTORE_RECHECK = 600.0
 # When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
 DEFERRED_DELAY = 1.0
 
@@ -163,6 +170,8 @@ class Reconciler:
         self._bundle_problems: dict[str, str] = {}
         # Whether an identity's spec is servable, by (uid, generation): invalid ones take no part in conflicts.
         self._spec_validity: dict[tuple[str, str], bool] = {}
+        # The PKCS#12 keystore password and profile per identity that asks for keystores, read each pass.
+        self._keystores: dict[IdentityKey, KeystoreRequest] = {}
 
     # Entry points ---------------------------------------------------------------------------
 
@@ -246,6 +255,18 @@ class Reconciler:
             self.metrics.issuance_error(IssuanceError.CA_UNAVAILABLE)
             return self.retry_delay
 
+        keystore_problem = await self._read_keystore_password(key, spec)
+        if keystore_problem is not None:
+            # Never a keystore without its password: nothing is issued until the password is readable.
+            self._specs.pop(key, None)
+            await self._warn(key, identity, KEYSTORE_UNAVAILABLE, keystore_problem, now)
+            await self._report(identity, previous_status, Readiness(False, KEYSTORE_UNAVAILABLE, keystore_problem),
+                               generation, now, keep_counts=True)
+            await self._follow_bundle(key)
+            streak = self._problem_streak.get(key, 0)
+            self._problem_streak[key] = streak + 1
+            return min(MAX_PROBLEM_DELAY, self.retry_delay * 2.0**streak)
+
         bundle_pem = self.ca_store.bundle_pem
         try:
             problem = await self._ensure_trust_bundle(namespace, bundle_pem)
@@ -328,10 +349,30 @@ class Reconciler:
         self._problem_streak.pop(key, None)
         if result.deferred:
             return DEFERRED_DELAY
+        # A new keystore password changes no object the operator watches: look at it again this soon.
+        recheck = KEYSTORE_RECHECK if spec.pkcs12 is not None else MAX_SLEEP
         if result.next_renewal is None:
-            return None
+            return recheck if spec.pkcs12 is not None else None
         wait = (result.next_renewal - self.clock()).total_seconds()
-        return min(MAX_SLEEP, max(1.0, wait))
+        return min(MAX_SLEEP, recheck, max(1.0, wait))
+
+    async def _read_keystore_password(self, key: IdentityKey, spec: IdentitySpec) -> str | None:
+        """Read the keystore password the spec names (``None`` when it asks for no keystores, or all is
+        well); otherwise why it cannot be used."""
+        if spec.pkcs12 is None:
+            self._keystores.pop(key, None)
+            return None
+        ref = spec.pkcs12
+        try:
+            password_secret = await self.cluster.get_secret(key[0], ref.password_secret_name)
+            self._keystores[key] = keystore_request(password_secret, ref, key[0])
+        except KubernetesAPIError as exc:
+            self._keystores.pop(key, None)
+            return f"cannot read the keystore password Secret {key[0]}/{ref.password_secret_name}: {exc}"
+        except ValueError as exc:
+            self._keystores.pop(key, None)
+            return str(exc)
+        return None
 
     def _ca_condition(self) -> Readiness:
         """The CertificateAuthority condition: a CA problem every identity should show."""
@@ -383,6 +424,7 @@ class Reconciler:
         self._first_issued.pop(key, None)
         self._last_warning.pop(key, None)
         self._problem_streak.pop(key, None)
+        self._keystores.pop(key, None)
         self.metrics.identity_removed(namespace, name)
         return deleted
 
@@ -655,8 +697,12 @@ class Reconciler:
                 content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash, None)
             except (PKIError, ChainError):
                 return False  # the pass reports it
-            body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
-                               template_labels=spec.secret_labels, template_annotations=spec.secret_annotations)
+            try:
+                body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
+                                   template_labels=spec.secret_labels, template_annotations=spec.secret_annotations,
+                                   keystore=self._keystores.get(key))
+            except PKIError:
+                return False  # the pass reports it
             try:
                 created = await self.cluster.create_secret(pod.namespace, body)
                 self._remember_write(created)
@@ -741,6 +787,9 @@ class Reconciler:
             patch = metadata_patch(secret, labels, annotations) or {}
             if not desired.bundle_current:
                 patch.setdefault("data", {})[c.CA_CRT] = b64text(bundle_pem)
+            stores = keystore_patch(secret, self._keystores.get((pod.namespace, identity_name)), bundle_pem)
+            if stores is not None:
+                patch = merge_patches(patch, stores)
             if patch:
                 try:
                     written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
@@ -768,14 +817,20 @@ class Reconciler:
             result.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
             keep_held()
             return
-        body = secret_body(
-            name=secret_name,
-            identity=identity_name,
-            pod=pod,
-            content=content,
-            template_labels=spec.secret_labels,
-            template_annotations=spec.secret_annotations,
-        )
+        try:
+            body = secret_body(
+                name=secret_name,
+                identity=identity_name,
+                pod=pod,
+                content=content,
+                template_labels=spec.secret_labels,
+                template_annotations=spec.secret_annotations,
+                keystore=self._keystores.get((pod.namespace, identity_name)),
+            )
+        except PKIError as exc:
+            result.fail(IssuanceError.PKI, f"pod {pod.name}: writing the keystores failed: {exc}", pod.name)
+            keep_held()
+            return
         try:
             if secret is None:
                 # Create first, look only on a clash: one write per new pod, no extra read.
