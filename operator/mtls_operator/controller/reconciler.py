@@ -31,6 +31,7 @@ from mtls_operator.errors import (
     SpecError,
 )
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.observability.logs import fields
 from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
     BUNDLE_LIMITS,
@@ -65,6 +66,7 @@ from mtls_operator.rules.plan import (
     pod_query,
     pod_spec,
     read_secret,
+    reissue_patch,
     secret_body,
     secret_data,
     secret_metadata,
@@ -731,7 +733,8 @@ class Reconciler:
             self._first_in_flight -= 1
         self.metrics.certificate_issued(ReissueReason.NEW)
         logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
-                    content.serial, wanted_id, content.not_after.isoformat())
+                    content.serial, wanted_id, content.not_after.isoformat(),
+                    extra=fields(identity=key[1], namespace=pod.namespace, pod=pod.name, reason=str(ReissueReason.NEW)))
         if len(self._first_done) >= READING_CACHE_SIZE:
             self._first_done.clear()
         self._first_done[slot] = str(created["metadata"].get("uid"))
@@ -872,9 +875,8 @@ class Reconciler:
                     raise
             else:
                 resource_version = str(secret["metadata"].get("resourceVersion"))
-                patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
-                         "data": body["data"], "type": body["type"]}
-                written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                written = await self.cluster.update_secret(pod.namespace, secret_name, reissue_patch(body),
+                                                           resource_version)
                 self._remember_write(written)
         except ConflictError as exc:
             result.fail(IssuanceError.API,
@@ -886,7 +888,9 @@ class Reconciler:
             keep_held()
             return
         logger.info("%s for pod %s/%s: serial %s, %s, expires %s", decision.message, pod.namespace, pod.name,
-                    content.serial, wanted_id, content.not_after.isoformat())
+                    content.serial, wanted_id, content.not_after.isoformat(),
+                    extra=fields(identity=identity_name, namespace=pod.namespace, pod=pod.name,
+                                 reason=str(decision.reason)))
         result.issued_by_reason[decision.reason] = result.issued_by_reason.get(decision.reason, 0) + 1
         self.metrics.certificate_issued(decision.reason)
         if result.first_decision is None:
@@ -966,7 +970,8 @@ class Reconciler:
         if self._last_warning.get(key) == message:
             return
         self._last_warning[key] = message
-        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message)
+        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message,
+                       extra=fields(identity=key[1], namespace=key[0], reason=reason))
         await self._event(identity, "Warning", reason, message, now)
 
     async def _event(self, identity: JSON, type_: str, reason: str, message: str, now: datetime) -> None:

@@ -430,6 +430,19 @@ def secret_body(
     }
 
 
+def reissue_patch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns an existing pod Secret into ``body`` (a re-issue); it also drops a
+    ``mtls.dev/renew-reason`` left by a manual renewal request, which this re-issue answers."""
+    metadata = body["metadata"]
+    annotations = {**metadata["annotations"], c.RENEW_REASON_ANNOTATION: None}
+    return {
+        "metadata": {"labels": metadata["labels"], "annotations": annotations,
+                     "ownerReferences": metadata["ownerReferences"]},
+        "data": body["data"],
+        "type": body["type"],
+    }
+
+
 def owner_pod_uid(secret: Mapping[str, Any]) -> str | None:
     """The uid of the pod a Secret belongs to, from its ownerReferences."""
     for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
@@ -520,6 +533,7 @@ def read_secret(secret: Mapping[str, Any]) -> SecretReading:
         ca_fingerprint=str(annotations[c.CA_FINGERPRINT_ANNOTATION]),
         spec_hash=str(annotations[c.SPEC_HASH_ANNOTATION]),
         dns_names=dns_names,
+        renew_reason=annotations.get(c.RENEW_REASON_ANNOTATION) or None,
     )
     return SecretReading(state=state, problems=tuple(problems), bundle_pem=bundle)
 
