@@ -67,6 +67,7 @@ E2E_ADDRESS := 10.250.0.1
 E2E_NETNS := $(if $(filter 0,$(shell id -u)),unshare --net,unshare --net --map-root-user)
 
 controlplane:
+	cd e2e/controlplane/wrapper && go vet ./... && go test -count=1 ./...
 	e2e/controlplane/build.sh $(K8S_VERSION)
 
 e2e: $(STAMP) tools controlplane

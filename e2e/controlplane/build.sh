@@ -2,10 +2,14 @@
 # Builds etcd, kube-apiserver and kube-controller-manager of one Kubernetes release from their Go
 # modules into .tools/k8s/v<version>/bin (a second run with the binaries there does nothing).
 #   e2e/controlplane/build.sh 1.37.2
+# A new release's wrapper is written by `cd e2e/controlplane/wrapper && go run . 1.38.0`, and
+# checked by `go test` there (every staging module replaced at the release's v0.<minor>.<patch>).
 # The wrapper module v<version>/go.mod requires k8s.io/kubernetes at that version and replaces every
 # staging module (k8s.io/api, k8s.io/apiserver, ...) by its published v0.<minor>.<patch>; etcd is the
-# server module Kubernetes itself pins. Go's module and build caches (GOMODCACHE, GOCACHE) make a
-# second build of the same release take seconds. Built under `nice`: the machine is shared.
+# server module Kubernetes itself pins. The build tag `providerless` leaves out the in-tree cloud
+# providers (1.29 still has them; their module, k8s.io/legacy-cloud-providers, is not on the module
+# proxy for 1.29). Go's module and build caches (GOMODCACHE, GOCACHE) make a second build of the same
+# release take seconds. Built under `nice`: the machine is shared.
 set -eu
 version=${1:?usage: build.sh <kubernetes version, e.g. 1.37.2>}
 version=${version#v}
@@ -30,7 +34,7 @@ ldflags="$ldflags -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 start=$(date +%s)
 echo "controlplane: building Kubernetes v$version (etcd, kube-apiserver, kube-controller-manager) into $out; log: $log"
 if ! (cd "$module" &&
-      nice go build -ldflags "$ldflags" -o "$out/" \
+      nice go build -tags providerless -ldflags "$ldflags" -o "$out/" \
           k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager &&
       nice go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3) >"$log" 2>&1; then
     echo "controlplane: building Kubernetes v$version failed: $(tail -n 1 "$log") (full log: $log)" >&2

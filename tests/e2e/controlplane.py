@@ -24,8 +24,10 @@ What runs, and why each flag (as kubeadm and Kubernetes' hack/local-up-cluster.s
   metadata level) of every request made by a ServiceAccount of the operator's namespace.
 - kube-controller-manager with the controllers the suite relies on: the garbage collector, the
   namespace, ServiceAccount and ServiceAccount-token controllers, Deployments and ReplicaSets (a
-  Deployment's pods go through the admission chain). Not the endpoint controllers: the suite
-  writes the webhook Service's endpoints itself (the operator runs as a local process, not in a pod).
+  Deployment's pods go through the admission chain); each controller with its own ServiceAccount's
+  credentials and bootstrap RBAC role (``--use-service-account-credentials``, as kubeadm runs it).
+  Not the endpoint controllers: the suite writes the webhook Service's endpoints itself (the
+  operator runs as a local process, not in a pod).
 No scheduler, kubelet or kube-proxy: pods are admitted and stored, never run.
 """
 
@@ -401,7 +403,7 @@ class ControlPlane:
             f"--controllers={','.join(CONTROLLERS)}",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             f"--root-ca-file={self.ca_file}",
-            "--use-service-account-credentials=false",
+            "--use-service-account-credentials=true",
             "--leader-elect=false",
         ]
 
