@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -277,6 +278,15 @@ class OperatorProcess:
                 [str(Path(sys.executable).parent / "mtls-operator"), "run"], env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_kill_with_parent)
         wait_for(self.healthy, within=60, what=f"{self.name}'s health endpoint")
+        if self.release.webhooks:
+            wait_for(self._webhook_listening, within=60, what=f"{self.name}'s webhook server")
+
+    def _webhook_listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", OPERATOR_PORTS[self.name][0]), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def healthy(self) -> dict[str, Any] | None:
         if self.process is None or self.process.poll() is not None:
