@@ -364,9 +364,6 @@ class ControlPlane:
             ],
         }))
 
-    def _minor(self) -> int:
-        return int(self.version.lstrip("v").split(".")[1])
-
     def _apiserver_args(self) -> list[str]:
         pki = self.pki
         args = [
@@ -387,10 +384,6 @@ class ControlPlane:
             f"--audit-log-path={self.audit_log}", "--audit-log-format=json", "--audit-log-mode=blocking",
             "--profiling=false",
         ]
-        if self._minor() < 30:
-            # ValidatingAdmissionPolicy is beta (off by default) before 1.30.
-            args += ["--feature-gates=ValidatingAdmissionPolicy=true",
-                     "--runtime-config=admissionregistration.k8s.io/v1beta1=true"]
         return args
 
     def _controller_manager_args(self) -> list[str]:

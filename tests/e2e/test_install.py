@@ -77,3 +77,10 @@ def test_the_api_server_judges_identities_as_the_cel_model_does(cluster: Cluster
                                                        (m for _p, m in _expected_messages(case).values()))
                   and any(message in cause.get("message", "") for message in known)]
     assert not unexpected, f"{case.id}: rules the model says hold rejected it: {unexpected}"
+
+
+def test_the_api_server_is_the_release_under_test(cluster: Cluster) -> None:
+    if cluster.control_plane is None:
+        pytest.skip("an external cluster runs whatever release it runs")
+    answer = cluster.api.get("/version")
+    assert answer["gitVersion"] == f"v{cluster.control_plane.version.lstrip('v')}", answer.body
