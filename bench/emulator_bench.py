@@ -1,6 +1,6 @@
 """The emulator's own throughput: writes/s and watch events/s, with the emulator in its own process.
 
-Starts ``python -m mtls_operator.testing`` on a free port, then drives it with concurrent aiohttp
+Starts ``python -m kube_emulator`` on a free port, then drives it with concurrent aiohttp
 clients creating and merge-patching Secrets while watchers stream the events. Prints figures
 only (no pass/fail): ``emulator: N writes/s`` and ``emulator: M watch events/s``.
 """
@@ -21,12 +21,15 @@ from pathlib import Path
 import aiohttp
 
 NAMESPACE = "bench"
+# The project's CRDs (the single source; the emulator is generic and installs what it is given).
+CRDS = Path(__file__).resolve().parents[1] / "crds"
 
 
 def start_emulator(kubeconfig: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mtls_operator.testing", "--port", "0", "--kubeconfig", str(kubeconfig)],
+            [sys.executable, "-m", "kube_emulator", "--crds", str(CRDS), "--port", "0",
+             "--kubeconfig", str(kubeconfig)],
             stdout=subprocess.PIPE, stderr=stderr, text=True,
         )
     assert process.stdout is not None

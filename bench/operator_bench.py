@@ -37,12 +37,14 @@ from typing import Any
 
 import yaml
 
+from kube_emulator.server import REQUEST_LOG_PATH
 from mtls_operator import constants as c
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
-from mtls_operator.testing.server import REQUEST_LOG_PATH
 
 NS = "bench"
+# The project's CRDs (the single source; the emulator is generic and installs what it is given).
+CRDS = Path(__file__).resolve().parents[1] / "crds"
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,3000").split(",")]
 CLIENT_THREADS = 8
 
@@ -54,7 +56,7 @@ class Emulator:
         folder.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = folder / "kubeconfig"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mtls_operator.testing", "--kubeconfig", str(self.kubeconfig)],
+            [sys.executable, "-m", "kube_emulator", "--crds", str(CRDS), "--kubeconfig", str(self.kubeconfig)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30

@@ -47,9 +47,9 @@ from typing import Any
 
 import yaml
 
+from kube_emulator.server import REQUEST_LOG_PATH
 from mtls_operator import constants as c
-from mtls_operator.rotation import PHASE_ANNOTATION, ROTATE_ANNOTATION, SIGNING_FINGERPRINT_ANNOTATION
-from mtls_operator.testing.server import REQUEST_LOG_PATH
+from mtls_operator.rules.rotation import PHASE_ANNOTATION, ROTATE_ANNOTATION, SIGNING_FINGERPRINT_ANNOTATION
 from operator_bench import Operator
 
 NS = "bench"

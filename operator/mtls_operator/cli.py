@@ -26,6 +26,7 @@ _SETTING_FLAGS = {
     "webhook_port": "MTLS_WEBHOOK_PORT",
     "webhook_service": "MTLS_WEBHOOK_SERVICE",
     "webhook_configuration": "MTLS_WEBHOOK_CONFIGURATION",
+    "webhook_ca_secret": "MTLS_WEBHOOK_CA_SECRET",
     "leader_election": "MTLS_LEADER_ELECTION",
     "lease_name": "MTLS_LEASE_NAME",
     "lease_duration": "MTLS_LEASE_DURATION",
@@ -63,15 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         try:
-            from mtls_operator.demo import run_demo
-            from mtls_operator.testing import serve
+            from kube_emulator import serve
+            from mtls_operator.demo.run import project_crds, run_demo
         except ImportError as exc:
             print(f"mtls-operator: {args.command} needs the API emulator ({exc.name} is missing): "
-                  "pip install 'mtls-operator[demo]'", file=sys.stderr)
+                  "pip install ./emulator 'mtls-operator[demo]' from the repository (make demo does)",
+                  file=sys.stderr)
             return 2
         if args.command == "demo":
             return run_demo(output_dir=args.output_dir)
-        serve(port=args.port, kubeconfig=args.kubeconfig)
+        serve(port=args.port, kubeconfig=args.kubeconfig, crds=project_crds())
         return 0
     except ConfigError as exc:
         print(f"mtls-operator: {exc}", file=sys.stderr)

@@ -23,10 +23,10 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Final, TypeVar
 
-from mtls_operator import policy
-from mtls_operator.constants import DEFAULT_CA_SECRET
+from mtls_operator.constants import DEFAULT_CA_SECRET, DEFAULT_WEBHOOK_CA_SECRET
 from mtls_operator.errors import ConfigError
-from mtls_operator.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
+from mtls_operator.rules import policy
+from mtls_operator.rules.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
 _PORT_RE = re.compile(r"[0-9]{1,5}")
@@ -47,11 +47,13 @@ class Settings:
     ca_propagation_delay: timedelta = timedelta(minutes=2)
     ca_duration: timedelta = timedelta(hours=8760)
     # Admission webhooks (served by every replica): port, the Service in front of them (the
-    # serving certificate's DNS names) and the name of both webhook configurations whose
-    # caBundle the operator keeps equal to the trust bundle.
+    # serving certificate's DNS names), the name of both webhook configurations whose caBundle
+    # the operator keeps equal to the webhook CA's bundle, and the Secret of that CA (in
+    # ``namespace``; created by the operator, apart from the CA that signs pod certificates).
     webhook_port: int = 9443
     webhook_service: str = "mtls-operator-webhook"
     webhook_configuration: str = "mtls-operator"
+    webhook_ca_secret: str = DEFAULT_WEBHOOK_CA_SECRET
     # High availability: one replica issues, the holder of this coordination.k8s.io Lease.
     leader_election: bool = True
     lease_name: str = "mtls-operator"
@@ -87,6 +89,7 @@ ENV_CA_DURATION: Final = "MTLS_CA_DURATION"
 ENV_WEBHOOK_PORT: Final = "MTLS_WEBHOOK_PORT"
 ENV_WEBHOOK_SERVICE: Final = "MTLS_WEBHOOK_SERVICE"
 ENV_WEBHOOK_CONFIGURATION: Final = "MTLS_WEBHOOK_CONFIGURATION"
+ENV_WEBHOOK_CA_SECRET: Final = "MTLS_WEBHOOK_CA_SECRET"  # noqa: S105 -- a variable name, not a secret
 ENV_LEADER_ELECTION: Final = "MTLS_LEADER_ELECTION"
 ENV_LEASE_NAME: Final = "MTLS_LEASE_NAME"
 ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
@@ -106,6 +109,7 @@ ENV_VARS: Final = (
     ENV_WEBHOOK_PORT,
     ENV_WEBHOOK_SERVICE,
     ENV_WEBHOOK_CONFIGURATION,
+    ENV_WEBHOOK_CA_SECRET,
     ENV_LEADER_ELECTION,
     ENV_LEASE_NAME,
     ENV_LEASE_DURATION,
@@ -134,6 +138,8 @@ def _cluster_domain(value: str) -> str:
     return value
 
 
+# The validators below share a shape (check, else one ValueError saying what a valid value looks
+# like) but not a rule: each message names its own syntax, which is what a user needs to read.
 def _namespace(value: str) -> str:
     if not policy.is_dns1123_label(value):
         raise ValueError(
@@ -245,7 +251,7 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
             raise ConfigError(f"{name}={value!r} is invalid: {error}") from None
 
     defaults = Settings()
-    return Settings(
+    settings = Settings(
         trust_domain=read(ENV_TRUST_DOMAIN, _trust_domain, defaults.trust_domain),
         cluster_domain=read(ENV_CLUSTER_DOMAIN, _cluster_domain, defaults.cluster_domain),
         namespace=read(ENV_NAMESPACE, _namespace, defaults.namespace),
@@ -266,6 +272,7 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         webhook_port=read(ENV_WEBHOOK_PORT, _port("the admission webhooks"), defaults.webhook_port),
         webhook_service=read(ENV_WEBHOOK_SERVICE, _service_name, defaults.webhook_service),
         webhook_configuration=read(ENV_WEBHOOK_CONFIGURATION, _dns_subdomain_name, defaults.webhook_configuration),
+        webhook_ca_secret=read(ENV_WEBHOOK_CA_SECRET, _dns_subdomain_name, defaults.webhook_ca_secret),
         leader_election=read(ENV_LEADER_ELECTION, _boolean, defaults.leader_election),
         lease_name=read(ENV_LEASE_NAME, _dns_subdomain_name, defaults.lease_name),
         lease_duration=read(ENV_LEASE_DURATION, _bounded_duration(timedelta(seconds=2), timedelta(minutes=10)),
@@ -273,3 +280,11 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
         health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
     )
+    if settings.webhook_ca_secret == settings.ca_secret:
+        # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA
+        # into the API server's trust for the webhooks: exactly what two CAs keep apart.
+        raise ConfigError(
+            f"{ENV_WEBHOOK_CA_SECRET}={settings.webhook_ca_secret!r} is invalid: it must differ from "
+            f"{ENV_CA_SECRET}, the CA that signs pod certificates"
+        )
+    return settings

@@ -7,20 +7,20 @@ import concurrent.futures
 import logging
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import datetime
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client as k8s_client
 
 from mtls_operator import constants as c
-from mtls_operator.admission import serving_dns_names
 from mtls_operator.config import ENV_HEALTH_PORT, ENV_WEBHOOK_PORT, Settings
 from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import ConfigError
 from mtls_operator.handlers import AdmissionServer, registry
 from mtls_operator.handlers.runtime import wall_clock
+from mtls_operator.rules.admission import serving_dns_names
+from mtls_operator.times import Clock
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ async def _no_admission_server(_: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookC
     yield kopf.WebhookClientConfig()  # unreachable: the wait ends only by cancellation at shutdown
 
 
-def serving_certificate(config: Settings, clock: Callable[[], datetime] | None) -> ServingCertificate | None:
+def serving_certificate(config: Settings, clock: Clock | None) -> ServingCertificate | None:
     """This replica's webhook serving certificate (a placeholder until the CA loads), if webhooks are on."""
     if not config.webhooks_enabled:
         return None
@@ -69,7 +69,7 @@ async def run_operator(
     settings: Settings,
     configuration: k8s_client.Configuration,
     *,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
     memo: kopf.Memo | None = None,
@@ -169,11 +169,12 @@ class OperatorThread:
         settings: Settings,
         configuration: k8s_client.Configuration,
         *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
         retry_delay: float = 15.0,
         ca_refresh_interval: float = 30.0,
         watch_timeout: int = 60,
     ) -> None:
+        # Only keeps its arguments, as the controller's constructors do: the loop and the thread come in start().
         self.memo = kopf.Memo()
         self._clock = clock
         self._retry_delay = retry_delay

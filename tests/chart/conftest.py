@@ -30,6 +30,10 @@ HELMS = ("helm", "helm3")
 # The longest release name helm accepts: every derived name must still fit in 63 characters.
 LONG_RELEASE = "r" * 53
 
+# What `helm install` learns from an API server of Kubernetes 1.30 or later (discovery); `helm template`
+# knows it only when told (--api-versions).
+VALIDATING_ADMISSION_POLICY_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+
 # Non-default values for every setting the chart turns into an MTLS_* variable (test_env_wiring).
 EVERY_SETTING_CHANGED: dict[str, Any] = {
     "trustDomain": "prod.example.org",
@@ -42,16 +46,19 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "leaderElection": {"leaseName": "mtls-leader", "leaseDuration": "30s"},
     "health": {"port": 8081},
     "metrics": {"port": 9191},
-    "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail"},
+    "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail", "caSecret": "corp-webhook-ca"},
 }
 
 
 @dataclass(frozen=True)
 class Case:
-    """One entry of the matrix: values, and the release name to install them under."""
+    """One entry of the matrix: values, the release name to install them under, and the cluster as
+    helm sees it (``--kube-version``; ``--api-versions``, as discovery tells `helm install`)."""
 
     values: Mapping[str, Any]
     release: str = RELEASE
+    kube_version: str | None = None
+    api_versions: tuple[str, ...] = ()
 
 
 MATRIX: dict[str, Case] = {
@@ -65,6 +72,13 @@ MATRIX: dict[str, Case] = {
     "crds-not-kept": Case({"crds": {"keep": False}}),
     "every-setting": Case(EVERY_SETTING_CHANGED),
     "long-release-name": Case({}, release=LONG_RELEASE),
+    "kubernetes-1.29": Case({}, kube_version="1.29.0"),
+    "secret-policy": Case({}, kube_version="1.30.0", api_versions=(VALIDATING_ADMISSION_POLICY_API,)),
+    "secret-policy-off": Case({"secretPolicy": {"enabled": False}}, kube_version="1.30.0",
+                              api_versions=(VALIDATING_ADMISSION_POLICY_API,)),
+    "secret-policy-own-names": Case({"ca": {"existingSecret": "corp-intermediate-ca"}, "webhook": {"enabled": False},
+                                     "serviceAccount": {"name": "mtls"}}, release="tls",
+                                    kube_version="1.31.0", api_versions=(VALIDATING_ADMISSION_POLICY_API,)),
 }
 
 
@@ -86,11 +100,21 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run(list(args), input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
-def helm_template(helm: str, values: Mapping[str, Any], *, release: str = RELEASE) -> subprocess.CompletedProcess[str]:
+def helm_template(
+    helm: str,
+    values: Mapping[str, Any],
+    *,
+    release: str = RELEASE,
+    kube_version: str | None = None,
+    api_versions: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    cluster = [*(["--kube-version", kube_version] if kube_version else []),
+               *(arg for api in api_versions for arg in ("--api-versions", api))]
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as handle:
         json.dump(values, handle)
         handle.flush()
-        return run(tool(helm), "template", release, str(CHART), "--namespace", NAMESPACE, "--values", handle.name)
+        return run(tool(helm), "template", release, str(CHART), "--namespace", NAMESPACE, "--values", handle.name,
+                   *cluster)
 
 
 @dataclass(frozen=True)
@@ -129,7 +153,8 @@ def parse(manifest: str) -> Rendered:
 
 
 def render(helm: str, case: Case) -> Rendered:
-    result = helm_template(helm, case.values, release=case.release)
+    result = helm_template(helm, case.values, release=case.release, kube_version=case.kube_version,
+                           api_versions=case.api_versions)
     assert result.returncode == 0, f"{helm} template failed:\n{result.stderr}"
     return parse(result.stdout)
 

@@ -57,6 +57,7 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         webhook_port=10443,
         webhook_service=f"{RELEASE}-webhook",
         webhook_configuration=RELEASE,
+        webhook_ca_secret=values["webhook"]["caSecret"],
         leader_election=True,
         lease_name="mtls-leader",
         lease_duration=timedelta(seconds=30),
@@ -74,6 +75,7 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         ("webhook-off", "MTLS_WEBHOOK_PORT", "0"),
         ("one-replica", "MTLS_LEADER_ELECTION", "false"),
         ("existing-ca", "MTLS_CA_SECRET", "corp-intermediate-ca"),
+        ("defaults", "MTLS_WEBHOOK_CA_SECRET", "mtls-operator-webhook-ca"),
     ],
 )
 def test_switches(rendered: dict[str, Rendered], name: str, variable: str, value: str) -> None:

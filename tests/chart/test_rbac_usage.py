@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kube_emulator import EmulatorServer, RequestLog
 from mtls_operator import constants as c
 from mtls_operator.config import ENV_POD_NAME, Settings, settings_from_env
-from mtls_operator.testing import EmulatorServer, RequestLog, project_crds
+from mtls_operator.demo.run import project_crds
 from tests.chart.conftest import NAMESPACE, RELEASE, Rendered
 from tests.chart.rbac import Request, grants, permits
 from tests.integration.conftest import API, NS, FakeClock, OperatorHandle, eventually, identity, managed_secrets, pod

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mtls_operator import constants as c
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from tests.chart.conftest import (
     HELMS,
     LONG_RELEASE,
@@ -37,6 +37,10 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 FULLNAME = RELEASE  # the release name contains the chart name, so it is the full name as it is
 
 
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 @pytest.mark.parametrize("name", MATRIX)
 def test_helm3_renders_the_same(renders: dict[tuple[str, str], Rendered], name: str) -> None:
     def key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -56,6 +60,9 @@ def test_lint_strict(helm: str) -> None:
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("name", MATRIX)
 def test_objects_valid_for_kubernetes(rendered: dict[str, Rendered], name: str, version: str) -> None:
+    oldest = MATRIX[name].kube_version
+    if oldest is not None and _release(version) < _release(oldest):
+        pytest.skip(f"rendered for Kubernetes {oldest}")
     validated = 0
     for obj in rendered[name].objects:
         if obj["kind"] not in PROMETHEUS_OPERATOR_KINDS:
@@ -67,7 +74,8 @@ def test_objects_valid_for_kubernetes(rendered: dict[str, Rendered], name: str, 
 @pytest.mark.parametrize("name", MATRIX)
 def test_every_namespaced_object_in_the_release_namespace(rendered: dict[str, Rendered], name: str) -> None:
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                      "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+                      "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for obj in rendered[name].objects:
         if obj["kind"] in cluster_scoped:
             assert "namespace" not in obj["metadata"], obj["kind"]

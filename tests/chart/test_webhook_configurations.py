@@ -1,6 +1,6 @@
 """The webhook configurations the chart installs are the ones the tests, the demo and the bench use.
 
-``mtls_operator.admission.webhook_configurations`` renders them for the emulator; the chart renders
+``mtls_operator.rules.admission.webhook_configurations`` renders them for the emulator; the chart renders
 them for a cluster. If the two drift, the integration tests would prove a configuration nobody
 installs.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtls_operator.admission import webhook_configurations
+from mtls_operator.rules.admission import webhook_configurations
 
 from .conftest import NAMESPACE, Rendered
 

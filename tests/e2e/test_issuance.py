@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from mtls_operator.handshake import TLSFiles, mutual_tls_handshake
-from mtls_operator.plan import secret_data
+from mtls_operator.demo.handshake import TLSFiles, mutual_tls_handshake
+from mtls_operator.rules.plan import secret_data
 from tests.e2e.conftest import Cluster, OperatorProcess, core_path, identities_path, managed_secrets, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""Parity: the same requests sent to the emulator (``mtls_operator.testing``) and to the real API server,
+"""Parity: the same requests sent to the emulator (``kube_emulator``) and to the real API server,
 their answers diffed — status codes, reasons, field paths, messages, and the fields of stored objects
 that the operator, kubectl and the demo read.
 
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.testing import EmulatorThread, project_crds
+from kube_emulator import EmulatorThread
+from mtls_operator.demo.run import project_crds
 from tests.e2e.client import Answer, Client
 from tests.e2e.conftest import Cluster, Release
 

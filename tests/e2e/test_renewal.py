@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.plan import secret_data
+from mtls_operator.rules.plan import secret_data
 from tests.e2e.conftest import (
     Cluster,
     OperatorProcess,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.handshake import mutual_tls_handshake
+from mtls_operator.demo.handshake import mutual_tls_handshake
 from tests.e2e.conftest import (
     NAMESPACE,
     Cluster,

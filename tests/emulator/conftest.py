@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from mtls_operator.testing import Emulator, EmulatorServer, EmulatorThread
+from kube_emulator import Emulator, EmulatorServer, EmulatorThread
+
+# A real project's CRDs (this repository's single source), for the tests that install a folder.
+REPOSITORY_CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",

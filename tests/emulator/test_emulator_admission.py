@@ -18,9 +18,9 @@ import kubernetes.client
 import pytest
 import yaml
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import CertificateAuthority, LeafRequest, certs_to_pem, create_self_signed_ca, issue_leaf
-from mtls_operator.testing import Emulator, EmulatorServer
 
 from .conftest import Http
 from .test_emulator_kubectl import KUBECTL, Kubectl

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
-from mtls_operator.testing import EmulatorServer, EmulatorThread
+from kube_emulator import EmulatorServer, EmulatorThread
 
-from .conftest import secret, widget
+from .conftest import REPOSITORY_CRDS, secret, widget
 
 
 def test_kubernetes_client_through_emulator_thread(thread_server: EmulatorThread) -> None:
@@ -77,7 +77,8 @@ def test_standalone_process_serves_until_sigterm(tmp_path: pathlib.Path) -> None
     kubeconfig = tmp_path / "emulator.kubeconfig"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mtls_operator.testing", "--port", "0", "--kubeconfig", str(kubeconfig)],
+        [sys.executable, "-m", "kube_emulator", "--crds", str(REPOSITORY_CRDS), "--port", "0",
+         "--kubeconfig", str(kubeconfig)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
-from mtls_operator.testing import Emulator, project_crds
+import pytest
 
-from .conftest import WIDGET_CRD, Http, widget
+from kube_emulator import Emulator, load_crds
+
+from .conftest import REPOSITORY_CRDS, WIDGET_CRD, Http, widget
 
 WIDGETS = "/apis/example.com/v1/namespaces/default/widgets"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -174,13 +177,18 @@ async def test_table_for_builtin_resources(http: Http) -> None:
     assert [c["name"] for c in table["columnDefinitions"]][:2] == ["Name", "Status"]
 
 
-async def test_project_crds_install() -> None:
-    crds = project_crds()
-    assert crds, "mtls_operator/crds/*.yaml ships with the package"
+async def test_crds_of_a_folder_install() -> None:
+    crds = load_crds(REPOSITORY_CRDS)
+    assert [c["metadata"]["name"] for c in crds] == ["mtlsidentities.mtls.dev"]
     emulator = Emulator(crds=crds)
     info = emulator.resource("mtls.dev/v1alpha1", "mtlsid")
     assert info.plural == "mtlsidentities"
     assert info.status_subresource
+
+
+def test_load_crds_names_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no folder of CRDs at"):
+        load_crds(tmp_path / "absent")
 
 
 async def test_strict_field_validation_rejects_unknown_fields(http: Http) -> None:

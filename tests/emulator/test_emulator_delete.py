@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mtls_operator.testing import Emulator, EmulatorServer
+from kube_emulator import Emulator, EmulatorServer
 
 from .conftest import Http, secret, widget
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtls_operator.testing import EmulatorServer
+from kube_emulator import EmulatorServer
 
 from .conftest import Http
 

@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from mtls_operator.testing import EmulatorServer, RequestLog
-from mtls_operator.testing.server import REQUEST_LOG_PATH
+from kube_emulator import EmulatorServer, RequestLog
+from kube_emulator.server import REQUEST_LOG_PATH
 
 from .conftest import Http, secret
 
@@ -93,7 +93,7 @@ async def test_fault_injection_dropped_watch_stream(http: Http, server: Emulator
 
 
 def test_fault_needs_an_effect() -> None:
-    from mtls_operator.testing import FaultInjector
+    from kube_emulator import FaultInjector
 
     with pytest.raises(ValueError, match="needs"):
         FaultInjector().add(verb="get")

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from mtls_operator.testing import EmulatorServer
+from kube_emulator import EmulatorServer
 
 from .conftest import widget
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from mtls_operator.testing import EmulatorThread
+from kube_emulator import EmulatorThread
 
 from .conftest import WIDGET_CRD, widget
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.testing import ApiError, Emulator, EmulatorServer
+from kube_emulator import ApiError, Emulator, EmulatorServer
 
 from .conftest import Http, secret, widget
 
@@ -473,7 +473,7 @@ async def test_schema_pattern_dollar_is_the_end_of_the_text(http: Http) -> None:
 
 
 async def test_format_checks_refuse_a_trailing_newline() -> None:
-    from mtls_operator.testing.schema import StructuralSchema
+    from kube_emulator.schema import StructuralSchema
 
     for fmt, good in [("uuid", "123e4567-e89b-12d3-a456-426614174000"), ("date-time", "2030-01-02T03:04:05Z"),
                       ("hostname", "example.com"), ("email", "a@b.c"), ("duration", "5m"),
@@ -511,7 +511,7 @@ async def test_invalid_status_has_no_group_for_the_core_group(http: Http) -> Non
     assert status == 422
     assert "group" not in body["details"]
     assert body["details"]["kind"] == "Secret"
-    from mtls_operator.testing import errors
+    from kube_emulator import errors
 
     status_body = errors.invalid("Secret", "", "a", [("data", "FieldValueInvalid", "x")]).status
     assert status_body["details"] == {"name": "a", "kind": "Secret",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mtls_operator.testing.builtin import go_base64_error
-from mtls_operator.testing.schema import StructuralSchema
+from kube_emulator.builtin import go_base64_error
+from kube_emulator.schema import StructuralSchema
 
 from .conftest import Http, secret, widget
 

@@ -7,7 +7,7 @@ import json
 
 import aiohttp
 
-from mtls_operator.testing import Emulator, EmulatorServer
+from kube_emulator import Emulator, EmulatorServer
 
 from .conftest import Http, secret, widget
 

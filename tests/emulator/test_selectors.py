@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.testing.selectors import (
+from kube_emulator.selectors import (
     FieldRequirement,
     LabelOperator,
     LabelRequirement,

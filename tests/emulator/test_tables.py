@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mtls_operator.testing.tables import (
+from kube_emulator.tables import (
     Column,
     JSONPathError,
     builtin_columns,

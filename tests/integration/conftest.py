@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
+from mtls_operator.demo.run import project_crds
 from mtls_operator.handlers.runtime import Runtime
 from mtls_operator.main import OperatorThread
-from mtls_operator.testing import Emulator, EmulatorServer, project_crds
 
 API = f"{c.GROUP}/{c.VERSION}"
 NS = "shop"

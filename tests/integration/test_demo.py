@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mtls_operator.cli import main
-from mtls_operator.handshake import HandshakeResult
+from mtls_operator.demo.handshake import HandshakeResult
 
 
 def test_demo_passes_and_writes_secret_files(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_run_refuses_bad_settings_with_one_line(
 
 
 async def test_demo_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mtls_operator.demo as demo
+    import mtls_operator.demo.run as demo
 
     def refused(*_: object, **__: object) -> HandshakeResult:
         return HandshakeResult(ok=False, error="client: injected failure")

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from mtls_operator.admission import webhook_configurations
-from mtls_operator.election import LeaseRecord, Timing
-from mtls_operator.testing import Emulator, EmulatorServer, RequestLog
+from kube_emulator import Emulator, EmulatorServer, RequestLog
+from mtls_operator.rules.admission import webhook_configurations
+from mtls_operator.rules.election import LeaseRecord, Timing
 
 from .conftest import OPERATOR_NS, eventually, identity, managed_secrets, pod
 

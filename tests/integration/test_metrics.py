@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.testing import Emulator, EmulatorServer
 
 from .conftest import (
     API,

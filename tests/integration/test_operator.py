@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
 from mtls_operator.pki import create_self_signed_ca
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.rules.plan import b64text, secret_data
 
 from .conftest import (
     API,
@@ -117,8 +117,9 @@ async def test_spec_changed_reissues_with_new_key(emulator: Emulator, operator: 
     leaf = x509.load_pem_x509_certificate(secret_data(second, c.TLS_CRT) or b"")
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "payments.shop.svc" in san.get_values_for_type(x509.DNSName)
-    events = emulator.list("v1", "events", NS)
-    assert any("spec-change" in event["message"] for event in events)
+    # The Event follows the Secret's write.
+    await eventually(lambda: any("spec-change" in event["message"] for event in emulator.list("v1", "events", NS)),
+                     what="an Event saying spec-change")
 
 
 async def test_identity_deleted_secrets_gone(emulator: Emulator, operator: OperatorHandle) -> None:

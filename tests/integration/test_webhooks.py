@@ -20,10 +20,14 @@ import aiohttp
 import pytest
 import yaml
 
+from kube_emulator import Emulator, EmulatorServer
 from mtls_operator import constants as c
-from mtls_operator.admission import ca_bundle_text, webhook_configurations
-from mtls_operator.plan import secret_data
-from mtls_operator.testing import Emulator, EmulatorServer
+from mtls_operator.controller.webhook_tls import load_key_pair
+from mtls_operator.errors import ChainError
+from mtls_operator.models import KeySpec, Usage
+from mtls_operator.pki import LeafRequest, fingerprint, issue_leaf, load_ca, parse_pem_certificates, verify_leaf
+from mtls_operator.rules.admission import ca_bundle_text, webhook_configurations
+from mtls_operator.rules.plan import secret_data
 
 from .conftest import (
     API,
@@ -78,9 +82,22 @@ def ca_bundles(emulator: Emulator) -> list[str | None]:
 
 
 def trust_bundle(emulator: Emulator) -> bytes:
-    secret = emulator.get("v1", "secrets", "mtls-operator-ca", OPERATOR_NS)
+    """What pods trust: the CA Secret's ca.crt."""
+    secret = emulator.get("v1", "secrets", c.DEFAULT_CA_SECRET, OPERATOR_NS)
     assert secret is not None
     return secret_data(secret, c.CA_CRT) or b""
+
+
+def webhook_bundle(emulator: Emulator) -> bytes:
+    """What the API server must trust for the webhooks: the webhook CA Secret's ca.crt."""
+    secret = emulator.get("v1", "secrets", c.DEFAULT_WEBHOOK_CA_SECRET, OPERATOR_NS)
+    assert secret is not None
+    return secret_data(secret, c.CA_CRT) or b""
+
+
+def webhook_ca_phase(emulator: Emulator) -> str:
+    secret = emulator.get("v1", "secrets", c.DEFAULT_WEBHOOK_CA_SECRET, OPERATOR_NS) or {}
+    return str((secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", ""))
 
 
 class Http:
@@ -199,7 +216,7 @@ async def test_a_pod_no_identity_selects_is_admitted_unchanged_with_a_warning(
     manifest.write_text(yaml.safe_dump(generated_pod("orders")))
     created = await kubectl("create", "-f", str(manifest), "-o", "json")
     assert created.returncode == 0, created.stderr
-    assert "Warning: no MTLSIdentity in namespace shop selects this pod (labels app=orders" in created.stderr
+    assert "Warning: no MTLSIdentity in this namespace selects this pod (labels app=orders" in created.stderr
     pod_body = json.loads(created.stdout)
     assert volume_secret(pod_body) is None
     assert c.SECRET_NAME_ANNOTATION not in (pod_body["metadata"].get("annotations") or {})
@@ -315,7 +332,7 @@ def review(obj: Any, *, operation: str = "CREATE", resource: dict[str, str] | No
 
 async def post_review(emulator: Emulator, port: int, path: str, payload: bytes) -> tuple[int, Any]:
     """POST straight to the operator's server, verifying it as the API server does."""
-    context = ssl.create_default_context(cadata=trust_bundle(emulator).decode())
+    context = ssl.create_default_context(cadata=webhook_bundle(emulator).decode())
     async with aiohttp.ClientSession() as session, session.post(
         f"https://127.0.0.1:{port}{path}", data=payload, ssl=context,
         server_hostname=f"{SERVICE}.{OPERATOR_NS}.svc", headers={"Content-Type": "application/json"},
@@ -420,7 +437,7 @@ async def test_until_the_ca_exists_the_webhook_is_untrusted_then_it_serves(
 async def test_the_operator_keeps_the_ca_bundle_current(
     webhook_operator: OperatorHandle, emulator: Emulator, http: Http
 ) -> None:
-    expected = ca_bundle_text(trust_bundle(emulator))
+    expected = ca_bundle_text(webhook_bundle(emulator))
     assert ca_bundles(emulator) == [expected, expected]
     # Someone (a helm upgrade) resets one: the operator puts it back, other fields untouched.
     _, validating = webhook_configurations(configuration=CONFIGURATION, service=SERVICE, namespace=OPERATOR_NS)
@@ -455,47 +472,132 @@ async def test_the_serving_certificate_is_renewed_at_two_thirds_of_its_life(
     assert renewed.not_before == clock.now - timedelta(minutes=1)
 
 
-async def test_the_webhooks_keep_admitting_pods_through_a_ca_rotation(
+async def rotate_admitting_pods(
+    emulator: Emulator, http: Http, clock: FakeClock, secret_name: str
+) -> tuple[list[str], list[str]]:
+    """Ask the CA in ``secret_name`` to rotate and create a pod through the webhook at every step until
+    its phase is Idle again: (the phases seen, the pod creates refused). The clock moves in small steps
+    so that certificates dated by it are valid in real time for the emulator's TLS check."""
+    rotate = {"metadata": {"annotations": {"mtls.dev/rotate": "true"}}}
+    emulator.patch("v1", "secrets", secret_name, OPERATOR_NS, rotate)
+    phases: list[str] = []
+    refused: list[str] = []
+    for _ in range(300):
+        secret = emulator.get("v1", "secrets", secret_name, OPERATOR_NS) or {}
+        phase = (secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", "")
+        if not phases or phases[-1] != phase:
+            phases.append(phase)
+        if phase == "Idle" and len(phases) > 1:
+            break
+        status, body = await http.request("POST", PODS, generated_pod())
+        if status != 201:
+            refused.append(f"{phase}: {status} {body.get('message')}")
+        clock.advance(timedelta(milliseconds=500))
+        await asyncio.sleep(0.1)
+    return phases, refused
+
+
+async def test_a_pod_ca_rotation_leaves_the_webhooks_ca_and_certificate_alone(
     server: EmulatorServer, emulator: Emulator, clock: FakeClock, http: Http, webhook_port: int
 ) -> None:
     register_webhooks(emulator, webhook_port)
-    # No propagation delay of its own: the rotation still waits two CA refresh intervals (1s here) before
-    # the old CA leaves, for every replica's serving certificate to move. The clock moves in small steps
-    # so that certificates dated by it are valid in real time for the emulator's TLS check.
     handle = OperatorHandle(server, clock, operator_settings(webhook_port=webhook_port,
                                                              ca_propagation_delay=timedelta(0)))
     await handle.start()
     try:
         await eventually(lambda: all(ca_bundles(emulator)), what="caBundle in both configurations")
-        emulator.create(identity("payments"))
-        old = trust_bundle(emulator)
-        emulator.patch("v1", "secrets", "mtls-operator-ca", OPERATOR_NS,
-                       {"metadata": {"annotations": {"mtls.dev/rotate": "true"}}})
-        phases: list[str] = []
-        refused: list[str] = []
-        for _ in range(300):
-            secret = emulator.get("v1", "secrets", "mtls-operator-ca", OPERATOR_NS) or {}
-            phase = (secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", "")
-            if not phases or phases[-1] != phase:
-                phases.append(phase)
-            if phase == "Idle" and len(phases) > 1:
-                break
-            status, body = await http.request("POST", PODS, generated_pod())
-            if status != 201:
-                refused.append(f"{phase}: {status} {body.get('message')}")
-            clock.advance(timedelta(milliseconds=500))
-            await asyncio.sleep(0.1)
-        assert refused == []
-        assert phases[-4:] == ["Distributing", "Reissuing", "Retiring", "Idle"], phases
-        new = trust_bundle(emulator)
-        assert new != old
-        assert ca_bundles(emulator) == [ca_bundle_text(new)] * 2
         serving = handle.runtime.serving
         assert serving is not None
-        ca = emulator.get("v1", "secrets", "mtls-operator-ca", OPERATOR_NS)
-        assert ca is not None
-        assert serving.state.ca_fingerprint == ca["metadata"]["annotations"]["mtls.dev/ca-fingerprint"]
+        await eventually(lambda: serving.state.ca_fingerprint, what="a serving certificate from the webhook CA")
+        served = serving.state
+        hooks_trust = ca_bundles(emulator)
+        emulator.create(identity("payments"))
+        old = trust_bundle(emulator)
+        phases, refused = await rotate_admitting_pods(emulator, http, clock, c.DEFAULT_CA_SECRET)
+        assert refused == []
+        assert phases[-4:] == ["Distributing", "Reissuing", "Retiring", "Idle"], phases
+        assert trust_bundle(emulator) != old
+        # The webhooks have a CA of their own: nothing about them moved.
+        assert ca_bundles(emulator) == hooks_trust == [ca_bundle_text(webhook_bundle(emulator))] * 2
+        assert serving.state == served
         status, body = await http.request("POST", PODS, generated_pod())
         assert status == 201, body
     finally:
         await handle.stop()
+
+
+async def test_the_webhook_ca_rotates_without_refusing_a_pod(
+    server: EmulatorServer, emulator: Emulator, clock: FakeClock, http: Http, webhook_port: int
+) -> None:
+    register_webhooks(emulator, webhook_port)
+    handle = OperatorHandle(server, clock, operator_settings(webhook_port=webhook_port))
+    await handle.start()
+    try:
+        await eventually(lambda: all(ca_bundles(emulator)), what="caBundle in both configurations")
+        serving = handle.runtime.serving
+        assert serving is not None
+        await eventually(lambda: serving.state.ca_fingerprint, what="a serving certificate from the webhook CA")
+        emulator.create(identity("payments"))
+        old_hooks, old_pods, old_serving = webhook_bundle(emulator), trust_bundle(emulator), serving.state
+        phases, refused = await rotate_admitting_pods(emulator, http, clock, c.DEFAULT_WEBHOOK_CA_SECRET)
+        assert refused == []
+        assert phases == ["Idle", "Distributing", "Reissuing", "Idle"], phases
+        new_hooks = parse_pem_certificates(webhook_bundle(emulator))
+        assert len(new_hooks) == 1, "the old webhook CA has left"
+        assert new_hooks[0] not in parse_pem_certificates(old_hooks)
+        assert ca_bundles(emulator) == [ca_bundle_text(webhook_bundle(emulator))] * 2
+        assert serving.state.ca_fingerprint == fingerprint(new_hooks[0]) != old_serving.ca_fingerprint
+        assert trust_bundle(emulator) == old_pods, "the pods' CA is not touched"
+        secret = emulator.get("v1", "secrets", c.DEFAULT_WEBHOOK_CA_SECRET, OPERATOR_NS)
+        assert secret is not None
+        assert "mtls.dev/rotate" not in secret["metadata"]["annotations"]
+        assert "next.crt" not in secret["data"]
+        status, body = await http.request("POST", PODS, generated_pod())
+        assert status == 201, body
+    finally:
+        await handle.stop()
+
+
+async def test_pod_trust_and_webhook_trust_share_no_ca(
+    webhook_operator: OperatorHandle, emulator: Emulator, http: Http, clock: FakeClock
+) -> None:
+    emulator.create(identity("payments"))
+    status, created = await http.request("POST", PODS, generated_pod())
+    assert status == 201, created
+    secret_name = created["metadata"]["annotations"][c.SECRET_NAME_ANNOTATION]
+    secret = (await eventually(lambda: managed_secrets(emulator, "payments"), what="the Secret"))[secret_name]
+    config_map = await eventually(lambda: emulator.get("v1", "configmaps", c.TRUST_BUNDLE_CONFIGMAP, NS),
+                                  what="the trust bundle ConfigMap")
+    hooks = {fingerprint(cert) for cert in parse_pem_certificates(webhook_bundle(emulator))}
+    assert {ca_bundle_text(webhook_bundle(emulator))} == set(ca_bundles(emulator))
+    for pod_trust in (secret_data(secret, c.CA_CRT) or b"", config_map["data"][c.CA_CRT].encode(),
+                      trust_bundle(emulator)):
+        assert hooks.isdisjoint(fingerprint(cert) for cert in parse_pem_certificates(pod_trust))
+        assert pod_trust.strip()
+
+    # A pod certificate naming the webhook Service (as if a policy bug had let a tenant ask for it),
+    # served in place of the operator: the API server refuses it, since the caBundle trusts only the
+    # webhook CA.
+    pod_ca_secret = emulator.get("v1", "secrets", c.DEFAULT_CA_SECRET, OPERATOR_NS)
+    assert pod_ca_secret is not None
+    pod_ca = load_ca(secret_data(pod_ca_secret, c.TLS_CRT) or b"", secret_data(pod_ca_secret, c.TLS_KEY) or b"",
+                     secret_data(pod_ca_secret, c.CA_CRT), clock.now)
+    impostor = issue_leaf(pod_ca, LeafRequest(
+        spiffe_id=f"spiffe://cluster.local/ns/{NS}/sa/default", dns_names=(f"{SERVICE}.{OPERATOR_NS}.svc",),
+        usages=frozenset(Usage), key=KeySpec(), duration=timedelta(hours=1)), clock.now)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    load_key_pair(context, impostor)
+    impostor_server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0, ssl=context)
+    try:
+        impostor_port = impostor_server.sockets[0].getsockname()[1]
+        emulator.route_service(OPERATOR_NS, SERVICE, 443, f"127.0.0.1:{impostor_port}")
+        status, refused = await http.request("POST", PODS, generated_pod())
+        assert status == 500, refused
+        assert "tls: failed to verify certificate" in refused["message"], refused
+    finally:
+        impostor_server.close()
+        await impostor_server.wait_closed()
+    # The same pod certificate is a good one for pods: only the webhooks refuse it.
+    verify_leaf(impostor.cert, [], parse_pem_certificates(trust_bundle(emulator)), clock.now)
+    with pytest.raises(ChainError):
+        verify_leaf(impostor.cert, [], parse_pem_certificates(webhook_bundle(emulator)), clock.now)

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from kube_emulator import Emulator
 from mtls_operator import constants as c
-from mtls_operator.handshake import TLSFiles, mutual_tls_handshake
+from mtls_operator.demo.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
-from mtls_operator.plan import secret_data
-from mtls_operator.testing import Emulator
+from mtls_operator.rules.plan import secret_data
 from tests.integration.conftest import OperatorHandle, eventually, identity, managed_secrets, pod, ready
 
 OPENSSL = shutil.which("openssl")

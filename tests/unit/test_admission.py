@@ -13,7 +13,11 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mtls_operator.admission import (
+from mtls_operator.controller.webhook_tls import load_key_pair
+from mtls_operator.errors import CAError, ChainError, PKIError
+from mtls_operator.pki import certs_to_pem, create_self_signed_ca, verify_leaf
+from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
+from mtls_operator.rules.admission import (
     ServingState,
     ca_bundle_text,
     identity_refusal,
@@ -21,10 +25,6 @@ from mtls_operator.admission import (
     serving_reissue_reason,
     webhooks_with_ca_bundle,
 )
-from mtls_operator.controller.webhook_tls import load_key_pair
-from mtls_operator.errors import CAError, ChainError, PKIError
-from mtls_operator.pki import certs_to_pem, create_self_signed_ca, verify_leaf
-from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NAMES = serving_dns_names("mtls-operator-webhook", "mtls-system", "cluster.local")

@@ -73,6 +73,7 @@ GOOD_VALUES = [
     pytest.param("MTLS_WEBHOOK_PORT", "0", "webhook_port", 0, id="webhook-port-zero-disables"),
     pytest.param("MTLS_WEBHOOK_SERVICE", "hooks", "webhook_service", "hooks", id="webhook-service"),
     pytest.param("MTLS_WEBHOOK_CONFIGURATION", "my.hooks", "webhook_configuration", "my.hooks", id="webhook-config"),
+    pytest.param("MTLS_WEBHOOK_CA_SECRET", "hooks-ca", "webhook_ca_secret", "hooks-ca", id="webhook-ca-secret"),
     pytest.param("MTLS_LEADER_ELECTION", "false", "leader_election", False, id="leader-election-off"),
     pytest.param("MTLS_LEADER_ELECTION", "TRUE", "leader_election", True, id="leader-election-on"),
     pytest.param("MTLS_LEASE_NAME", "mtls-leader", "lease_name", "mtls-leader", id="lease-name"),
@@ -134,6 +135,7 @@ BAD_VALUES = [
     pytest.param("MTLS_WEBHOOK_SERVICE", "my.service", "Service name", id="webhook-service-dotted"),
     pytest.param("MTLS_WEBHOOK_SERVICE", "1hooks", "starting with a letter", id="webhook-service-digit"),
     pytest.param("MTLS_WEBHOOK_CONFIGURATION", "Hooks", "object name", id="webhook-config-upper"),
+    pytest.param("MTLS_WEBHOOK_CA_SECRET", "hooks_ca", "object name", id="webhook-ca-secret-underscore"),
     pytest.param("MTLS_LEADER_ELECTION", "maybe", "true or false", id="leader-election-text"),
     pytest.param("MTLS_LEASE_NAME", "lease_1", "object name", id="lease-name-underscore"),
     pytest.param("MTLS_LEASE_DURATION", "1s", "between 2s and 10m", id="lease-duration-short"),
@@ -191,6 +193,17 @@ def test_a_bad_environment_value_hidden_by_an_override_is_not_read() -> None:
 def test_unknown_overrides_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"unknown setting.*MTLS_TRUST_DOMIAN"):
         settings_from_env({}, {"MTLS_TRUST_DOMIAN": "x"})
+
+
+def test_the_webhook_ca_secret_must_not_be_the_pod_ca_secret() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_env({"MTLS_CA_SECRET": "one-ca", "MTLS_WEBHOOK_CA_SECRET": "one-ca"})
+    assert str(caught.value) == (
+        "MTLS_WEBHOOK_CA_SECRET='one-ca' is invalid: it must differ from MTLS_CA_SECRET, the CA that signs pod "
+        "certificates"
+    )
+    with pytest.raises(ConfigError, match="must differ from MTLS_CA_SECRET"):
+        settings_from_env({"MTLS_WEBHOOK_CA_SECRET": "mtls-operator-ca"})
 
 
 def test_port_zero_disables_metrics() -> None:

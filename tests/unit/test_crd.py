@@ -11,8 +11,9 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from mtls_operator import constants, policy, spec
+from mtls_operator import constants
 from mtls_operator.models import KEY_SIZES, KeyAlgorithm, Usage
+from mtls_operator.rules import policy, spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "mtlsidentity.yaml"

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from mtls_operator.election import (
+from mtls_operator.rules.election import (
     RELEASED_LEASE_DURATION,
     Action,
     LeaseRecord,
     Observation,
     Timing,
     decide,
-    format_micro_time,
     leadership_left,
     observe,
-    parse_micro_time,
     release_record,
 )
 
@@ -51,41 +49,6 @@ def test_timing_follows_client_go_defaults() -> None:
 def test_timing_refuses_an_unsafe_order(duration: int, deadline: int, retry: int) -> None:
     with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
         Timing(duration * S, deadline * S, retry * S)
-
-
-# --- MicroTime ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("moment", "text"),
-    [
-        pytest.param(T0, "2026-11-27T08:00:00.000000Z", id="whole-second"),
-        pytest.param(T0 + timedelta(microseconds=123456), "2026-11-27T08:00:00.123456Z", id="micro"),
-        pytest.param(datetime(2026, 11, 27, 9, 0, tzinfo=timezone(timedelta(hours=1))),
-                     "2026-11-27T08:00:00.000000Z", id="converted-to-utc"),
-    ],
-)
-def test_format_micro_time(moment: datetime, text: str) -> None:
-    assert format_micro_time(moment) == text
-    assert parse_micro_time(text) == moment
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        pytest.param("2026-11-27T08:00:00.000000Z", T0, id="micro-time"),
-        pytest.param("2026-11-27T08:00:00Z", T0, id="rfc3339-seconds"),
-        pytest.param("2026-11-27T09:00:00+01:00", T0, id="offset"),
-        pytest.param("2026-11-27T08:00:00", T0, id="naive-is-utc"),
-        pytest.param("2026-11-27T08:00:00.123456789Z", T0 + timedelta(microseconds=123456), id="nanoseconds"),
-        pytest.param("yesterday", None, id="garbage"),
-        pytest.param("", None, id="empty"),
-        pytest.param(None, None, id="absent"),
-        pytest.param(1700000000, None, id="not-a-string"),
-    ],
-)
-def test_parse_micro_time(value: object, expected: datetime | None) -> None:
-    assert parse_micro_time(value) == expected
 
 
 # --- the record -------------------------------------------------------------------------------------

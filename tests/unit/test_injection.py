@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
-from mtls_operator.injection import (
+from mtls_operator.rules.injection import (
     SUFFIX_ALPHABET,
     SUFFIX_LENGTH,
     SUFFIX_SPACE,
@@ -17,7 +17,8 @@ from mtls_operator.injection import (
     mount_path_problem,
     secret_name_suffix,
 )
-from mtls_operator.plan import IdentityRef, identity_ref, is_dns_subdomain
+from mtls_operator.rules.plan import IdentityRef, identity_ref
+from mtls_operator.rules.policy import is_dns1123_subdomain
 
 SUFFIX = "x7k2p9bq"
 assert len(SUFFIX) == SUFFIX_LENGTH
@@ -151,7 +152,7 @@ def test_a_long_generate_name_is_shortened_to_a_valid_secret_name() -> None:
     assert result.secret_name is not None
     assert len(result.secret_name) == 253
     assert result.secret_name.endswith(f"-{SUFFIX}")
-    assert is_dns_subdomain(result.secret_name)
+    assert is_dns1123_subdomain(result.secret_name)
 
 
 # Which identity serves ------------------------------------------------------------------------------
@@ -181,13 +182,13 @@ def test_the_serving_identity_follows_the_operators_rules(identities: list[Ident
     ("body", "identities", "warning_parts"),
     [
         (pod(app="orders"), PAYMENTS,
-         ["no MTLSIdentity in namespace shop selects this pod", "app=orders", "mtls.dev/inject=true",
+         ["no MTLSIdentity in this namespace selects this pod", "app=orders", "mtls.dev/inject=true",
           "service account default", "no mtls-identity volume"]),
-        (pod(), [], ["no MTLSIdentity in namespace shop selects this pod"]),
+        (pod(), [], ["no MTLSIdentity in this namespace selects this pod"]),
         (pod(), [identity("payments", sa="payments")],
          ["service account default",
-          "identity payments selects these labels but serves only service account payments"]),
-        (pod(), [identity("payments", namespace="other")], ["no MTLSIdentity in namespace shop"]),
+          "an identity selects these labels but serves only another service account"]),
+        (pod(), [identity("payments", namespace="other")], ["no MTLSIdentity in this namespace"]),
         (pod(opted_in=False), PAYMENTS, []),
     ],
     ids=["no selector matches", "no identity at all", "other service account", "other namespace", "not opted in"],

@@ -16,7 +16,7 @@ import pytest
 from mtls_operator.controller.leader import LeaderElector, LeaderWork
 from mtls_operator.errors import ConflictError, KubernetesAPIError
 from mtls_operator.k8s import JSON
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 
 NAMESPACE = "mtls-system"
 NAME = "mtls-operator"

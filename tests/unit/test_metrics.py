@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mtls_operator.errors import ConfigError
-from mtls_operator.metrics import IssuanceError, Metrics
-from mtls_operator.renewal import ReissueReason
+from mtls_operator.observability.metrics import IssuanceError, Metrics
+from mtls_operator.rules.renewal import ReissueReason
 
 NOT_AFTER = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 RENEW_AT = datetime(2026, 11, 28, 4, 0, 0, tzinfo=UTC)

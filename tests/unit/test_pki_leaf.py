@@ -16,7 +16,6 @@ from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
 from mtls_operator.pki import (
     CertificateAuthority,
     LeafRequest,
-    certificate_facts,
     create_intermediate_ca,
     create_self_signed_ca,
     fingerprint,
@@ -313,26 +312,4 @@ def test_an_unverifiable_leaf_is_never_returned() -> None:
     with pytest.raises(ChainError, match="CN=foreign"):
         issue_leaf(mistrusting, REQUEST, NOW)
 
-
-def test_certificate_facts() -> None:
-    ca = root()
-    other = create_self_signed_ca(NOW, common_name="other")
-    leaf = issue_leaf(ca, REQUEST, NOW)
-    facts = certificate_facts(leaf.cert, [other.cert, ca.cert])
-    assert facts.serial_hex == leaf.serial_hex
-    assert (facts.not_before, facts.not_after) == (leaf.not_before, leaf.not_after)
-    assert facts.not_after.tzinfo is not None
-    assert facts.spiffe_ids == (SPIFFE_ID,)
-    assert facts.dns_names == REQUEST.dns_names
-    assert facts.issuer_fingerprint == ca.fingerprint
-    assert certificate_facts(leaf.cert).issuer_fingerprint is None
-    assert certificate_facts(leaf.cert, [other.cert]).issuer_fingerprint is None
-
-
-def test_certificate_facts_without_san() -> None:
-    ca = root()
-    facts = certificate_facts(ca.cert, ca.trust)
-    assert (facts.spiffe_ids, facts.dns_names) == ((), ())
-    assert facts.issuer_fingerprint == ca.fingerprint
-    assert facts.serial_hex == format(ca.cert.serial_number, "x")
     assert ca.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -36,7 +36,7 @@ OPENSSL = "/usr/bin/openssl"
 
 @functools.cache
 def root(spec: KeySpec) -> CertificateAuthority:
-    return create_self_signed_ca(NOW, key=spec, path_length=1, common_name=f"root {spec}")
+    return create_self_signed_ca(NOW, key=spec, path_length=1, common_name=f"root {spec}", unique_name=False)
 
 
 @functools.cache
@@ -115,11 +115,11 @@ def test_verifies_at_both_ends_of_the_validity_window(spec: KeySpec) -> None:
 
 
 def test_extra_and_unordered_intermediates_and_several_anchors() -> None:
-    top = create_self_signed_ca(NOW, path_length=2, common_name="top")
+    top = create_self_signed_ca(NOW, path_length=2, common_name="top", unique_name=False)
     first = create_intermediate_ca(top, NOW, path_length=1, common_name="first")
     second = create_intermediate_ca(first, NOW, common_name="second")
     leaf = issue_leaf(second, REQUEST, NOW)
-    unrelated = create_self_signed_ca(NOW, common_name="unrelated").cert
+    unrelated = create_self_signed_ca(NOW, common_name="unrelated", unique_name=False).cert
     verify_leaf(leaf.cert, [first.cert, unrelated, second.cert, top.cert], [unrelated, top.cert], NOW)
 
 
@@ -145,12 +145,13 @@ Inputs = tuple[x509.Certificate, list[x509.Certificate], list[x509.Certificate],
 
 
 def _foreign_same_name(spec: KeySpec) -> Inputs:
-    impostor = create_self_signed_ca(NOW, key=spec, common_name=f"root {spec}")
+    impostor = create_self_signed_ca(NOW, key=spec, common_name=f"root {spec}", unique_name=False)
     return leaf_of(root(spec), spec).cert, [], [impostor.cert], NOW
 
 
 def _foreign(spec: KeySpec) -> Inputs:
-    return leaf_of(root(spec), spec).cert, [], [create_self_signed_ca(NOW, common_name="foreign").cert], NOW
+    foreign = create_self_signed_ca(NOW, common_name="foreign", unique_name=False)
+    return leaf_of(root(spec), spec).cert, [], [foreign.cert], NOW
 
 
 def _expired(spec: KeySpec) -> Inputs:

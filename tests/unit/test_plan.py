@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     Readiness,
     SecretContent,
     identity_ref,
@@ -92,8 +92,8 @@ def test_secret_name_for_pod(identity_name: str, pod_name: str, annotation: str 
 
 @pytest.mark.parametrize(
     "annotation",
-    ["Upper-Case", "../other", "ns/secret", "-leading", "a" * 254, "trailing-"],
-    ids=["uppercase", "path-escape", "slash", "leading-dash", "too-long", "trailing-dash"],
+    ["Upper-Case", "../other", "ns/secret", "-leading", "a" * 254, "trailing-", "payments\n"],
+    ids=["uppercase", "path-escape", "slash", "leading-dash", "too-long", "trailing-dash", "trailing-newline"],
 )
 def test_secret_name_annotation_refused(annotation: str) -> None:
     with pytest.raises(ValueError, match="not a valid Secret name"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mtls_operator.errors import PolicyError
-from mtls_operator.policy import (
+from mtls_operator.rules.policy import (
     check_dns_names,
     dns_name_allowed,
     dns_name_problem,
@@ -78,6 +78,7 @@ def test_validate_trust_domain_accepts_the_default() -> None:
         pytest.param("a-", False, False, id="trailing-dash"),
         pytest.param("a_b", False, False, id="underscore"),
         pytest.param("a.", False, False, id="trailing-dot"),
+        pytest.param("a\n", False, False, id="trailing-newline"),
     ],
 )
 def test_dns1123(value: str, label: bool, subdomain: bool) -> None:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mtls_operator import renewal, spec
-from mtls_operator.renewal import (
+from mtls_operator.rules import renewal, spec
+from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
     Decision,
     DesiredState,
     IssuedState,
     ReissueReason,
-    format_timestamp,
     jittered_renewal_time,
-    next_wakeup,
     reissue_decision,
     renewal_time,
 )
@@ -299,33 +297,3 @@ def test_reissue_decision(
 
 def test_reasons_are_the_metric_label_values() -> None:
     assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair"]
-
-
-@pytest.mark.parametrize(
-    ("moment", "expected"),
-    [
-        pytest.param(datetime(2026, 11, 27, 9, 30, 15, 999_999, tzinfo=UTC), "2026-11-27T09:30:15Z", id="truncated"),
-        pytest.param(
-            datetime(2026, 11, 27, 10, 0, tzinfo=timezone(timedelta(hours=2))), "2026-11-27T08:00:00Z", id="to-utc"
-        ),
-    ],
-)
-def test_format_timestamp_is_utc_rfc3339_whole_seconds(moment: datetime, expected: str) -> None:
-    assert format_timestamp(moment) == expected
-
-
-# --- next wake-up ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("states", "expected"),
-    [
-        pytest.param([], T0 + H, id="none-gives-default"),
-        pytest.param([T0 + 2 * H], T0 + 2 * H, id="one-later-than-default"),
-        pytest.param([T0 + 3 * H, T0 + 2 * H, T0 + 5 * H], T0 + 2 * H, id="earliest"),
-        pytest.param([T0 - H], T0 - H, id="overdue"),
-    ],
-)
-def test_next_wakeup(states: list[datetime], expected: datetime) -> None:
-    assert next_wakeup(states, T0 + H) == expected
-    assert next_wakeup(iter(states), T0 + H) == expected

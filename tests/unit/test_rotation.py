@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mtls_operator.rotation import (
+from mtls_operator.rules.rotation import (
     CA_EXPIRY_WARNING,
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
+    Decision,
     Fleet,
     Phase,
     RotationState,
@@ -20,6 +21,8 @@ from mtls_operator.rotation import (
     next_step,
     read_rotation,
     rotation_annotations,
+    stall_bound,
+    stalled,
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -145,3 +148,42 @@ def test_expiry_warning_30_days_ahead(left: timedelta, due: bool) -> None:
 def test_phase_numbers_for_the_metric() -> None:
     assert [phase.number for phase in Phase] == [0, 1, 2, 3]
     assert [str(phase) for phase in Phase] == ["Idle", "Distributing", "Reissuing", "Retiring"]
+
+
+@pytest.mark.parametrize(
+    ("objects", "rate", "delay", "bound"),
+    [
+        (0, 50.0, timedelta(0), timedelta(minutes=10)),
+        (0, 50.0, timedelta(minutes=2), timedelta(minutes=16)),
+        (3000, 50.0, timedelta(minutes=2), timedelta(minutes=10 + 3 * (1 + 2))),
+        (10_000, 1000.0, timedelta(0), timedelta(minutes=10, seconds=30)),
+        (5, 0.0, timedelta(minutes=1), timedelta(minutes=13)),
+    ],
+)
+def test_stall_bound_grows_with_the_fleet_and_the_propagation_delay(
+    objects: int, rate: float, delay: timedelta, bound: timedelta
+) -> None:
+    assert stall_bound(objects, rate, delay) == bound
+
+
+BOUND = timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("phase", "since", "step", "expected"),
+    [
+        (Phase.DISTRIBUTING, NOW - BOUND - timedelta(seconds=1), Step.WAIT, True),
+        (Phase.DISTRIBUTING, NOW - BOUND, Step.WAIT, False),
+        (Phase.REISSUING, NOW - 2 * BOUND, Step.SWITCH, False),
+        (Phase.IDLE, NOW - 10 * BOUND, Step.WAIT, False),
+        (Phase.RETIRING, None, Step.WAIT, False),
+        (Phase.DISTRIBUTING, NOW - 2 * BOUND, "timed", False),
+    ],
+    ids=["past the bound", "at the bound", "moving on", "idle", "no start time", "propagation delay"],
+)
+def test_only_a_phase_waiting_past_its_bound_for_objects_is_stalled(
+    phase: Phase, since: datetime | None, step: Step | str, expected: bool
+) -> None:
+    state = RotationState(phase=phase, since=since)
+    decision = Decision(Step.WAIT, "kubelet", timedelta(seconds=30)) if step == "timed" else Decision(Step(step), "x")
+    assert stalled(state, decision, BOUND, NOW) is expected

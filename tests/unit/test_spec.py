@@ -9,7 +9,7 @@ import pytest
 
 from mtls_operator.errors import PolicyError, SpecError
 from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
-from mtls_operator.spec import (
+from mtls_operator.rules.spec import (
     SPEC_FIELDS,
     IdentitySpec,
     LabelSelector,

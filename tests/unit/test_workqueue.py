@@ -126,16 +126,6 @@ async def test_failures_back_off_exponentially() -> None:
 
 
 @pytest.mark.looptime
-async def test_forget_cancels_a_planned_run() -> None:
-    runs: list[tuple[str, float]] = []
-    async with running(WorkQueue(recorder(runs))) as queue:
-        queue.add("gone", delay=10)
-        queue.forget("gone")
-        await asyncio.sleep(60)
-    assert runs == []
-
-
-@pytest.mark.looptime
 async def test_a_stopped_queue_runs_again_without_losing_keys_or_leaking_tasks() -> None:
     """A replica that loses leadership stops the queue, and runs it again when it leads again."""
     runs: list[tuple[str, float]] = []

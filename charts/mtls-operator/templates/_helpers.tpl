@@ -82,6 +82,16 @@ app.kubernetes.io/part-of: mtls-operator
 {{- default "mtls-operator-ca" .Values.ca.existingSecret }}
 {{- end }}
 
+{{/* The webhooks' own CA (constants.DEFAULT_WEBHOOK_CA_SECRET unless renamed). */}}
+{{- define "mtls-operator.webhookCASecretName" -}}
+{{- default "mtls-operator-webhook-ca" .Values.webhook.caSecret }}
+{{- end }}
+
+{{/* The ValidatingAdmissionPolicy on the operator's Secret writes, and its binding (cluster-scoped). */}}
+{{- define "mtls-operator.secretPolicyName" -}}
+{{- include "mtls-operator.suffixed" (list . "secret-writes") }}
+{{- end }}
+
 {{- define "mtls-operator.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
@@ -106,6 +116,9 @@ bad combination fails `helm install` before anything is created.
 {{- end }}
 {{- if and .Values.metrics.prometheusRule.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.prometheusRule.enabled needs metrics.enabled=true: its alerts read the operator's metrics" }}
+{{- end }}
+{{- if eq (include "mtls-operator.webhookCASecretName" .) (include "mtls-operator.caSecretName" .) }}
+{{- fail "webhook.caSecret must differ from the CA Secret's name: the webhooks' CA is kept apart from the pods' CA" }}
 {{- end }}
 {{- $ports := list (int .Values.health.port) }}
 {{- if .Values.metrics.enabled }}{{ $ports = append $ports (int .Values.metrics.port) }}{{ end }}

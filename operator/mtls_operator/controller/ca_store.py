@@ -17,27 +17,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.metrics import Metrics
+from mtls_operator.observability.metrics import Metrics
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.rotation import (
+from mtls_operator.rules.plan import b64text, secret_data
+from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     RotationState,
     read_rotation,
     rotation_annotations,
 )
+from mtls_operator.times import Clock
 
 NEXT_TLS_CRT = "next.crt"
 NEXT_TLS_KEY = "next.key"
+# The operator's own record of the trust bundle it last published to pods (a copy of the ca.crt it
+# wrote). If a person replaces the CA, ca.crt included, while no operator runs, this is where the
+# old CA is found again: never in objects of tenant namespaces, which anyone there may write.
+PUBLISHED_CRT = "published.crt"
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 
 class CAStore:
@@ -76,6 +80,10 @@ class CAStore:
         self.warning: str | None = None
         # What is wrong with the CA Secret while we keep signing with the CA loaded before it broke.
         self.problem: str | None = None
+        # The rotation phase has waited past its bound, and for what (set by the rotation controller).
+        self.stalled: str | None = None
+        # The CA Secret's ``published.crt``: the operator's record of the bundle it last published.
+        self.published: bytes | None = None
         # Called when ``state`` changes on a refresh (the CA replaced, broken, fixed, rotated).
         self.listeners: list[Callable[[], None]] = []
 
@@ -90,10 +98,10 @@ class CAStore:
         return self._ca
 
     @property
-    def state(self) -> tuple[str | None, str | None, bytes, str, str | None, str | None]:
+    def state(self) -> tuple[str | None, str | None, bytes, str, str | None, str | None, str | None]:
         """Changes whenever the CA is replaced, breaks or recovers, the bundle or the phase changes."""
         return (self._ca.fingerprint if self._ca else None, self._error, self._bundle, str(self.rotation.phase),
-                self.warning, self.problem)
+                self.warning, self.problem, self.stalled)
 
     @property
     def bundle_pem(self) -> bytes:
@@ -162,11 +170,13 @@ class CAStore:
             self._unusable(f"the CA {self.where} must hold tls.crt and tls.key (base64 PEM)", version)
             return
         try:
-            ca = load_ca(tls_crt, tls_key, secret_data(secret, c.CA_CRT), self._clock())
+            # Parsing, the key's checks and a probe signature: CPU work, off the event loop.
+            ca = await asyncio.to_thread(load_ca, tls_crt, tls_key, secret_data(secret, c.CA_CRT), self._clock())
         except CAError as exc:
             self._unusable(f"the CA in {self.where} is unusable: {exc}", version)
             return
         self.problem = None
+        self.published = secret_data(secret, PUBLISHED_CRT)
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
         rotation = read_rotation(annotations)
         held = self._ca
@@ -180,13 +190,14 @@ class CAStore:
             self.rotation = rotation
             self._loaded_version = version
             return
+        # Loaded before any state changes: no one sees the new CA without its next one.
+        self.next_ca, self.next_error = await self._load_next(secret)
         self.replacement = None
         if self._ca is None or self._ca.fingerprint != ca.fingerprint:
             logger.info("signing with CA %s from %s (expires %s)", ca.fingerprint, self.where, ca.not_after)
         self._ca = ca
         self._bundle = certs_to_pem(ca.trust)
         self.rotation = rotation
-        self._load_next(secret)
         self._metrics.ca_loaded(ca.fingerprint, ca.not_after)
         self._metrics.ca_rotation(rotation.phase.number, self.next_ca.fingerprint if self.next_ca else None,
                                   self.next_ca.not_after if self.next_ca else None)
@@ -194,19 +205,19 @@ class CAStore:
         self._loaded_version = version
         self._ever_loaded = True
 
-    def _load_next(self, secret: JSON) -> None:
+    async def _load_next(self, secret: JSON) -> tuple[CertificateAuthority | None, str | None]:
+        """The next CA (``next.crt``/``next.key``) and ``None``, or ``None`` and why it is unusable."""
         next_crt = secret_data(secret, NEXT_TLS_CRT)
         next_key = secret_data(secret, NEXT_TLS_KEY)
-        self.next_ca, self.next_error = None, None
         if not next_crt and not next_key:
-            return
+            return None, None
         if not next_crt or not next_key:
-            self.next_error = f"the next CA in {self.where} needs both {NEXT_TLS_CRT} and {NEXT_TLS_KEY}"
-            return
+            return None, f"the next CA in {self.where} needs both {NEXT_TLS_CRT} and {NEXT_TLS_KEY}"
         try:
-            self.next_ca = load_ca(next_crt, next_key, secret_data(secret, c.CA_CRT), self._clock())
+            return await asyncio.to_thread(load_ca, next_crt, next_key, secret_data(secret, c.CA_CRT),
+                                           self._clock()), None
         except CAError as exc:
-            self.next_error = f"the next CA in {self.where} ({NEXT_TLS_CRT}, {NEXT_TLS_KEY}) is unusable: {exc}"
+            return None, f"the next CA in {self.where} ({NEXT_TLS_CRT}, {NEXT_TLS_KEY}) is unusable: {exc}"
 
     async def _bootstrap(self) -> JSON | None:
         """Create a CA on first start only; a CA that vanished later is reported, never replaced.
@@ -256,7 +267,8 @@ class CAStore:
                 "labels": {c.MANAGED_BY_LABEL: c.MANAGER_NAME},
                 "annotations": annotations,
             },
-            "data": {key: b64text(value) for key, value in ca.secret_data().items()},
+            "data": {key: b64text(value) for key, value in {**ca.secret_data(),
+                                                            PUBLISHED_CRT: ca.secret_data()[c.CA_CRT]}.items()},
         }
         try:
             created = await self._cluster.create_secret(self.namespace, body)

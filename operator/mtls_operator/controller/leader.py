@@ -21,7 +21,10 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from mtls_operator.election import (
+from mtls_operator.errors import ConflictError, KubernetesAPIError
+from mtls_operator.k8s import JSON
+from mtls_operator.observability.metrics import Metrics
+from mtls_operator.rules.election import (
     Action,
     Decision,
     LeaseRecord,
@@ -32,13 +35,10 @@ from mtls_operator.election import (
     observe,
     release_record,
 )
-from mtls_operator.errors import ConflictError, KubernetesAPIError
-from mtls_operator.k8s import JSON
-from mtls_operator.metrics import Metrics
+from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 LeaderWork = Callable[[], Coroutine[Any, Any, None]]
 
 

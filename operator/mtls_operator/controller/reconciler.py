@@ -21,10 +21,20 @@ from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
-from mtls_operator.errors import CAError, ChainError, ConflictError, KubernetesAPIError, PKIError, SpecError
+from mtls_operator.errors import (
+    CAError,
+    ChainError,
+    ConflictError,
+    KubernetesAPIError,
+    PKIError,
+    PolicyError,
+    SpecError,
+)
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.metrics import IssuanceError, Metrics
+from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
+    BUNDLE_LIMITS,
+    CHAIN_LIMITS,
     CLOCK_SKEW,
     CertificateAuthority,
     LeafRequest,
@@ -32,19 +42,25 @@ from mtls_operator.pki import (
     parse_pem_certificates,
     verify_leaf,
 )
-from mtls_operator.plan import (
+from mtls_operator.rules.plan import (
     IdentityRef,
+    KeystoreRequest,
     PodInfo,
     Readiness,
     SecretContent,
     SecretReading,
     b64text,
+    bounded_message,
     identity_ref,
     identity_status,
     is_managed,
-    is_managed_by,
+    is_pod_secret_of,
+    keystore_patch,
+    keystore_request,
+    merge_patches,
     metadata_patch,
     owner_pod_uid,
+    ownership_problem,
     pod_info,
     pod_query,
     read_secret,
@@ -57,25 +73,24 @@ from mtls_operator.plan import (
     status_changed,
     summarize_readiness,
 )
-from mtls_operator.policy import spiffe_id
-from mtls_operator.renewal import (
+from mtls_operator.rules.policy import spiffe_id
+from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
     Decision,
     DesiredState,
     IssuedState,
     ReissueReason,
-    format_timestamp,
     jittered_renewal_time,
     reissue_decision,
     renewal_time,
 )
-from mtls_operator.rotation import Phase
-from mtls_operator.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.rules.rotation import Phase
+from mtls_operator.rules.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
 
 IdentityKey = tuple[str, str]  # (namespace, name)
-Clock = Callable[[], datetime]
 
 # How soon to look again when something outside our control (the CA, a clash) may get fixed.
 RETRY_SOON = 15.0
@@ -94,6 +109,9 @@ MAX_SLEEP = 3600.0
 # First issues outside a pass only while fewer than this are under way: a burst of new pods goes
 # through the passes, which batch it.
 FIRST_ISSUE_LIMIT = 8
+# The Ready reason of an identity whose keystore password Secret is missing or unusable.
+KEYSTORE_UNAVAILABLE = "KeystorePasswordUnavailable"
+KEYSTORE_RECHECK = 600.0
 # When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
 DEFERRED_DELAY = 1.0
 
@@ -136,8 +154,9 @@ class Reconciler:
         self._first_in_flight = 0
         # First issues done outside a pass, per identity (count, first message), for the next pass to report.
         self._first_issued: dict[IdentityKey, tuple[int, str]] = {}
-        # ... and their Secrets (namespace, name), which a pass that listed before them must not re-issue.
-        self._first_done: set[tuple[str, str]] = set()
+        # ... and their Secrets (namespace, name) -> uid, which a pass that listed before them must not
+        # re-issue. Only a claim: the pass re-reads the Secret and checks it is still the one created.
+        self._first_done: dict[tuple[str, str], str] = {}
         # Background re-issues per pass: about two seconds of the rate limit.
         self._background_per_pass = max(ISSUE_CONCURRENCY, int(limiter.rate * 2))
         # Secret names found taken by someone else: checked before issuing, until they free up.
@@ -145,8 +164,47 @@ class Reconciler:
         # Chain checks of pod Secrets against the bundle, by (uid, resourceVersion, bundle).
         self._chain_checks: dict[tuple[str, str, bytes], str | None] = {}
         self._anchors: tuple[bytes, list[Any]] | None = None
+        # A namespace whose trust ConfigMap name is taken by someone else, as reported (once).
+        self._bundle_problems: dict[str, str] = {}
+        # Whether an identity's spec is servable, by (uid, generation): invalid ones take no part in conflicts.
+        self._spec_validity: dict[tuple[str, str], bool] = {}
+        # The PKCS#12 keystore password and profile per identity that asks for keystores, read each pass.
+        self._keystores: dict[IdentityKey, KeystoreRequest] = {}
 
     # Entry points ---------------------------------------------------------------------------
+
+    def identity_ref(self, body: Mapping[str, Any]) -> IdentityRef:
+        """``plan.identity_ref``, with an identity whose spec is invalid selecting nothing."""
+        return identity_ref(body, valid=self._spec_valid(body))
+
+    def _spec_valid(self, body: Mapping[str, Any]) -> bool:
+        """Whether an identity's spec can be served (a policy violation can: without the refused
+        names); remembered per (uid, generation)."""
+        metadata = body.get("metadata") or {}
+        version = (str(metadata.get("uid")), str(metadata.get("generation")))
+        known = self._spec_validity.get(version)
+        if known is None:
+            try:
+                check_identity_name(str(metadata.get("name") or ""))
+                self._parse_spec(body.get("spec") or {}, str(metadata.get("namespace") or ""))
+                known = True
+            except PolicyError:
+                known = True
+            except SpecError:
+                known = False
+            if len(self._spec_validity) >= READING_CACHE_SIZE:
+                self._spec_validity.clear()
+            self._spec_validity[version] = known
+        return known
+
+    def _parse_spec(self, spec: Mapping[str, Any], namespace: str) -> IdentitySpec:
+        return parse_identity_spec(
+            spec,
+            namespace=namespace,
+            cluster_domain=self.settings.cluster_domain,
+            allowed_dns_patterns=self.settings.allowed_dns_patterns,
+            default_duration=self.settings.default_duration,
+        )
 
     async def reconcile(self, key: IdentityKey) -> float | None:
         """Bring one identity's Secrets and status in line; return seconds until the next look."""
@@ -170,21 +228,16 @@ class Reconciler:
         now = self.clock()
         try:
             check_identity_name(name)
-            spec = parse_identity_spec(
-                identity.get("spec") or {},
-                namespace=namespace,
-                cluster_domain=self.settings.cluster_domain,
-                allowed_dns_patterns=self.settings.allowed_dns_patterns,
-                default_duration=self.settings.default_duration,
-            )
+            spec = self._parse_spec(identity.get("spec") or {}, namespace)
             self._specs[key] = (str(metadata.get("uid")), generation, spec)
         except SpecError as exc:
             self._specs.pop(key, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
-            reason = "PolicyViolation" if type(exc).__name__ == "PolicyError" else "InvalidSpec"
+            reason = "PolicyViolation" if isinstance(exc, PolicyError) else "InvalidSpec"
+            # The Event first: a status write that fails must not also lose the reason.
+            await self._warn(key, identity, reason, str(exc), now)
             await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
                                keep_counts=True)
-            await self._warn(key, identity, reason, str(exc), now)
             self.metrics.issuance_error(IssuanceError.INVALID_SPEC)
             await self._follow_bundle(key)
             return None
@@ -194,17 +247,36 @@ class Reconciler:
             ca = self.ca_store.current()
         except CAError as exc:
             message = f"no CA to sign with: {exc}"
+            await self._warn(key, identity, "CAUnavailable", message, now)
             await self._report(identity, previous_status, Readiness(False, "CAUnavailable", message), generation,
                                now, keep_counts=True)
-            await self._warn(key, identity, "CAUnavailable", message, now)
             self.metrics.issuance_error(IssuanceError.CA_UNAVAILABLE)
             return self.retry_delay
 
+        keystore_problem = await self._read_keystore_password(key, spec)
+        if keystore_problem is not None:
+            # Never a keystore without its password: nothing is issued until the password is readable.
+            self._specs.pop(key, None)
+            await self._warn(key, identity, KEYSTORE_UNAVAILABLE, keystore_problem, now)
+            await self._report(identity, previous_status, Readiness(False, KEYSTORE_UNAVAILABLE, keystore_problem),
+                               generation, now, keep_counts=True)
+            await self._follow_bundle(key)
+            streak = self._problem_streak.get(key, 0)
+            self._problem_streak[key] = streak + 1
+            return min(MAX_PROBLEM_DELAY, self.retry_delay * 2.0**streak)
+
         bundle_pem = self.ca_store.bundle_pem
         try:
-            await self._ensure_trust_bundle(namespace, bundle_pem)
+            problem = await self._ensure_trust_bundle(namespace, bundle_pem)
         except KubernetesAPIError as exc:
             logger.warning("could not publish the trust bundle in namespace %s: %s", namespace, exc)
+        else:
+            if problem is not None and self._bundle_problems.get(namespace) != problem:
+                self._bundle_problems[namespace] = problem
+                logger.warning("identity %s/%s: %s", namespace, name, problem)
+                await self._event(identity, "Warning", "TrustBundleNotPublished", problem, now)
+            elif problem is None:
+                self._bundle_problems.pop(namespace, None)
         result = await self._reconcile_pods(key, identity, spec, ca, bundle_pem, now)
         first_issues = self._first_issued.pop(key, None)
         if first_issues is not None:
@@ -215,10 +287,10 @@ class Reconciler:
                 result.first_decision, result.first_reason = message, ReissueReason.NEW
         if result.issued_by_reason:
             result.last_issuance = {
-                "time": format_timestamp(self.clock()),
+                "time": format_time(self.clock()),
                 "reason": str(result.first_reason),
                 "count": sum(result.issued_by_reason.values()),
-                "message": result.first_decision or "",
+                "message": bounded_message(result.first_decision or ""),
             }
         self.served[key] = result.served
         for error, count in result.errors.items():
@@ -254,8 +326,7 @@ class Reconciler:
             rotation_phase=str(self.ca_store.rotation.phase),
             last_issuance=result.last_issuance,
         )
-        if status_changed(previous_status, status):
-            await self.cluster.patch_identity_status(namespace, name, status)
+        # Events before the status: a status write that fails must not also lose what happened.
         if result.issued_by_reason:
             summary = ", ".join(f"{reason}: {count}" for reason, count in sorted(result.issued_by_reason.items()))
             total = sum(result.issued_by_reason.values())
@@ -266,6 +337,8 @@ class Reconciler:
             self._last_warning.pop(key, None)
         else:
             await self._warn(key, identity, readiness.reason, readiness.message, now)
+        if status_changed(previous_status, status):
+            await self.cluster.patch_identity_status(namespace, name, status)
         if result.failures or result.clashes:
             # Standing problems (a clash, a bad annotation) back off; the watches report their fixes.
             streak = self._problem_streak.get(key, 0)
@@ -274,13 +347,35 @@ class Reconciler:
         self._problem_streak.pop(key, None)
         if result.deferred:
             return DEFERRED_DELAY
+        # A new keystore password changes no object the operator watches: look at it again this soon.
+        recheck = KEYSTORE_RECHECK if spec.pkcs12 is not None else MAX_SLEEP
         if result.next_renewal is None:
-            return None
+            return recheck if spec.pkcs12 is not None else None
         wait = (result.next_renewal - self.clock()).total_seconds()
-        return min(MAX_SLEEP, max(1.0, wait))
+        return min(MAX_SLEEP, recheck, max(1.0, wait))
+
+    async def _read_keystore_password(self, key: IdentityKey, spec: IdentitySpec) -> str | None:
+        """Read the keystore password the spec names (``None`` when it asks for no keystores, or all is
+        well); otherwise why it cannot be used."""
+        if spec.pkcs12 is None:
+            self._keystores.pop(key, None)
+            return None
+        ref = spec.pkcs12
+        try:
+            password_secret = await self.cluster.get_secret(key[0], ref.password_secret_name)
+            self._keystores[key] = keystore_request(password_secret, ref, key[0])
+        except KubernetesAPIError as exc:
+            self._keystores.pop(key, None)
+            return f"cannot read the keystore password Secret {key[0]}/{ref.password_secret_name}: {exc}"
+        except ValueError as exc:
+            self._keystores.pop(key, None)
+            return str(exc)
+        return None
 
     def _ca_condition(self) -> Readiness:
         """The CertificateAuthority condition: a CA problem every identity should show."""
+        if self.ca_store.stalled:
+            return Readiness(False, "RotationStalled", self.ca_store.stalled)
         if self.ca_store.problem:
             return Readiness(False, "CASecretInvalid", f"{self.ca_store.problem}; still signing with the CA "
                                                        f"loaded before, {self.ca_store.current().fingerprint}")
@@ -290,7 +385,7 @@ class Reconciler:
         ca = self.ca_store.current()
         if phase is not Phase.IDLE:
             return Readiness(True, "Rotating", f"CA rotation phase {phase}; {ca.fingerprint} signs")
-        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_timestamp(ca.not_after)}")
+        return Readiness(True, "Valid", f"{ca.fingerprint} signs, expires {format_time(ca.not_after)}")
 
     async def _follow_bundle(self, key: IdentityKey) -> None:
         """Keep ``ca.crt`` of an identity's Secrets on the current bundle even while its spec is bad:
@@ -302,7 +397,7 @@ class Reconciler:
             return
         namespace, name = key
         for secret in await self.cluster.list_secrets(namespace, secrets_query(name)):
-            if is_managed_by(secret, name) and secret_data(secret, c.CA_CRT) != bundle_pem:
+            if is_pod_secret_of(secret, name) and secret_data(secret, c.CA_CRT) != bundle_pem:
                 meta = secret.get("metadata") or {}
                 try:
                     self._remember_write(await self.cluster.update_secret(
@@ -317,15 +412,17 @@ class Reconciler:
         namespace, name = key
         deleted = 0
         for secret in await self.cluster.list_secrets(namespace, secrets_query(name)):
-            if is_managed_by(secret, name):
+            if is_pod_secret_of(secret, name):
                 meta = secret.get("metadata") or {}
-                await self.cluster.delete_secret(namespace, str(meta.get("name")), str(meta.get("uid")))
+                await self.cluster.delete_secret(namespace, str(meta.get("name")), str(meta.get("uid")),
+                                                 str(meta.get("resourceVersion")))
                 deleted += 1
         self.served.pop(key, None)
         self._specs.pop(key, None)
         self._first_issued.pop(key, None)
         self._last_warning.pop(key, None)
         self._problem_streak.pop(key, None)
+        self._keystores.pop(key, None)
         self.metrics.identity_removed(namespace, name)
         return deleted
 
@@ -339,43 +436,83 @@ class Reconciler:
 
     def _chain_problem(self, secret: JSON, reading: SecretReading, bundle_pem: bytes) -> str | None:
         """Whether the Secret's certificate chains to the current trust bundle (a hand-edited Secret may
-        not); remembered per Secret version and bundle."""
-        meta = secret.get("metadata") or {}
-        key = (str(meta.get("uid")), str(meta.get("resourceVersion")), bundle_pem)
-        if key in self._chain_checks:
-            return self._chain_checks[key]
-        problem: str | None = None
-        chain_pem = secret_data(secret, c.TLS_CRT)
-        if reading.state is not None and chain_pem:
-            try:
-                certs = parse_pem_certificates(chain_pem)
-                leaf = certs[0]
-                # Within the leaf's own validity: expiry is a renewal, not a broken chain.
-                latest = leaf.not_valid_after_utc - timedelta(seconds=1)
-                moment = max(leaf.not_valid_before_utc, min(self.clock(), latest))
-                verify_leaf(leaf, certs[1:], self._trust_anchors(bundle_pem), moment)
-            except (PKIError, ChainError) as exc:
-                problem = f"tls.crt does not chain to the trust bundle: {exc}"
+        not); remembered per Secret version and bundle (``_read_all`` checks it in a worker thread)."""
+        key = _chain_key(secret, bundle_pem)
+        if key not in self._chain_checks:
+            self._remember_chain(key, self._check_chain(secret, reading, bundle_pem, self.clock()))
+        return self._chain_checks[key]
+
+    def _check_chain(self, secret: JSON, reading: SecretReading, bundle_pem: bytes, now: datetime) -> str | None:
+        try:
+            anchors = self._trust_anchors(bundle_pem)
+        except PKIError as exc:
+            return f"tls.crt does not chain to the trust bundle: {exc}"
+        return _chain_problem(secret, reading, anchors, now)
+
+    def _remember_chain(self, key: tuple[str, str, bytes], problem: str | None) -> None:
         if len(self._chain_checks) >= READING_CACHE_SIZE:
             self._chain_checks.clear()
         self._chain_checks[key] = problem
-        return problem
 
     def _trust_anchors(self, bundle_pem: bytes) -> list[Any]:
-        if self._anchors is None or self._anchors[0] != bundle_pem:
-            self._anchors = (bundle_pem, parse_pem_certificates(bundle_pem))
-        return self._anchors[1]
+        """The bundle's certificates; the bundle is the operator's own, but parsed off the loop all the same
+        (``_read_all`` calls this in its worker thread: the tuple is replaced whole, never mutated)."""
+        anchors = self._anchors
+        if anchors is None or anchors[0] != bundle_pem:
+            anchors = self._anchors = (bundle_pem, parse_pem_certificates(bundle_pem, BUNDLE_LIMITS))
+        return anchors[1]
 
     def _read(self, secret: JSON) -> SecretReading:
-        """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass."""
-        meta = secret.get("metadata") or {}
-        version = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass.
+
+        ``_read_all`` has parsed it already, in a worker thread; parsing here, on the loop, happens only
+        when the cache was cleared in between."""
+        version = _reading_key(secret)
         reading = self._readings.get(version)
         if reading is None:
-            if len(self._readings) >= READING_CACHE_SIZE:
-                self._readings.clear()
-            reading = self._readings[version] = read_secret(secret)
+            reading = read_secret(secret)
+            self._remember_reading(version, reading)
         return reading
+
+    def _remember_reading(self, version: tuple[str, str], reading: SecretReading) -> None:
+        if len(self._readings) >= READING_CACHE_SIZE:
+            self._readings.clear()
+        self._readings[version] = reading
+
+    async def _read_all(self, secrets: list[JSON], bundle_pem: bytes) -> None:
+        """Read (``read_secret``) and chain-check every Secret not seen in this version yet, in one
+        worker thread for all of them.
+
+        Their data is the tenants' to write (up to 1 MiB a Secret): parsing it on the event loop would
+        hold up the webhooks, the Lease and the health endpoint. One thread hop per pass, not one per
+        Secret, keeps the CPU per certificate low; each parse step is capped and linear (pki/bundle.py),
+        so the worker never holds the GIL for long and the loop keeps its turns.
+        """
+        pending = [secret for secret in secrets if self._needs_parsing(secret, bundle_pem)]
+        if not pending:
+            return
+        cached = [self._readings.get(_reading_key(secret)) for secret in pending]
+        moment = self.clock()
+
+        def parse() -> list[tuple[SecretReading, str | None]]:
+            done = []
+            for secret, known in zip(pending, cached, strict=True):
+                reading = known if known is not None else read_secret(secret)
+                checked = reading.state is not None and not reading.problems
+                done.append((reading, self._check_chain(secret, reading, bundle_pem, moment) if checked else None))
+            return done
+
+        for secret, (reading, problem) in zip(pending, await asyncio.to_thread(parse), strict=True):
+            self._remember_reading(_reading_key(secret), reading)
+            if reading.state is not None and not reading.problems:
+                self._remember_chain(_chain_key(secret, bundle_pem), problem)
+
+    def _needs_parsing(self, secret: JSON, bundle_pem: bytes) -> bool:
+        reading = self._readings.get(_reading_key(secret))
+        if reading is None:
+            return True
+        return reading.state is not None and not reading.problems and _chain_key(secret, bundle_pem) not in \
+            self._chain_checks
 
     def wrote(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether this version of a Secret is one the reconciler wrote itself."""
@@ -396,7 +533,7 @@ class Reconciler:
     async def managed_secret_count(self, key: IdentityKey) -> int:
         namespace, name = key
         secrets = await self.cluster.list_secrets(namespace, secrets_query(name))
-        return sum(1 for secret in secrets if is_managed_by(secret, name))
+        return sum(1 for secret in secrets if is_pod_secret_of(secret, name))
 
     def identities_for_pod(self, pod: PodInfo, identities: Mapping[IdentityKey, IdentityRef]) -> set[IdentityKey]:
         """Identities a pod event concerns: those selecting it now, and those that served it before."""
@@ -416,8 +553,8 @@ class Reconciler:
         now: datetime,
     ) -> _PodsResult:
         namespace, name = key
-        me = identity_ref(identity)
-        others = [identity_ref(body) for body in await self.cluster.list_identities(namespace)]
+        me = self.identity_ref(identity)
+        others = [self.identity_ref(body) for body in await self.cluster.list_identities(namespace)]
         pods = [pod_info(body) for body in await self.cluster.list_pods(namespace, _pod_selector(spec))]
         existing = {
             str((secret.get("metadata") or {}).get("name")): secret
@@ -478,18 +615,17 @@ class Reconciler:
                     self._issuing.discard(slot)
 
         async def serve_one(secret_name: str, pod: PodInfo, secret: JSON | None) -> None:
-            just_issued = (namespace, secret_name) in self._first_done
-            self._first_done.discard((namespace, secret_name))
-            if secret is None and just_issued:
+            created_uid = self._first_done.pop((namespace, secret_name), None)
+            if secret is None and created_uid is not None:
                 # Created outside this pass after it listed the Secrets: read it, do not issue again.
+                # What is there now may be another Secret under that name (ours deleted, someone
+                # else's created since): ``_serve_pod`` checks whose it is before any write.
                 secret = await self.cluster.get_secret(namespace, secret_name)
             if secret is None and (namespace, secret_name) in self._clashes:
                 # Known to be taken: look before generating a key we could not store.
                 secret = await self.cluster.get_secret(namespace, secret_name)
-                if secret is not None and not is_managed_by(secret, name):
-                    result.clash(_clash_message(namespace, secret_name, pod.name, secret), pod.name)
-                    return
-                self._clashes.discard((namespace, secret_name))
+                if secret is None:
+                    self._clashes.discard((namespace, secret_name))
             await self._serve_pod(
                 pod=pod,
                 secret_name=secret_name,
@@ -504,14 +640,17 @@ class Reconciler:
                 result=result,
             )
 
+        # Every uncached Secret of the pass parsed in one worker thread, before anything reads it.
+        await self._read_all([existing[n] for n, _ in assignments if n in existing], bundle_pem)
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
         assignments.sort(key=lambda item: self._urgency(existing.get(item[0]), now))
         await asyncio.gather(*(serve(secret_name, pod) for secret_name, pod in assignments))
         for secret_name, secret in existing.items():
-            if secret_name not in desired_names and is_managed_by(secret, name):
+            if secret_name not in desired_names and is_pod_secret_of(secret, name):
                 meta = secret.get("metadata") or {}
                 try:
-                    await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")))
+                    await self.cluster.delete_secret(namespace, secret_name, str(meta.get("uid")),
+                                                     str(meta.get("resourceVersion")))
                 except KubernetesAPIError as exc:
                     result.fail(IssuanceError.API, f"deleting Secret {secret_name} failed: {exc}")
                     continue
@@ -556,10 +695,15 @@ class Reconciler:
                 content = await self._issue(pod, spec, ca, bundle_pem, wanted_id, spec_hash, None)
             except (PKIError, ChainError):
                 return False  # the pass reports it
-            body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
-                               template_labels=spec.secret_labels, template_annotations=spec.secret_annotations)
             try:
-                self._remember_write(await self.cluster.create_secret(pod.namespace, body))
+                body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
+                                   template_labels=spec.secret_labels, template_annotations=spec.secret_annotations,
+                                   keystore=self._keystores.get(key))
+            except PKIError:
+                return False  # the pass reports it
+            try:
+                created = await self.cluster.create_secret(pod.namespace, body)
+                self._remember_write(created)
             except (ConflictError, KubernetesAPIError):
                 return False  # there already (or the API failed): the pass decides
         finally:
@@ -570,7 +714,7 @@ class Reconciler:
                     content.serial, wanted_id, content.not_after.isoformat())
         if len(self._first_done) >= READING_CACHE_SIZE:
             self._first_done.clear()
-        self._first_done.add(slot)
+        self._first_done[slot] = str(created["metadata"].get("uid"))
         count, message = self._first_issued.get(key, (0, f"pod {pod.name}: Issuing: no certificate yet"))
         self._first_issued[key] = (count + 1, message)
         return True
@@ -591,6 +735,14 @@ class Reconciler:
         result: _PodsResult,
     ) -> None:
         wanted_id = spiffe_id(self.settings.trust_domain, pod.namespace, pod.service_account)
+        if secret is not None and (problem := ownership_problem(secret, identity_name, pod)) is not None:
+            # Never write a Secret we did not create for this pod, whatever labels it carries.
+            self._clashes.add((pod.namespace, secret_name))
+            result.clash(_clash_message(pod.namespace, secret_name, pod.name, problem), pod.name)
+            return
+        self._clashes.discard((pod.namespace, secret_name))
+        if secret is not None:
+            await self._read_all([secret], bundle_pem)  # a no-op for the Secrets the pass listed
         reading = self._read(secret) if secret is not None else None
         desired = DesiredState(
             spiffe_id=wanted_id,
@@ -632,6 +784,9 @@ class Reconciler:
             patch = metadata_patch(secret, labels, annotations) or {}
             if not desired.bundle_current:
                 patch.setdefault("data", {})[c.CA_CRT] = b64text(bundle_pem)
+            stores = keystore_patch(secret, self._keystores.get((pod.namespace, identity_name)), bundle_pem)
+            if stores is not None:
+                patch = merge_patches(patch, stores)
             if patch:
                 try:
                     written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
@@ -659,14 +814,20 @@ class Reconciler:
             result.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
             keep_held()
             return
-        body = secret_body(
-            name=secret_name,
-            identity=identity_name,
-            pod=pod,
-            content=content,
-            template_labels=spec.secret_labels,
-            template_annotations=spec.secret_annotations,
-        )
+        try:
+            body = secret_body(
+                name=secret_name,
+                identity=identity_name,
+                pod=pod,
+                content=content,
+                template_labels=spec.secret_labels,
+                template_annotations=spec.secret_annotations,
+                keystore=self._keystores.get((pod.namespace, identity_name)),
+            )
+        except PKIError as exc:
+            result.fail(IssuanceError.PKI, f"pod {pod.name}: writing the keystores failed: {exc}", pod.name)
+            keep_held()
+            return
         try:
             if secret is None:
                 # Create first, look only on a clash: one write per new pod, no extra read.
@@ -674,12 +835,16 @@ class Reconciler:
                     self._remember_write(await self.cluster.create_secret(pod.namespace, body))
                 except ConflictError:
                     taken = await self.cluster.get_secret(pod.namespace, secret_name)
-                    if taken is not None and not is_managed_by(taken, identity_name):
+                    problem = ownership_problem(taken, identity_name, pod) if taken is not None else None
+                    if taken is not None and problem is not None:
                         self._clashes.add((pod.namespace, secret_name))
-                        result.clash(_clash_message(pod.namespace, secret_name, pod.name, taken), pod.name)
+                        result.clash(_clash_message(pod.namespace, secret_name, pod.name, problem), pod.name)
                         keep_held()
                         return
-                    held = self._read(taken).state if taken is not None and owner_pod_uid(taken) == pod.uid else None
+                    mine = taken is not None and owner_pod_uid(taken) == pod.uid
+                    if taken is not None and mine:
+                        await self._read_all([taken], bundle_pem)
+                    held = self._read(taken).state if taken is not None and mine else None
                     if held is not None:
                         # Issued for this very pod a moment ago (a first issue outside the pass).
                         result.count_valid(held.spiffe_id, held.renew_at, held.not_after)
@@ -791,8 +956,10 @@ class Reconciler:
             # Events are best effort: losing one must never stop a reconcile.
             logger.warning("could not post event %s: %s", reason, exc)
 
-    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> None:
-        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity."""
+    async def _ensure_trust_bundle(self, namespace: str, bundle_pem: bytes) -> str | None:
+        """The ConfigMap ``mtls-trust-bundle`` in every namespace with an identity: created, or repaired
+        when it differs from the bundle (whoever edited it). One the operator did not create is never
+        written, nor read: the returned problem says so."""
         data = {c.CA_CRT: bundle_pem.decode("ascii")}
         existing = await self.cluster.get_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP)
         if existing is None:
@@ -809,13 +976,15 @@ class Reconciler:
             try:
                 await self.cluster.create_config_map(namespace, body)
             except ConflictError:
-                return  # created concurrently; the next reconcile compares contents
+                return None  # created concurrently; the next reconcile compares contents
         elif not is_managed(existing):
-            logger.warning("ConfigMap %s/%s exists and is not ours: trust bundle not published there",
-                           namespace, c.TRUST_BUNDLE_CONFIGMAP)
+            return (f"ConfigMap {namespace}/{c.TRUST_BUNDLE_CONFIGMAP} exists and was not created by the operator: "
+                    "the trust bundle is not published there (delete or rename it); pods can use ca.crt of their "
+                    "own Secret")
         elif (existing.get("data") or {}) != data:
             version = str((existing.get("metadata") or {}).get("resourceVersion"))
             await self.cluster.update_config_map(namespace, c.TRUST_BUNDLE_CONFIGMAP, {"data": data}, version)
+        return None
 
 
 @dataclass
@@ -870,6 +1039,32 @@ class _PodsResult:
             self.failed_pods.add(pod)
 
 
+def _reading_key(secret: JSON) -> tuple[str, str]:
+    meta = secret.get("metadata") or {}
+    return str(meta.get("uid")), str(meta.get("resourceVersion"))
+
+
+def _chain_key(secret: JSON, bundle_pem: bytes) -> tuple[str, str, bytes]:
+    return (*_reading_key(secret), bundle_pem)
+
+
+def _chain_problem(secret: JSON, reading: SecretReading, anchors: list[Any], now: datetime) -> str | None:
+    """Why the Secret's certificate does not chain to ``anchors``, or None (pure: runs in worker threads)."""
+    chain_pem = secret_data(secret, c.TLS_CRT, max_bytes=CHAIN_LIMITS.max_bytes)
+    if reading.state is None or not chain_pem:
+        return None
+    try:
+        certs = parse_pem_certificates(chain_pem, CHAIN_LIMITS)
+        leaf = certs[0]
+        # Within the leaf's own validity: expiry is a renewal, not a broken chain.
+        latest = leaf.not_valid_after_utc - timedelta(seconds=1)
+        moment = max(leaf.not_valid_before_utc, min(now, latest))
+        verify_leaf(leaf, certs[1:], anchors, moment)
+    except (PKIError, ChainError) as exc:
+        return f"tls.crt does not chain to the trust bundle: {exc}"
+    return None
+
+
 def _rightful_claimant(claimants: list[PodInfo], secret: JSON | None) -> PodInfo:
     """Of pods claiming one Secret name, the one that owns the Secret keeps it; else the first by name."""
     owner = owner_pod_uid(secret) if secret is not None else None
@@ -903,10 +1098,9 @@ def _batched_renewal(state: IssuedState, now: datetime) -> Decision | None:
     return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expires in {left} (due within the batch window)")
 
 
-def _clash_message(namespace: str, secret_name: str, pod_name: str, secret: JSON) -> str:
-    owner = "another identity" if is_managed(secret) else "nobody we know"
+def _clash_message(namespace: str, secret_name: str, pod_name: str, problem: str) -> str:
     return (
-        f"Secret {namespace}/{secret_name} for pod {pod_name} already exists and is managed by {owner}; "
+        f"pod {pod_name}: {problem.replace('Secret ' + secret_name, 'Secret ' + namespace + '/' + secret_name, 1)}; "
         f"it was left untouched (delete or rename it, or set the pod annotation {c.SECRET_NAME_ANNOTATION})"
     )
 

@@ -17,19 +17,19 @@ from typing import Any
 
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
-from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, CAStore
-from mtls_operator.controller.webhook_tls import WebhookCABundle
+from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.pki import (
     CertificateAuthority,
     certs_to_pem,
     create_self_signed_ca,
+    fingerprint,
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.plan import b64text, secret_data
-from mtls_operator.rotation import (
+from mtls_operator.rules.plan import b64text, owner_pod_uid, secret_data
+from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
     Fleet,
@@ -42,12 +42,17 @@ from mtls_operator.rotation import (
     next_step,
     read_rotation,
     rotation_annotations,
+    stall_bound,
+    stalled,
 )
-from mtls_operator.spec import format_duration
+from mtls_operator.rules.spec import format_duration
+from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
+# Foreign objects remembered as reported (then forgotten, to bound memory; reported again at worst).
+FOREIGN_REPORTED_LIMIT = 10_000
+
 
 
 class RotationController:
@@ -61,7 +66,6 @@ class RotationController:
         on_change: Callable[[], None],
         poll_interval: float = 5.0,
         idle_interval: float = 60.0,
-        webhooks: WebhookCABundle | None = None,
     ) -> None:
         self.cluster = cluster
         self.ca_store = ca_store
@@ -70,10 +74,12 @@ class RotationController:
         self.on_change = on_change
         self.poll_interval = poll_interval
         self.idle_interval = idle_interval
-        self.webhooks = webhooks
         self._last_message: str | None = None
         # The last wait reported, so a standing wait is logged once, not every poll.
         self._last_wait: str | None = None
+        # Objects carrying the operator's labels that it did not write for a live pod or identity:
+        # reported once each, never counted.
+        self._foreign_reported: set[str] = set()
         self._wake = asyncio.Event()
 
     @property
@@ -153,9 +159,9 @@ class RotationController:
             return self.idle_interval
         if origin == ORIGIN_GENERATED and auto_rotation_due(not_before, ca.not_after, now):
             return await self._begin_generated(
-                secret, state, ca, now, f"the CA reached 2/3 of its lifetime (it expires {_stamp(ca.not_after)})")
+                secret, state, ca, now, f"the CA reached 2/3 of its lifetime (it expires {format_time(ca.not_after)})")
         if origin == ORIGIN_SUPPLIED and expiry_warning_due(ca.not_after, now):
-            warning = (f"the CA {ca.fingerprint} expires {_stamp(ca.not_after)} and was supplied by you, so the "
+            warning = (f"the CA {ca.fingerprint} expires {format_time(ca.not_after)} and was supplied by you, so the "
                        f"operator cannot renew it: put its successor in {NEXT_TLS_CRT} and {NEXT_TLS_KEY} of "
                        f"{self.where}")
             if self.ca_store.warning != warning:
@@ -168,8 +174,15 @@ class RotationController:
         expected = replace(state, phase=Phase.IDLE, signing_fingerprint=ca.fingerprint, signing_not_after=ca.not_after,
                            next_fingerprint=None, next_not_after=None, previous_fingerprint=None,
                            previous_not_after=None, settled_at=None, next_origin=None, since=state.since or now)
-        if rotation_annotations(expected) != rotation_annotations(read_rotation(_annotations(secret))):
-            await self._write(secret, expected, {})
+        bundle = self.ca_store.bundle_pem
+        unrecorded = secret_data(secret, PUBLISHED_CRT) != bundle
+        if unrecorded or rotation_annotations(expected) != rotation_annotations(read_rotation(_annotations(secret))):
+            # ``published.crt`` is written with every ca.crt; here it catches up with a ca.crt a person
+            # edited, or one written before the record existed.
+            await self._write(secret, expected, {PUBLISHED_CRT: bundle} if unrecorded else {})
+        if self.ca_store.stalled is not None:
+            self.ca_store.stalled = None
+            self.on_change()
         if origin == ORIGIN_GENERATED:
             due = not_before + (ca.not_after - not_before) * (2 / 3)
             return max(1.0, min(self.idle_interval, (due - now).total_seconds()))
@@ -215,25 +228,28 @@ class RotationController:
         await self._write(secret, new_state, data)
         await self._tell(secret, "Normal", "RotationStarted",
                          f"CA rotation started: {why}. Phase Distributing: the new CA {incoming.fingerprint} "
-                         f"(expires {_stamp(incoming.not_after)}) joins the trust bundle; {ca.fingerprint} keeps "
+                         f"(expires {format_time(incoming.not_after)}) joins the trust bundle; {ca.fingerprint} keeps "
                          "signing until every pod trusts the new one", now)
         return 0.0
 
     async def _adopt(self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime) -> float:
         """The CA was replaced while no operator ran: the old key is gone, so the new CA must sign at once.
 
-        The old CA stays trusted (recovered from the trust bundles we published) until no leaf of it
-        is left; pods that do not yet hold the new CA may refuse new peers until their files update.
+        The old CA stays trusted until no leaf of it is left. It is found in the operator's own record
+        (``published.crt``, and ca.crt) in the CA Secret, never in objects of tenant namespaces: a trust
+        ConfigMap or pod Secret there is writable by the tenant, and trusting it would let one tenant
+        put its own CA into every namespace's bundle. Pods that do not yet hold the new CA may refuse
+        new peers until their files update.
         """
-        published: list[Any] = []
-        for config_map in await self.cluster.list_config_maps_everywhere(f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"):
-            text = (config_map.get("data") or {}).get(c.CA_CRT)
-            if (config_map.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP and text:
+        recorded: list[Any] = []
+        for pem in (secret_data(secret, PUBLISHED_CRT), self.ca_store.published):
+            if pem:
                 try:
-                    published.extend(parse_pem_certificates(str(text).encode("ascii")))
-                except (PKIError, UnicodeEncodeError):
-                    continue
-        bundle = merge_bundles(ca.own_anchors, parse_pem_certificates(self.ca_store.bundle_pem), published)
+                    recorded.extend(parse_pem_certificates(pem))
+                except PKIError as exc:
+                    logger.warning("CA rotation: %s of %s is unreadable: %s", PUBLISHED_CRT, self.where, exc)
+        bundle = merge_bundles(ca.own_anchors, parse_pem_certificates(self.ca_store.bundle_pem), recorded)
+        known = {fingerprint(cert) for cert in bundle}
         new_state = replace(
             enter(state, Phase.REISSUING, now),
             signing_fingerprint=ca.fingerprint,
@@ -246,12 +262,15 @@ class RotationController:
             next_origin=None,
         )
         await self._write(secret, new_state, {c.CA_CRT: certs_to_pem(bundle)})
+        lost = "" if state.signing_fingerprint in known else (
+            f"; the certificate of {state.signing_fingerprint} was not in the operator's record, so its leaves "
+            "are not trusted by peers holding the new bundle until they are re-issued")
         await self._tell(secret, "Warning", "CAReplaced",
                          f"the CA in {self.where} was replaced by {ca.fingerprint} while the operator was not "
                          f"running, so {state.signing_fingerprint} could not keep signing: phase Reissuing, the old "
-                         "CA stays in the trust bundle until none of its certificates is left. Replace a CA while "
-                         f"the operator runs, or put it in {NEXT_TLS_CRT}/{NEXT_TLS_KEY}, for a rotation without "
-                         "that window", now)
+                         f"CA stays in the trust bundle until none of its certificates is left{lost}. Replace a CA "
+                         f"while the operator runs, or put it in {NEXT_TLS_CRT}/{NEXT_TLS_KEY}, for a rotation "
+                         "without that window", now)
         return 0.0
 
     # Under way: advance ----------------------------------------------------------------------------
@@ -266,12 +285,9 @@ class RotationController:
         bundle_pem = self.ca_store.bundle_pem
         previous = state.previous_fingerprint if state.phase is Phase.REISSUING else None
         fleet, laggards = await self._fleet(bundle_pem, previous)
-        # With webhooks, every replica re-reads the CA Secret within a refresh interval and re-issues
-        # its serving certificate then: the old CA may only leave the bundle after they all did.
         delay = self.settings.ca_propagation_delay
-        if self.webhooks is not None:
-            delay = max(delay, timedelta(seconds=2 * self.ca_store.refresh_interval))
         decision = next_step(state, fleet, now, delay)
+        await self._report_stall(secret, state, decision, fleet, laggards, delay, now)
         if decision.step is Step.WAIT:
             message = f"phase {state.phase}: {decision.message}" + (f" ({', '.join(laggards)})" if laggards else "")
             if message != self._last_wait:
@@ -298,9 +314,28 @@ class RotationController:
         finished = replace(enter(state, Phase.IDLE, now), previous_fingerprint=None, previous_not_after=None)
         await self._write(secret, finished, {})
         await self._tell(secret, "Normal", "RotationComplete",
-                         f"CA rotation complete: {ca.fingerprint} signs (expires {_stamp(ca.not_after)}) and is the "
-                         "only CA in the trust bundle", now)
+                         f"CA rotation complete: {ca.fingerprint} signs (expires {format_time(ca.not_after)}) "
+                         "and is the only CA in the trust bundle", now)
         return 0.0
+
+    async def _report_stall(
+        self, secret: JSON, state: RotationState, decision: Any, fleet: Fleet, laggards: list[str],
+        delay: timedelta, now: datetime,
+    ) -> None:
+        """Past its bound, a waiting phase says what it waits for: on the CA Secret (an Event) and on
+        every identity (the CertificateAuthority condition). It goes on waiting: moving on would break
+        trust for the pods it waits for."""
+        bound = stall_bound(fleet.objects, self.settings.max_issuance_per_second, delay)
+        message: str | None = None
+        if stalled(state, decision, bound, now):
+            waited = format_duration(now - state.since) if state.since else "?"
+            message = (f"CA rotation phase {state.phase} has waited {waited} (more than {format_duration(bound)}): "
+                       f"{decision.message}" + (f" ({', '.join(laggards)})" if laggards else ""))
+        if message != self.ca_store.stalled:
+            self.ca_store.stalled = message
+            if message is not None:
+                await self._tell(secret, "Warning", "RotationStalled", message, now)
+            self.on_change()
 
     async def _switch(
         self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime, why: str
@@ -334,18 +369,39 @@ class RotationController:
         return 0.0
 
     async def _fleet(self, bundle_pem: bytes, previous: str | None) -> tuple[Fleet, list[str]]:
-        """Count pod Secrets and trust ConfigMaps behind the bundle, and leaves of the previous CA."""
+        """Count pod Secrets and trust ConfigMaps behind the bundle, and leaves of the previous CA.
+
+        Only what the operator wrote counts: pod Secrets of a live opted-in pod and an existing
+        identity, trust ConfigMaps in namespaces with an identity. Anything else carrying its labels
+        (a tenant may label its own objects so) is reported once and ignored, or any tenant could
+        hold every rotation, and the CA's expiry, hostage.
+        """
         managed = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
         secrets = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
+        live_pods = {str((pod.get("metadata") or {}).get("uid"))
+                     for pod in await self.cluster.list_pods_everywhere(f"{c.INJECT_LABEL}={c.INJECT_VALUE}")}
+        identities = {_namespaced_name(body) for body in await self.cluster.list_identities_everywhere()}
+        namespaces = {namespace for namespace, _ in identities}
         config_maps = [
             cm for cm in await self.cluster.list_config_maps_everywhere(managed)
             if (cm.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP
+            and (cm.get("metadata") or {}).get("namespace") in namespaces
         ]
+        ours = []
+        foreign = []
+        for secret in secrets:
+            meta = secret.get("metadata") or {}
+            identity = (str(meta.get("namespace")), str((meta.get("labels") or {}).get(c.IDENTITY_LABEL)))
+            if owner_pod_uid(secret) in live_pods and identity in identities:
+                ours.append(secret)
+            else:
+                foreign.append(f"Secret {meta.get('namespace')}/{meta.get('name')}")
+        await self._report_foreign(foreign)
         bundle_text = bundle_pem.decode("ascii")
         stale = 0
         old_leaves = 0
         laggards: dict[str, int] = {}
-        for secret in secrets:
+        for secret in ours:
             meta = secret.get("metadata") or {}
             behind = secret_data(secret, c.CA_CRT) != bundle_pem
             old = previous is not None and (meta.get("annotations") or {}).get(c.CA_FINGERPRINT_ANNOTATION) == previous
@@ -359,22 +415,33 @@ class RotationController:
                 stale += 1
                 where = f"ConfigMap {(config_map.get('metadata') or {}).get('namespace')}/{c.TRUST_BUNDLE_CONFIGMAP}"
                 laggards[where] = laggards.get(where, 0) + 1
-        webhooks = 0
-        if self.webhooks is not None:
-            await self.webhooks.publish()  # the leader publishes; do not wait for its next round
-            for where in await self.webhooks.lagging(bundle_pem):
-                webhooks += 1
-                laggards[where] = 1
-            stale += webhooks
         named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
-        fleet = Fleet(objects=len(secrets) + len(config_maps) + webhooks, stale_bundle=stale,
+        fleet = Fleet(objects=len(ours) + len(config_maps), stale_bundle=stale,
                       leaves_of_previous=old_leaves)
         return fleet, named
+
+    async def _report_foreign(self, foreign: list[str]) -> None:
+        new = sorted(set(foreign) - self._foreign_reported)
+        if not new:
+            return
+        self._foreign_reported.update(new)
+        if len(self._foreign_reported) > FOREIGN_REPORTED_LIMIT:
+            self._foreign_reported = set(new)
+        shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
+        message = (f"ignored by the CA rotation: {shown} carry the operator's labels but belong to no live opted-in "
+                   "pod of an existing identity (not written by the operator, or left behind)")
+        logger.warning("CA rotation: %s", message)
+        secret = await self.cluster.get_secret(self.ca_store.namespace, self.ca_store.secret_name)
+        if secret is not None:
+            await self._tell(secret, "Warning", "ForeignObjectsIgnored", message, self.clock())
 
     # Writing -----------------------------------------------------------------------------------------
 
     async def _write(self, secret: JSON, state: RotationState, data: Mapping[str, bytes | None]) -> None:
         meta = secret.get("metadata") or {}
+        if data.get(c.CA_CRT) is not None:
+            # The operator's own record of every bundle it publishes (see ``_adopt``).
+            data = {**data, PUBLISHED_CRT: data[c.CA_CRT]}
         patch: dict[str, Any] = {"metadata": {"annotations": rotation_annotations(state)}}
         if data:
             patch["data"] = {key: (b64text(value) if value is not None else None) for key, value in data.items()}
@@ -399,10 +466,11 @@ class RotationController:
             logger.warning("could not post event %s: %s", reason, exc)
 
 
+def _namespaced_name(body: JSON) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace")), str(meta.get("name"))
+
+
 def _annotations(secret: JSON) -> dict[str, str]:
     return dict((secret.get("metadata") or {}).get("annotations") or {})
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -1,11 +1,12 @@
 """TLS for the admission webhooks: each replica's serving certificate, and the configurations' caBundle.
 
 Every replica serves the webhooks (the Service picks any), so each issues its own serving
-certificate from the operator's CA, in memory only (no Secret to leak or to race over), renews it
-like any certificate and re-issues it when the signing CA changes. The leader alone keeps every
-webhook's ``clientConfig.caBundle`` in the configurations the Helm chart created equal to the trust
-bundle, which holds the old and the new CA during a rotation, so the API server trusts the serving
-certificates of every replica all through one.
+certificate from the webhook CA (controller/webhook_ca.py, a CA of their own: never the one that
+signs pod certificates), in memory only (no Secret to leak or to race over), renews it like any
+certificate and re-issues it when the webhook CA changes. The leader alone keeps every webhook's
+``clientConfig.caBundle`` in the configurations the Helm chart created equal to the webhook CA
+Secret's ``ca.crt``, which holds the old and the new webhook CA during its rotation, so the API
+server trusts the serving certificates of every replica all through one.
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ import os
 import ssl
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Final
 
-from mtls_operator.admission import (
+from mtls_operator.controller.webhook_ca import WebhookCAStore
+from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
+from mtls_operator.k8s import Cluster
+from mtls_operator.pki import IssuedLeaf
+from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
+from mtls_operator.rules.admission import (
     ServingState,
     ca_bundle_text,
     serving_reissue_reason,
     webhooks_with_ca_bundle,
 )
-from mtls_operator.controller.ca_store import CAStore
-from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
-from mtls_operator.k8s import Cluster
-from mtls_operator.pki import IssuedLeaf
-from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
+from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 WEBHOOK_CONFIGURATION_KINDS: Final = ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
 # A configuration changed between our read and our write (a helm upgrade): read again, this often.
@@ -45,7 +46,7 @@ _CONFLICT_RETRIES: Final = 3
 class ServingCertificate:
     """The certificate the admission server presents, loaded into the server's ``SSLContext``.
 
-    Until the CA is readable it is a self-signed placeholder: the server can start (kopf needs the
+    Until the webhook CA is readable it is a self-signed placeholder: the server can start (kopf needs the
     context then), and every call fails TLS verification, so the webhooks' failurePolicy applies.
     """
 
@@ -63,7 +64,7 @@ class ServingCertificate:
         """The certificate chain and key being served (for kopf, which loads them at its start)."""
         return self._leaf.chain_pem, self._leaf.key_pem
 
-    async def refresh(self, ca_store: CAStore) -> None:
+    async def refresh(self, ca_store: WebhookCAStore) -> None:
         """Issue a new certificate when there is a reason to (CA now available or changed, renewal due)."""
         await ca_store.ensure_fresh()
         try:
@@ -83,7 +84,7 @@ class ServingCertificate:
         logger.info("webhook serving certificate issued (%s): serial %s, CA %s, expires %s", reason,
                     leaf.serial_hex, ca.fingerprint, leaf.not_after.isoformat())
 
-    async def keep_fresh(self, ca_store: CAStore) -> None:
+    async def keep_fresh(self, ca_store: WebhookCAStore) -> None:
         """Refresh at every CA refresh interval, and at the renewal time if that comes sooner."""
         while True:
             try:
@@ -131,37 +132,41 @@ def _write_all(descriptor: int, data: bytes) -> None:
 
 
 class WebhookCABundle:
-    """Keeps ``clientConfig.caBundle`` of every webhook in both configurations equal to the trust bundle.
+    """Keeps ``clientConfig.caBundle`` of every webhook in both configurations equal to the webhook CA
+    Secret's ``ca.crt`` (run by the leader, at every step of the webhook CA's upkeep).
 
     The Helm chart creates the configurations without a caBundle; until they exist there is nothing
-    to do (a debug line, another look at the next interval).
+    to do (a debug line, another look at the next step).
     """
 
-    def __init__(self, cluster: Cluster, ca_store: CAStore, configuration: str) -> None:
+    def __init__(self, cluster: Cluster, ca_store: WebhookCAStore, configuration: str) -> None:
         self._cluster = cluster
         self._ca_store = ca_store
         self.configuration = configuration
 
-    async def publish(self) -> None:
-        """One pass: write the current bundle into each configuration whose caBundle differs."""
+    async def publish(self) -> bool:
+        """One pass: write the webhook CA's bundle into each configuration whose caBundle differs.
+        Whether every configuration that exists carries it now (a rotation waits for that)."""
         await self._ca_store.ensure_fresh()
         try:
             bundle = ca_bundle_text(self._ca_store.bundle_pem)
         except CAError as exc:
-            logger.debug("webhook caBundle: no CA yet (%s)", exc)
-            return
+            logger.debug("webhook caBundle: no webhook CA yet (%s)", exc)
+            return False
+        published = True
         for kind in WEBHOOK_CONFIGURATION_KINDS:
-            await self._publish(kind, bundle)
+            published &= await self._publish(kind, bundle)
+        return published
 
-    async def _publish(self, kind: str, bundle: str) -> None:
+    async def _publish(self, kind: str, bundle: str) -> bool:
         for attempt in range(1, _CONFLICT_RETRIES + 1):
             found = await self._cluster.get_webhook_configuration(kind, self.configuration)
             if found is None:
                 logger.debug("webhook caBundle: %s %s does not exist (yet)", kind, self.configuration)
-                return
+                return True
             webhooks = webhooks_with_ca_bundle(found, bundle)
             if webhooks is None:
-                return
+                return True
             version = str((found.get("metadata") or {}).get("resourceVersion") or "")
             try:
                 await self._cluster.update_webhooks(kind, self.configuration, webhooks, version)
@@ -169,26 +174,7 @@ class WebhookCABundle:
                 if attempt == _CONFLICT_RETRIES:
                     raise
                 continue
-            logger.info("webhook caBundle of %s %s set to the trust bundle (%d webhook(s))", kind,
+            logger.info("webhook caBundle of %s %s set to the webhook CA's bundle (%d webhook(s))", kind,
                         self.configuration, len(webhooks))
-            return
-
-    async def lagging(self, bundle_pem: bytes) -> list[str]:
-        """The configurations whose caBundle is not ``bundle_pem`` yet: a CA rotation waits for them, or
-        the API server would refuse the webhooks' certificates from the new CA."""
-        bundle = ca_bundle_text(bundle_pem)
-        behind = []
-        for kind in WEBHOOK_CONFIGURATION_KINDS:
-            found = await self._cluster.get_webhook_configuration(kind, self.configuration)
-            if found is not None and webhooks_with_ca_bundle(found, bundle) is not None:
-                behind.append(f"{kind} {self.configuration}")
-        return behind
-
-    async def keep_current(self) -> None:
-        """Publish at every CA refresh interval: a rotation's new bundle reaches the API server soon."""
-        while True:
-            try:
-                await self.publish()
-            except KubernetesAPIError as exc:
-                logger.warning("webhook caBundle not updated, retrying: %s", exc)
-            await asyncio.sleep(self._ca_store.refresh_interval)
+            return True
+        return False

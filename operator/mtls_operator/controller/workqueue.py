@@ -50,13 +50,6 @@ class WorkQueue(Generic[Key]):
             self._idle.clear()
             self._queue.put_nowait(key)
 
-    def forget(self, key: Key) -> None:
-        """Drop timers and backoff state for a key that no longer exists."""
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer[1].cancel()
-        self._failures.pop(key, None)
-
     def _schedule(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
         when = loop.time() + delay

@@ -17,7 +17,7 @@ from mtls_operator import constants as c
 from mtls_operator.errors import ConfigError, KubernetesAPIError
 from mtls_operator.handlers.runtime import Runtime, wall_clock
 from mtls_operator.k8s.config import bearer_token
-from mtls_operator.plan import identity_ref, pod_info
+from mtls_operator.rules.plan import identity_ref, pod_info
 
 registry = kopf.OperatorRegistry()
 
@@ -88,7 +88,7 @@ async def role(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-changed")
 async def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
-    ref = identity_ref(body)
+    ref = runtime.reconciler.identity_ref(body)
     key = (ref.namespace, ref.name)
     if event["type"] == "DELETED":
         runtime.identities.pop(key, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +18,14 @@ from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.rotation import RotationController
+from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStore
 from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.k8s import Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import SecretWatch
-from mtls_operator.metrics import Metrics
-from mtls_operator.plan import IdentityRef, pod_info, serving_identity
-
-Clock = Callable[[], datetime]
+from mtls_operator.observability.metrics import Metrics
+from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
+from mtls_operator.times import Clock
 
 
 def wall_clock() -> datetime:
@@ -45,10 +45,12 @@ class Runtime:
     task: asyncio.Task[None] | None = None
     secret_watch: SecretWatch | None = None
     watch_timeout: int = 60
-    # Admission webhooks (None when MTLS_WEBHOOK_PORT=0): this replica's serving certificate, and the
-    # leader's upkeep of the configurations' caBundle.
+    # Admission webhooks (None when MTLS_WEBHOOK_PORT=0): this replica's serving certificate, the
+    # webhook CA it comes from, and the leader's upkeep of that CA and the configurations' caBundle.
     serving: ServingCertificate | None = None
+    webhook_ca: WebhookCAStore | None = None
     webhook_ca_bundle: WebhookCABundle | None = None
+    webhook_ca_rotation: WebhookCARotation | None = field(init=False, default=None)
     rotation: RotationController = field(init=False)
     # How often the rotation controller looks while a rotation is under way (tests shorten it).
     rotation_poll: float = 5.0
@@ -62,8 +64,14 @@ class Runtime:
             self.reconciler.cluster, self.reconciler.ca_store, self.settings, clock=self.clock,
             on_change=self._ca_changed, poll_interval=self.rotation_poll,
             idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
-            webhooks=self.webhook_ca_bundle,
         )
+        if self.serving is not None and self.webhook_ca is not None:
+            self.webhook_ca_bundle = WebhookCABundle(self.reconciler.cluster, self.webhook_ca,
+                                                     self.settings.webhook_configuration)
+            self.webhook_ca_rotation = WebhookCARotation(
+                self.reconciler.cluster, self.webhook_ca, self.webhook_ca_bundle, self.serving, clock=self.clock,
+                poll_interval=self.rotation_poll,
+            )
 
     async def issue_first(self, body: Mapping[str, Any]) -> None:
         """A pod just created: its first certificate now (the leader only), then a pass for the status."""
@@ -113,13 +121,16 @@ class Runtime:
         reconciler = Reconciler(cluster, settings, ca_store, clock=clock, limiter=limiter, retry_delay=retry_delay,
                                 metrics=metrics)
         queue: WorkQueue[IdentityKey] = WorkQueue(reconciler.reconcile)
-        ca_bundle = WebhookCABundle(cluster, ca_store, settings.webhook_configuration) if serving else None
+        webhook_ca = WebhookCAStore(
+            cluster, namespace=settings.namespace, secret_name=settings.webhook_ca_secret, clock=clock,
+            ca_duration=settings.ca_duration, refresh_interval=ca_refresh_interval,
+        ) if serving else None
         elector = LeaderElector(
             cluster, namespace=settings.namespace, name=settings.lease_name, identity=settings.holder_identity,
             lease_duration=settings.lease_duration, metrics=metrics,
         ) if settings.leader_election else None
         return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, metrics=metrics,
-                   watch_timeout=watch_timeout, serving=serving, webhook_ca_bundle=ca_bundle, clock=clock,
+                   watch_timeout=watch_timeout, serving=serving, webhook_ca=webhook_ca, clock=clock,
                    rotation_poll=min(5.0, ca_refresh_interval), elector=elector)
 
     def start(self) -> None:
@@ -156,6 +167,11 @@ class Runtime:
         elif (metadata.get("namespace"), metadata.get("name")) == (self.settings.namespace, self.settings.ca_secret):
             self.rotation.wake()  # e.g. mtls.dev/rotate was just set
             return
+        elif (metadata.get("namespace"), metadata.get("name")) == (self.settings.namespace,
+                                                                   self.settings.webhook_ca_secret):
+            if self.webhook_ca_rotation is not None:
+                self.webhook_ca_rotation.wake()
+            return
         else:
             key = (str(metadata.get("namespace")), str((metadata.get("labels") or {}).get(c.IDENTITY_LABEL)))
             keys = [key] if key in self.identities else []
@@ -175,9 +191,9 @@ class Runtime:
 
     def _replica_work(self) -> list[Coroutine[Any, Any, None]]:
         """What every replica runs, leading or not (the admission webhooks are served by all)."""
-        if self.serving is None:
+        if self.serving is None or self.webhook_ca is None:
             return []
-        return [self.serving.keep_fresh(self.reconciler.ca_store)]
+        return [self.serving.keep_fresh(self.webhook_ca)]
 
     @property
     def leading(self) -> bool:
@@ -207,8 +223,8 @@ class Runtime:
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
         work = [self.queue.run(), self._watch_ca(), self.rotation.run()]
-        if self.webhook_ca_bundle is not None:
-            work.append(self.webhook_ca_bundle.keep_current())
+        if self.webhook_ca_rotation is not None:
+            work.append(self.webhook_ca_rotation.run())
         return work
 
     async def _watch_ca(self) -> None:

@@ -19,14 +19,14 @@ import aiohttp.web
 import kopf
 
 from mtls_operator import constants as c
-from mtls_operator.admission import identity_refusal, review_problem
 from mtls_operator.config import Settings
 from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.handlers.handlers import registry
 from mtls_operator.handlers.runtime import Runtime
-from mtls_operator.injection import SUFFIX_SPACE, InjectionError, inject, secret_name_suffix
-from mtls_operator.plan import IdentityRef, identity_ref
+from mtls_operator.rules.admission import identity_refusal, review_problem
+from mtls_operator.rules.injection import SUFFIX_SPACE, InjectionError, inject, secret_name_suffix
+from mtls_operator.rules.plan import IdentityRef
 
 # The API server's code for an object that is well-formed but cannot be accepted.
 _INVALID = 422
@@ -125,7 +125,8 @@ async def inject_pod(
 
 
 async def _listed(runtime: Runtime, namespace: str) -> list[IdentityRef]:
-    return [identity_ref(body) for body in await runtime.reconciler.cluster.list_identities(namespace)]
+    return [runtime.reconciler.identity_ref(body)
+            for body in await runtime.reconciler.cluster.list_identities(namespace)]
 
 
 def _become(raw: kopf.RawBody, pod: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from mtls_operator.constants import GROUP, KIND, MANAGER_NAME, PLURAL, VERSION
 from mtls_operator.errors import NotFoundError
 from mtls_operator.k8s.api import JSON, MERGE_PATCH, KubeAPI, core_path, group_path
+from mtls_operator.times import format_time
 
 # Where the Mutating/ValidatingWebhookConfigurations live.
 ADMISSION_GROUP = "admissionregistration.k8s.io"
@@ -25,10 +26,6 @@ LEASE_GROUP = "coordination.k8s.io"
 def _items(listing: JSON) -> list[JSON]:
     items = listing.get("items") or []
     return [item for item in items if isinstance(item, dict)]
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Cluster:
@@ -48,6 +45,9 @@ class Cluster:
     async def list_identities(self, namespace: str) -> list[JSON]:
         return _items(await self.api.request("GET", group_path(GROUP, VERSION, PLURAL, namespace)))
 
+    async def list_identities_everywhere(self) -> list[JSON]:
+        return _items(await self.api.request("GET", group_path(GROUP, VERSION, PLURAL)))
+
     async def patch_identity_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> JSON:
         path = group_path(GROUP, VERSION, PLURAL, namespace, name) + "/status"
         return await self.api.request("PATCH", path, body={"status": dict(status)}, content_type=MERGE_PATCH)
@@ -57,6 +57,10 @@ class Cluster:
     async def list_pods(self, namespace: str, label_selector: str) -> list[JSON]:
         query = {"labelSelector": label_selector}
         return _items(await self.api.request("GET", core_path("pods", namespace), query=query))
+
+    async def list_pods_everywhere(self, label_selector: str) -> list[JSON]:
+        query = {"labelSelector": label_selector}
+        return _items(await self.api.request("GET", core_path("pods"), query=query))
 
     # Secrets -------------------------------------------------------------------------------------
 
@@ -88,12 +92,16 @@ class Cluster:
             "PATCH", core_path("secrets", namespace, name), body=body, content_type=MERGE_PATCH
         )
 
-    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
-        """Delete only the very Secret we read (``uid`` precondition); gone already is fine."""
+    async def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str | None = None) -> None:
+        """Delete only the very Secret we read (``uid`` and, when given, ``resourceVersion``
+        preconditions: a Secret changed since the read is a ``ConflictError``); gone already is fine."""
+        preconditions = {"uid": uid}
+        if resource_version:
+            preconditions["resourceVersion"] = resource_version
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
-            "preconditions": {"uid": uid},
+            "preconditions": preconditions,
             "propagationPolicy": "Background",
         }
         try:
@@ -155,7 +163,7 @@ class Cluster:
         metadata = involved.get("metadata") or {}
         namespace = str(metadata.get("namespace") or "default")
         name = str(metadata.get("name") or "")
-        stamp = _rfc3339(now)
+        stamp = format_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

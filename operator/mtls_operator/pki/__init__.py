@@ -6,10 +6,20 @@ CAError and ChainError, and their messages never contain PEM or key material.
 """
 
 from mtls_operator.pki._util import CLOCK_SKEW
-from mtls_operator.pki.bundle import certs_to_pem, fingerprint, merge_bundles, parse_pem_certificates
+from mtls_operator.pki.bundle import (
+    BUNDLE_LIMITS,
+    CHAIN_LIMITS,
+    PemLimits,
+    PemScan,
+    certs_to_pem,
+    fingerprint,
+    merge_bundles,
+    parse_pem_certificates,
+    scan_pem_blocks,
+)
 from mtls_operator.pki.ca import CertificateAuthority, create_intermediate_ca, create_self_signed_ca
-from mtls_operator.pki.facts import CertificateFacts, certificate_facts
 from mtls_operator.pki.keys import (
+    MAX_KEY_PEM_BYTES,
     PrivateKey,
     generate_private_key,
     key_matches_certificate,
@@ -21,13 +31,16 @@ from mtls_operator.pki.load import load_ca
 from mtls_operator.pki.verify import verify_leaf
 
 __all__ = [
+    "BUNDLE_LIMITS",
+    "CHAIN_LIMITS",
     "CLOCK_SKEW",
+    "MAX_KEY_PEM_BYTES",
     "CertificateAuthority",
-    "CertificateFacts",
     "IssuedLeaf",
     "LeafRequest",
+    "PemLimits",
+    "PemScan",
     "PrivateKey",
-    "certificate_facts",
     "certs_to_pem",
     "create_intermediate_ca",
     "create_self_signed_ca",
@@ -40,6 +53,7 @@ __all__ = [
     "merge_bundles",
     "parse_pem_certificates",
     "private_key_to_pem",
+    "scan_pem_blocks",
     "validate_spiffe_id",
     "verify_leaf",
 ]

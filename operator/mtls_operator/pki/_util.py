@@ -32,10 +32,6 @@ def whole_seconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def random_serial() -> int:
     """A positive serial of 128 random bits (RFC 5280: positive, at most 20 octets; this is 17 at most).
 

@@ -14,7 +14,6 @@ from mtls_operator.models import KeySpec
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
-    format_time,
     is_self_signed,
     random_serial,
     require_utc,
@@ -23,6 +22,7 @@ from mtls_operator.pki._util import (
 )
 from mtls_operator.pki.bundle import certs_to_pem, fingerprint
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
+from mtls_operator.times import format_time
 
 DEFAULT_CA_VALIDITY = timedelta(days=365)
 
@@ -73,6 +73,12 @@ class CertificateAuthority:
         }
 
 
+# X.520's upper bound for a common name.
+MAX_COMMON_NAME = 64
+# Hex digits of the key identifier in a generated CA's common name (32 bits: unique among a cluster's CAs).
+CA_NAME_KEY_ID_LENGTH = 8
+
+
 def create_self_signed_ca(
     now: datetime,
     *,
@@ -80,17 +86,27 @@ def create_self_signed_ca(
     common_name: str = "mtls-operator CA",
     key: KeySpec = KeySpec(),  # noqa: B008 - KeySpec is frozen, sharing the default is safe
     path_length: int | None = 0,
+    unique_name: bool = True,
 ) -> CertificateAuthority:
     """A new self-signed root CA, valid from ``now`` (less a minute of clock skew) for ``validity``.
 
+    Its common name is ``common_name`` followed by the day it was made and the start of its key
+    identifier, so that no two CAs share a subject: TLS stacks that pick an issuer by name (and
+    clients that send "acceptable CAs" lists) never confuse the old and the new CA of a rotation.
+
     ``path_length`` 0 (the default) lets it sign leaves only; pass ``None`` or more to let it sign
-    intermediate CAs (see ``create_intermediate_ca``).
+    intermediate CAs (see ``create_intermediate_ca``). ``unique_name=False`` keeps ``common_name`` as
+    it is (a CA as a person may make one, for tests of same-named CAs).
     """
     now = require_utc(now)
     _check_validity_period(validity)
     private_key = generate_private_key(key)
-    subject = _ca_subject(common_name)
     ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
+    suffix = f" {now:%Y-%m-%d} {ski.digest.hex()[:CA_NAME_KEY_ID_LENGTH]}" if unique_name else ""
+    if not 1 <= len(common_name) <= MAX_COMMON_NAME - len(suffix):
+        raise PKIError(f"a generated CA's common name must be 1 to {MAX_COMMON_NAME - len(suffix)} characters long "
+                       "(the day and key identifier that make it unique follow it)")
+    subject = _ca_subject(common_name + suffix)
     cert = _sign_ca_certificate(
         subject=subject,
         issuer=subject,
@@ -105,6 +121,8 @@ def create_self_signed_ca(
     return CertificateAuthority(cert=cert, key=private_key, chain=(), trust=(cert,))
 
 
+# The keyword arguments of create_self_signed_ca, on purpose: a root and an intermediate are asked
+# for alike. The parent signs, and the validity stays inside the parent's.
 def create_intermediate_ca(
     parent: CertificateAuthority,
     now: datetime,
@@ -158,8 +176,8 @@ def _check_validity_period(validity: timedelta) -> None:
 
 
 def _ca_subject(common_name: str) -> x509.Name:
-    if not 1 <= len(common_name) <= 64:
-        raise PKIError("a CA common name must be 1 to 64 characters long")
+    if not 1 <= len(common_name) <= MAX_COMMON_NAME:
+        raise PKIError(f"a CA common name must be 1 to {MAX_COMMON_NAME} characters long")
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),

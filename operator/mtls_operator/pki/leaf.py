@@ -15,7 +15,6 @@ from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
-    format_time,
     random_serial,
     require_utc,
     serial_hex,
@@ -26,6 +25,7 @@ from mtls_operator.pki.bundle import certs_to_pem
 from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
 from mtls_operator.pki.verify import verify_leaf
+from mtls_operator.times import format_time
 
 # SPIFFE ID syntax (SPIFFE-ID.md, section 2): lowercase trust domain, then one or more path segments.
 _SPIFFE_ID = re.compile(r"spiffe://(?P<trust_domain>[a-z0-9._-]+)(?P<path>(?:/[A-Za-z0-9._-]+)+)")

@@ -8,11 +8,19 @@ from cryptography import x509
 
 from mtls_operator.errors import CAError, ChainError, PKIError
 from mtls_operator.models import KeySpec, Usage
-from mtls_operator.pki._util import describe, extension_value, format_time, is_self_signed, require_utc
-from mtls_operator.pki.bundle import fingerprint, merge_bundles, parse_pem_certificates
+from mtls_operator.pki._util import describe, extension_value, is_self_signed, require_utc
+from mtls_operator.pki.bundle import (
+    BUNDLE_LIMITS,
+    CHAIN_LIMITS,
+    PemLimits,
+    fingerprint,
+    merge_bundles,
+    parse_pem_certificates,
+)
 from mtls_operator.pki.ca import CertificateAuthority
 from mtls_operator.pki.keys import key_matches_certificate, load_private_key_pem
 from mtls_operator.pki.leaf import LeafRequest, issue_leaf
+from mtls_operator.times import format_time
 
 # Signed (and thrown away) by every loaded CA: the one sure test that it can issue leaves peers accept.
 _PROBE = LeafRequest(
@@ -32,13 +40,13 @@ def load_ca(tls_crt: bytes, tls_key: bytes, ca_crt: bytes | None, now: datetime)
     intermediate CA may not. Raises CAError naming the problem and what to fix; never PEM.
     """
     now = require_utc(now)
-    certs = _parse("tls.crt", tls_crt)
+    certs = _parse("tls.crt", tls_crt, CHAIN_LIMITS)
     cert = certs[0]
     try:
         key = load_private_key_pem(tls_key)
     except PKIError as error:
         raise CAError(f"tls.key: {error}") from None
-    anchors = _parse("ca.crt", ca_crt) if ca_crt and ca_crt.strip() else []
+    anchors = _parse("ca.crt", ca_crt, BUNDLE_LIMITS) if ca_crt and ca_crt.strip() else []
 
     what = f"the CA certificate {describe(cert)}, the first in tls.crt,"
     constraints = extension_value(cert, x509.BasicConstraints)
@@ -80,8 +88,8 @@ def load_ca(tls_crt: bytes, tls_key: bytes, ca_crt: bytes | None, now: datetime)
     return ca
 
 
-def _parse(name: str, data: bytes) -> list[x509.Certificate]:
+def _parse(name: str, data: bytes, limits: PemLimits) -> list[x509.Certificate]:
     try:
-        return parse_pem_certificates(data)
+        return parse_pem_certificates(data, limits)
     except PKIError as error:
         raise CAError(f"{name}: {error}") from None

@@ -1,8 +1,11 @@
-"""TLS server certificates for the operator's own admission webhooks (not SPIFFE SVIDs).
+"""TLS server certificates for the operator's own admission webhooks (not SPIFFE SVIDs), and their CA.
 
 The API server verifies the webhook by DNS name (``<service>.<namespace>.svc``) against the
 configuration's ``caBundle``, so this certificate carries DNS names (and, for local set-ups, IP
 addresses) and the serverAuth usage only; it has no SPIFFE ID because it names a Service, not a pod.
+It is signed by a CA of its own (``create_webhook_ca``), never by the CA of pod certificates: a pod
+certificate can then never serve the webhooks, and the caBundle never makes the API server trust it.
+It is built with leaf.py's helpers (hence the same imports); only its profile (``_build``) differs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from mtls_operator.models import KeySpec
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
-    format_time,
     random_serial,
     require_utc,
     serial_hex,
@@ -28,12 +30,23 @@ from mtls_operator.pki._util import (
     whole_seconds,
 )
 from mtls_operator.pki.bundle import certs_to_pem
-from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
+from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier, create_self_signed_ca
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
 from mtls_operator.pki.leaf import IssuedLeaf, verified_leaf
+from mtls_operator.times import format_time
 
 # Placeholders are served only until the CA loads (seconds); a day outlasts any slow start.
 PLACEHOLDER_VALIDITY = timedelta(days=1)
+
+
+def create_webhook_ca(now: datetime, validity: timedelta) -> CertificateAuthority:
+    """A new self-signed CA (ECDSA P-256) for the webhooks' serving certificates only.
+
+    Its subject names its purpose (then, as every generated CA's, the day and its key identifier), so
+    that it is never taken for the pods' CA, and the old and the new webhook CA of a rotation (both in
+    the caBundle for a while) never share an issuer name.
+    """
+    return create_self_signed_ca(require_utc(now), validity=validity, common_name="mtls-operator webhook CA")
 
 
 def issue_serving_certificate(
@@ -113,6 +126,9 @@ def _subject(names: Sequence[str]) -> x509.Name:
     return x509.Name(attributes)
 
 
+# The builder has the shape of ca._sign_ca_certificate and leaf._sign on purpose: each spells out
+# every KeyUsage flag and extension of its kind of certificate (CA, SPIFFE leaf, serving), so a
+# reviewer reads one certificate profile in one place; a shared builder would hide the differences.
 def _build(
     names: Sequence[str],
     key: PrivateKey,

@@ -29,9 +29,10 @@ from cryptography.x509.verification import (
 )
 
 from mtls_operator.errors import ChainError
-from mtls_operator.pki._util import describe, extension_value, format_time, is_directly_issued_by, require_utc
+from mtls_operator.pki._util import describe, extension_value, is_directly_issued_by, require_utc
 from mtls_operator.pki.bundle import fingerprint, merge_bundles
 from mtls_operator.pki.keys import MIN_RSA_BITS
+from mtls_operator.times import format_time
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
 

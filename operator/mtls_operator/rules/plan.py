@@ -1,0 +1,653 @@
+"""Pure planning: from the objects read off the cluster to the Secrets and status that should exist.
+
+No I/O, no clock: the reconciler reads the cluster, calls these functions with ``now``, and
+writes what they return. Everything here is table-tested in ``tests/unit/test_plan.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+
+from mtls_operator import constants as c
+from mtls_operator.errors import PKIError, SpecError
+from mtls_operator.pki import (
+    BUNDLE_LIMITS,
+    CHAIN_LIMITS,
+    MAX_KEY_PEM_BYTES,
+    key_matches_certificate,
+    load_private_key_pem,
+    parse_pem_certificates,
+)
+from mtls_operator.pki.keystore import Pkcs12Profile, keystore_p12, password_problem, truststore_p12
+from mtls_operator.rules.policy import is_dns1123_subdomain
+from mtls_operator.rules.renewal import IssuedState
+from mtls_operator.rules.spec import LabelSelector, Pkcs12Keystore, parse_label_selector
+from mtls_operator.times import format_time, parse_time
+
+_HASH_SUFFIX_LENGTH = 10
+MAX_LABEL_VALUE_LENGTH = 63
+# The most one Secret value may decode to, checked before decoding: Kubernetes refuses a Secret of
+# more than 1 MiB, so nothing legitimate is larger.
+MAX_SECRET_VALUE_BYTES = BUNDLE_LIMITS.max_bytes
+
+
+
+
+# Pods and identities as the planner sees them ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    service_account: str
+    secret_name_annotation: str | None
+    terminating: bool
+    finished: bool
+
+    @property
+    def opted_in(self) -> bool:
+        return self.labels.get(c.INJECT_LABEL) == c.INJECT_VALUE
+
+
+def pod_info(body: Mapping[str, Any]) -> PodInfo:
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    annotations = metadata.get("annotations") or {}
+    secret_name = annotations.get(c.SECRET_NAME_ANNOTATION)
+    return PodInfo(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
+        secret_name_annotation=str(secret_name) if secret_name else None,
+        terminating=bool(metadata.get("deletionTimestamp")),
+        finished=status.get("phase") in ("Succeeded", "Failed"),
+    )
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    """Just enough of an identity to decide which one serves a pod."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: datetime
+    selector: LabelSelector | None  # None: the selector is invalid, so it selects nothing
+    service_account: str | None
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.created, self.name)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def identity_ref(body: Mapping[str, Any], *, valid: bool = True) -> IdentityRef:
+    """``valid=False`` for an identity whose spec is invalid: it selects nothing, so it takes no part in
+    conflicts (an older identity with a broken spec must not keep pods from a working one)."""
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    try:
+        selector: LabelSelector | None = parse_label_selector(spec.get("selector")) if valid else None
+    except SpecError:
+        selector = None
+    account = spec.get("serviceAccountName")
+    return IdentityRef(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        created=parse_time(metadata.get("creationTimestamp")) or _EPOCH,
+        selector=selector,
+        service_account=account if isinstance(account, str) and account else None,
+    )
+
+
+def selects(identity: IdentityRef, pod: PodInfo) -> bool:
+    """Whether ``identity`` would serve ``pod`` if no older identity claimed it."""
+    if identity.selector is None or not pod.opted_in or identity.namespace != pod.namespace:
+        return False
+    if identity.service_account is not None and identity.service_account != pod.service_account:
+        return False
+    return identity.selector.matches(pod.labels)
+
+
+def serving_identity(pod: PodInfo, identities: Iterable[IdentityRef]) -> IdentityRef | None:
+    """The oldest identity selecting the pod serves it (ties broken by name)."""
+    candidates = [identity for identity in identities if selects(identity, pod)]
+    return min(candidates, key=lambda identity: identity.sort_key) if candidates else None
+
+
+def pod_query(selector: LabelSelector) -> str:
+    """The server-side label selector for an identity's pods: opted in, and selected."""
+    query = selector.to_query()
+    opt_in = f"{c.INJECT_LABEL}={c.INJECT_VALUE}"
+    return f"{opt_in},{query}" if query else opt_in
+
+
+def secrets_query(identity: str) -> str:
+    return f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.IDENTITY_LABEL}={identity}"
+
+
+# Secret names -----------------------------------------------------------------------------------
+
+
+def secret_name_for_pod(identity: str, pod: PodInfo) -> str:
+    """The pod's ``mtls.dev/secret-name`` annotation, else ``<identity>-<pod>`` shortened with a hash.
+
+    Raises ``ValueError`` for an annotation that is not a valid Secret name: it names an object
+    in the pod's own namespace only, never anywhere else.
+    """
+    if pod.secret_name_annotation is not None:
+        if not is_dns1123_subdomain(pod.secret_name_annotation):
+            raise ValueError(
+                f"pod {pod.name}: annotation {c.SECRET_NAME_ANNOTATION}={pod.secret_name_annotation!r} "
+                "is not a valid Secret name (lowercase DNS subdomain, at most 253 characters)"
+            )
+        return pod.secret_name_annotation
+    name = f"{identity}-{pod.name}"
+    if len(name) <= c.MAX_SECRET_NAME_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_SUFFIX_LENGTH]
+    prefix = name[: c.MAX_SECRET_NAME_LENGTH - _HASH_SUFFIX_LENGTH - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def label_value(name: str) -> str:
+    """A name as a label value: itself up to 63 characters, else a prefix and a hash of the whole.
+
+    Pod names may be 253 characters long, label values only 63.
+    """
+    if len(name) <= MAX_LABEL_VALUE_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_SUFFIX_LENGTH]
+    prefix = name[: MAX_LABEL_VALUE_LENGTH - _HASH_SUFFIX_LENGTH - 1].rstrip("-._")
+    return f"{prefix}-{digest}"
+
+
+# Secrets ------------------------------------------------------------------------------------------
+
+
+def is_managed_by(secret: Mapping[str, Any], identity: str) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME and labels.get(c.IDENTITY_LABEL) == identity)
+
+
+def is_managed(secret: Mapping[str, Any]) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME)
+
+
+def is_pod_secret_of(secret: Mapping[str, Any], identity: str) -> bool:
+    """Whether a Secret looks like one the operator wrote for this identity: its labels and an
+    ownerReference to a pod (every pod Secret the operator creates has both). Anything less, such as
+    labels copied onto a Secret a person made, is not ours: never updated, never deleted."""
+    return is_managed_by(secret, identity) and owner_pod_uid(secret) is not None
+
+
+def ownership_problem(secret: Mapping[str, Any], identity: str, pod: PodInfo) -> str | None:
+    """Why the operator may not write this existing Secret for ``pod`` of ``identity``, or ``None``.
+
+    The operator writes only Secrets it created for this identity: its labels, and an ownerReference
+    to this pod, or to an earlier pod of the same name (a StatefulSet pod re-created) whose Secret
+    the garbage collector has not removed yet. Labels alone can be forged by anyone who may write
+    Secrets in the namespace.
+    """
+    metadata = secret.get("metadata") or {}
+    name = metadata.get("name")
+    if not is_managed_by(secret, identity):
+        owner = "another identity" if is_managed(secret) else "nobody we know"
+        return f"Secret {name} already exists and is managed by {owner}"
+    owner_uid = owner_pod_uid(secret)
+    if owner_uid is None:
+        return f"Secret {name} carries the operator's labels but was not created by it (no owner pod)"
+    labels = metadata.get("labels") or {}
+    if owner_uid != pod.uid and labels.get(c.POD_LABEL) != label_value(pod.name):
+        return f"Secret {name} belongs to pod {labels.get(c.POD_LABEL)}"
+    return None
+
+
+@dataclass(frozen=True)
+class SecretContent:
+    """What one pod Secret should hold: the issued material and the facts recorded beside it."""
+
+    chain_pem: bytes
+    key_pem: bytes
+    bundle_pem: bytes
+    spiffe_id: str
+    serial: str
+    not_after: datetime
+    renew_at: datetime
+    ca_fingerprint: str
+    spec_hash: str
+
+
+def b64text(data: bytes) -> str:
+    """Bytes as the base64 text a Secret's ``data`` holds."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def secret_metadata(
+    identity: str, pod: PodInfo, template_labels: Mapping[str, str], template_annotations: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    labels = {
+        **template_labels,
+        c.MANAGED_BY_LABEL: c.MANAGER_NAME,
+        c.IDENTITY_LABEL: identity,
+        c.POD_LABEL: label_value(pod.name),
+    }
+    return labels, dict(template_annotations)
+
+
+# PKCS#12 keystores ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeystoreRequest:
+    """What the keystores of an identity's Secrets are written with; ``repr`` leaves the password out."""
+
+    password: bytes = field(repr=False)
+    profile: Pkcs12Profile = Pkcs12Profile.MODERN_2023
+
+
+def keystore_request(password_secret: Mapping[str, Any] | None, ref: Pkcs12Keystore,
+                     namespace: str) -> KeystoreRequest:
+    """The password from the Secret ``ref`` names (already read from ``namespace``), checked.
+
+    Raises ``ValueError`` with a message a person can act on: the Secret or its key is missing, the
+    value is not base64, empty, or too long. The password itself never appears in a message.
+    """
+    where = f"Secret {namespace}/{ref.password_secret_name}"
+    if password_secret is None:
+        raise ValueError(f"the keystore password {where} does not exist: create it with the key "
+                         f"{ref.password_secret_key!r} (keystores are never written unencrypted)")
+    raw = (password_secret.get("data") or {}).get(ref.password_secret_key)
+    if raw is None:
+        raise ValueError(f"the keystore password {where} has no key {ref.password_secret_key!r}")
+    if not isinstance(raw, str):
+        raise ValueError(f"the keystore password {where}, key {ref.password_secret_key!r}, is not base64 text")
+    try:
+        password = base64.b64decode(raw, validate=True)
+    except ValueError:
+        raise ValueError(f"the keystore password {where}, key {ref.password_secret_key!r}, is not valid "
+                         "base64") from None
+    problem = password_problem(password)
+    if problem is not None:
+        raise ValueError(f"the keystore password {where}, key {ref.password_secret_key!r}: {problem}")
+    return KeystoreRequest(password=password, profile=ref.profile)
+
+
+def keystore_digest(chain_pem: bytes, bundle_pem: bytes, request: KeystoreRequest) -> str:
+    """What a Secret's keystores were written from: changes with the chain, the bundle, the profile or
+    the password (length-prefixed parts, so no two inputs collide)."""
+    digest = hashlib.sha256()
+    for part in (b"mtls.dev/keystore/v1", request.profile.value.encode(), request.password, chain_pem, bundle_pem):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:32]
+
+
+def keystore_data(chain_pem: bytes, key_pem: bytes, bundle_pem: bytes, request: KeystoreRequest) -> dict[str, str]:
+    """``keystore.p12`` and ``truststore.p12`` as a Secret's base64 ``data``. Raises PKIError."""
+    return {
+        c.KEYSTORE_P12: b64text(keystore_p12(chain_pem, key_pem, request.password, request.profile)),
+        c.TRUSTSTORE_P12: b64text(truststore_p12(bundle_pem, request.password, request.profile)),
+    }
+
+
+def keystore_patch(secret: Mapping[str, Any], request: KeystoreRequest | None,
+                   bundle_pem: bytes) -> dict[str, Any] | None:
+    """A merge patch that brings a Secret's keystores in line with ``request`` and ``bundle_pem`` (the
+    bundle its ``ca.crt`` holds or is about to): written from its own key and chain when missing or
+    stale, removed when no longer asked for; ``None`` when nothing is to change or the Secret's key
+    and chain are unreadable (that is a re-issue, which writes the keystores with the new key)."""
+    data = secret.get("data") or {}
+    recorded = ((secret.get("metadata") or {}).get("annotations") or {}).get(c.KEYSTORE_ANNOTATION)
+    if request is None:
+        if recorded is None and c.KEYSTORE_P12 not in data and c.TRUSTSTORE_P12 not in data:
+            return None
+        return {"metadata": {"annotations": {c.KEYSTORE_ANNOTATION: None}},
+                "data": {c.KEYSTORE_P12: None, c.TRUSTSTORE_P12: None}}
+    chain = secret_data(secret, c.TLS_CRT, max_bytes=CHAIN_LIMITS.max_bytes)
+    key = secret_data(secret, c.TLS_KEY, max_bytes=MAX_KEY_PEM_BYTES)
+    if not chain or not key:
+        return None
+    digest = keystore_digest(chain, bundle_pem, request)
+    if recorded == digest and c.KEYSTORE_P12 in data and c.TRUSTSTORE_P12 in data:
+        return None
+    try:
+        stores = keystore_data(chain, key, bundle_pem, request)
+    except PKIError:
+        return None
+    return {"metadata": {"annotations": {c.KEYSTORE_ANNOTATION: digest}}, "data": stores}
+
+
+def merge_patches(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Two merge patches as one (``second`` wins on the same leaf)."""
+    merged: dict[str, Any] = dict(first)
+    for key, value in second.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_patches(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def secret_body(
+    *,
+    name: str,
+    identity: str,
+    pod: PodInfo,
+    content: SecretContent,
+    template_labels: Mapping[str, str],
+    template_annotations: Mapping[str, str],
+    keystore: KeystoreRequest | None = None,
+) -> dict[str, Any]:
+    """The full pod Secret per DESIGN.md: type, keys, labels, annotations, ownerReference to the pod;
+    with ``keystore``, also ``keystore.p12`` and ``truststore.p12`` (raises PKIError if they cannot be
+    built, so no Secret is written without them)."""
+    labels, annotations = secret_metadata(identity, pod, template_labels, template_annotations)
+    annotations.update(
+        {
+            c.SPIFFE_ID_ANNOTATION: content.spiffe_id,
+            c.SERIAL_ANNOTATION: content.serial,
+            c.NOT_AFTER_ANNOTATION: format_time(content.not_after),
+            c.RENEW_AT_ANNOTATION: format_time(content.renew_at),
+            c.CA_FINGERPRINT_ANNOTATION: content.ca_fingerprint,
+            c.SPEC_HASH_ANNOTATION: content.spec_hash,
+        }
+    )
+    data = {
+        c.TLS_CRT: b64text(content.chain_pem),
+        c.TLS_KEY: b64text(content.key_pem),
+        c.CA_CRT: b64text(content.bundle_pem),
+    }
+    if keystore is not None:
+        data.update(keystore_data(content.chain_pem, content.key_pem, content.bundle_pem, keystore))
+        annotations[c.KEYSTORE_ANNOTATION] = keystore_digest(content.chain_pem, content.bundle_pem, keystore)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": c.SECRET_TYPE_TLS,
+        "metadata": {
+            "name": name,
+            "namespace": pod.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": pod.name,
+                    "uid": pod.uid,
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "data": data,
+    }
+
+
+def owner_pod_uid(secret: Mapping[str, Any]) -> str | None:
+    """The uid of the pod a Secret belongs to, from its ownerReferences."""
+    for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Pod" and ref.get("apiVersion") == "v1":
+            return str(ref.get("uid"))
+    return None
+
+
+def read_secret_value(
+    secret: Mapping[str, Any], key: str, max_bytes: int = MAX_SECRET_VALUE_BYTES
+) -> tuple[bytes | None, str | None]:
+    """A Secret's decoded value and ``None``, or ``None`` and why it is unusable (missing, too large,
+    not base64). The size is checked on the base64 text, before anything is decoded."""
+    data = secret.get("data")
+    value = data.get(key) if isinstance(data, Mapping) else None
+    if not isinstance(value, str) or not value:
+        return None, f"Secret is missing {key}"
+    if len(value) > 4 * -(-max_bytes // 3):
+        return None, f"{key} is over the {max_bytes}-byte limit ({len(value)} characters of base64)"
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None, f"{key} is not valid base64"
+    if len(decoded) > max_bytes:
+        return None, f"{key} is {len(decoded)} bytes, over the {max_bytes}-byte limit"
+    return decoded, None
+
+
+def secret_data(secret: Mapping[str, Any], key: str, *, max_bytes: int = MAX_SECRET_VALUE_BYTES) -> bytes | None:
+    """A Secret's decoded value, or ``None`` when it is missing, not base64 or over ``max_bytes``."""
+    return read_secret_value(secret, key, max_bytes)[0]
+
+
+@dataclass(frozen=True)
+class SecretReading:
+    """What an existing pod Secret says about its certificate, and what is wrong with it."""
+
+    state: IssuedState | None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+    bundle_pem: bytes | None = None
+
+
+def read_secret(secret: Mapping[str, Any]) -> SecretReading:
+    """Re-derive the issued state from a Secret's annotations, cross-checked with its certificate.
+
+    This is what lets a restarted operator re-issue nothing that is still valid. A tenant may write
+    anything into the Secret: whatever it holds, this returns a reading (a malformed or oversized
+    field is a problem, which means a repair), never raises, and does bounded work (each field is
+    capped before it is decoded).
+    """
+    metadata = secret.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        annotations = {}
+    chain, chain_problem = read_secret_value(secret, c.TLS_CRT, CHAIN_LIMITS.max_bytes)
+    key, key_problem = read_secret_value(secret, c.TLS_KEY, MAX_KEY_PEM_BYTES)
+    bundle = secret_data(secret, c.CA_CRT, max_bytes=BUNDLE_LIMITS.max_bytes)
+    problems = [problem for problem in (chain_problem, key_problem) if problem is not None]
+    not_after = parse_time(annotations.get(c.NOT_AFTER_ANNOTATION))
+    renew_at = parse_time(annotations.get(c.RENEW_AT_ANNOTATION))
+    required = (
+        c.SPIFFE_ID_ANNOTATION,
+        c.SERIAL_ANNOTATION,
+        c.CA_FINGERPRINT_ANNOTATION,
+        c.SPEC_HASH_ANNOTATION,
+    )
+    if not_after is None or renew_at is None or any(not annotations.get(name) for name in required):
+        return SecretReading(state=None, problems=(*problems, "Secret annotations are missing or unreadable"))
+    dns_names: tuple[str, ...] = ()
+    not_before: datetime | None = None
+    if chain:
+        try:
+            leaf = parse_pem_certificates(chain, CHAIN_LIMITS)[0]
+        except PKIError as error:
+            problems.append(f"tls.crt is not a readable certificate: {error}")
+        else:
+            if format(leaf.serial_number, "x") != annotations[c.SERIAL_ANNOTATION]:
+                problems.append("tls.crt does not match the recorded serial")
+            elif key and not _key_matches(key, leaf):
+                problems.append("tls.key does not match the certificate in tls.crt")
+            not_before = leaf.not_valid_before_utc
+    state = IssuedState(
+        spiffe_id=str(annotations[c.SPIFFE_ID_ANNOTATION]),
+        serial=str(annotations[c.SERIAL_ANNOTATION]),
+        not_before=not_before,
+        not_after=not_after,
+        renew_at=renew_at,
+        ca_fingerprint=str(annotations[c.CA_FINGERPRINT_ANNOTATION]),
+        spec_hash=str(annotations[c.SPEC_HASH_ANNOTATION]),
+        dns_names=dns_names,
+    )
+    return SecretReading(state=state, problems=tuple(problems), bundle_pem=bundle)
+
+
+def _key_matches(key_pem: bytes, leaf: x509.Certificate) -> bool:
+    try:
+        # Only compared with the certificate, never used to sign: the RSA check's seconds are not needed.
+        return key_matches_certificate(load_private_key_pem(key_pem, check_rsa_key=False), leaf)
+    except PKIError:
+        return False
+
+
+def metadata_patch(
+    secret: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """A merge patch adding template labels/annotations a Secret lacks, or ``None`` when it has them."""
+    metadata = secret.get("metadata") or {}
+    have_labels = metadata.get("labels") or {}
+    have_annotations = metadata.get("annotations") or {}
+    missing_labels = {k: v for k, v in labels.items() if have_labels.get(k) != v}
+    missing_annotations = {k: v for k, v in annotations.items() if have_annotations.get(k) != v}
+    if not missing_labels and not missing_annotations:
+        return None
+    patch: dict[str, Any] = {}
+    if missing_labels:
+        patch["labels"] = missing_labels
+    if missing_annotations:
+        patch["annotations"] = missing_annotations
+    return {"metadata": patch}
+
+
+# Status ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readiness:
+    status: bool
+    reason: str
+    message: str
+
+
+READY_CONDITION = "Ready"
+CA_CONDITION = "CertificateAuthority"
+
+
+# Status messages are cut to this many characters (as Events are): a person reads the first problem;
+# a message as long as the user's input (a huge selector, thousands of pod names) must never make the
+# status write fail.
+MAX_MESSAGE_LENGTH = 1024
+
+
+def bounded_message(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    """``message``, cut to ``limit`` characters with an ellipsis when longer."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def ready_condition(
+    previous: Sequence[Mapping[str, Any]],
+    readiness: Readiness,
+    *,
+    generation: int | None,
+    now: datetime,
+    kind: str = READY_CONDITION,
+) -> dict[str, Any]:
+    """A condition (Ready by default); ``lastTransitionTime`` moves only when the status itself flips."""
+    status = "True" if readiness.status else "False"
+    before = next((cond for cond in previous if cond.get("type") == kind), None)
+    transition = (
+        str(before["lastTransitionTime"])
+        if before and before.get("status") == status and before.get("lastTransitionTime")
+        else format_time(now)
+    )
+    condition: dict[str, Any] = {
+        "type": kind,
+        "status": status,
+        "reason": readiness.reason,
+        "message": bounded_message(readiness.message),
+        "lastTransitionTime": transition,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def identity_status(
+    *,
+    previous: Mapping[str, Any],
+    readiness: Readiness,
+    generation: int | None,
+    pods: int,
+    issued: int,
+    spiffe_ids: Iterable[str],
+    next_renewal: datetime | None,
+    ca_fingerprint: str | None,
+    now: datetime,
+    ca_condition: Readiness | None = None,
+    rotation_phase: str | None = None,
+    last_issuance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The identity's status. ``ca_condition`` and ``rotation_phase`` are kept from ``previous`` when
+    not given (a pass that could not look at the CA); ``lastIssuance`` only changes when certificates
+    were issued."""
+    conditions = previous.get("conditions") or []
+    written = [ready_condition(conditions, readiness, generation=generation, now=now)]
+    if ca_condition is not None:
+        written.append(ready_condition(conditions, ca_condition, generation=generation, now=now, kind=CA_CONDITION))
+    else:
+        written.extend(cond for cond in conditions if cond.get("type") == CA_CONDITION)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": written,
+        "spiffeIDs": sorted(set(spiffe_ids)),
+        "pods": pods,
+        "issued": issued,
+        "nextRenewalTime": format_time(next_renewal) if next_renewal else None,
+        "caFingerprint": ca_fingerprint,
+        "caRotationPhase": rotation_phase or previous.get("caRotationPhase"),
+    }
+    if last_issuance is not None:
+        status["lastIssuance"] = dict(last_issuance)
+    return status
+
+
+def status_changed(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    return any(previous.get(key) != value for key, value in desired.items())
+
+
+def summarize_readiness(
+    *,
+    pods: int,
+    issued: int,
+    selector_text: str,
+    conflicts: Sequence[tuple[str, str]],
+    clashes: Sequence[str],
+    failures: Sequence[str],
+) -> Readiness:
+    """One condition a person can act on: the most pressing problem first, counts always shown."""
+    counts = f"{issued}/{pods} pods have valid certificates"
+    if conflicts:
+        pod, owner = conflicts[0]
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        return Readiness(
+            False,
+            "Conflict",
+            f"pod {pod}{more} is also selected by the older identity {owner}, which serves it; {counts}",
+        )
+    if clashes:
+        return Readiness(False, "SecretConflict", f"{clashes[0]}; {counts}")
+    if failures:
+        return Readiness(False, "IssuanceFailed", f"{failures[0]}; {counts}")
+    if pods == 0:
+        return Readiness(
+            False,
+            "NoPods",
+            f"no running pod with label {c.INJECT_LABEL}={c.INJECT_VALUE} matches selector {selector_text}",
+        )
+    if issued < pods:
+        return Readiness(False, "Issuing", counts)
+    return Readiness(True, "Issued", counts)
