@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the modules in the order of a cluster's life: the audit comparison after everything the
     operator does, helm upgrade and uninstall last."""
     order = ["test_install", "test_parity", "test_issuance", "test_admission", "test_renewal", "test_rotation",
-             "test_ha", "test_rbac_audit", "test_lifecycle"]
+             "test_ha", "test_secret_policy", "test_rbac_audit", "test_lifecycle"]
 
     def rank(item: pytest.Item) -> int:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""

@@ -89,7 +89,7 @@ def test_a_labelled_pod_no_identity_selects_gets_a_warning(cluster: Cluster, ope
                 "{app: lonely, mtls.dev/inject: 'true'}}\nspec: {containers: [{name: app, image: app:1}]}\n")
     result = cluster.kubectl("apply", "-f", "-", stdin=manifest)
     assert "pod/lonely created" in result.stdout
-    assert (f"Warning: no MTLSIdentity in namespace {namespace} selects this pod (labels app=lonely,"
+    assert ("Warning: no MTLSIdentity in this namespace selects this pod (labels app=lonely,"
             "mtls.dev/inject=true, service account default): it gets no certificate and no mtls-identity volume"
             ) in result.stderr, result.stderr
     stored = cluster.api.get(core_path("pods", namespace, "lonely"))
