@@ -13,7 +13,15 @@ from cryptography import x509
 
 from mtls_operator.demo.handshake import TLSFiles, mutual_tls_handshake
 from mtls_operator.rules.plan import secret_data
-from tests.e2e.conftest import Cluster, OperatorProcess, core_path, identities_path, managed_secrets, wait_for
+from tests.e2e.conftest import (
+    Cluster,
+    OperatorProcess,
+    core_path,
+    identities_path,
+    managed_secrets,
+    needs_local,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 SHOP = "shop"
@@ -67,6 +75,7 @@ def test_each_pod_has_its_secret_with_its_spiffe_id(cluster: Cluster, payments: 
 
 
 def test_the_webhook_mounted_the_secret_into_the_pods(cluster: Cluster, payments: None) -> None:
+    needs_local(cluster)
     volume = cluster.kubectl("get", "pod", "payments-0", "-n", SHOP, "-o",
                              'jsonpath={.spec.volumes[?(@.name=="mtls-identity")].secret.secretName}').stdout
     assert volume == "payments-payments-0"

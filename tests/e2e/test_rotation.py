@@ -71,6 +71,8 @@ def test_a_ca_rotation_never_breaks_a_handshake(cluster: Cluster, operator: Oper
     # Both pods now hold certificates of the new CA, trusted by a bundle of the new CA alone.
     status = cluster.api.get(identities_path(namespace, "server"))["status"]
     assert status["caFingerprint"] == _ca(cluster)["mtls.dev/ca-fingerprint"]
+    if not cluster.local:
+        return  # an external cluster runs the chart without webhooks
     # The API server still reaches the webhooks: their caBundle moved to the new CA with them.
     assert cluster.api.create(identities_path(namespace), identity_body("after", namespace)).status == 201
     admitted = cluster.api.create(core_path("pods", namespace), pod_body("after-0", namespace, "after"))
