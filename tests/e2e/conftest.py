@@ -397,6 +397,12 @@ def managed_secrets(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any
     return {item["metadata"]["name"]: item for item in answer["items"]}
 
 
+def identity_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """The identity's status; empty before the operator's first status write."""
+    status: dict[str, Any] = cluster.api.get(identities_path(namespace, name)).body.get("status") or {}
+    return status
+
+
 def ready_condition(answer: Answer) -> dict[str, Any] | None:
     for condition in (answer.body.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":

@@ -17,7 +17,7 @@ from tests.e2e.conftest import (
     Cluster,
     OperatorProcess,
     core_path,
-    identities_path,
+    identity_status,
     managed_secrets,
     needs_local,
     wait_for,
@@ -108,5 +108,5 @@ def test_the_garbage_collector_deletes_a_pods_secret_with_the_pod(cluster: Clust
     # (the operator never deletes a pod's Secret itself while its identity exists).
     wait_for(lambda: "payments-payments-gc" not in managed_secrets(cluster, SHOP), within=60,
              what="the garbage collector deleting the Secret")
-    wait_for(lambda: cluster.api.get(identities_path(SHOP, "payments"))["status"]["pods"] == 2, within=30,
+    wait_for(lambda: identity_status(cluster, SHOP, "payments").get("pods") == 2, within=30,
              what="the status counting 2 pods again")

@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     core_path,
     identities_path,
     identity_body,
+    identity_status,
     managed_secrets,
     pod_body,
     wait_for,
@@ -44,8 +45,8 @@ def test_a_due_certificate_is_renewed_with_a_new_key(cluster: Cluster, operator:
                        within=60, what="the renewal")
     assert secret_data(renewed, "tls.key") != secret_data(first, "tls.key")
     assert _annotations(renewed)["mtls.dev/renew-at"] > stamp
-    status = wait_for(lambda: (cluster.api.get(identities_path(namespace, "api"))["status"].get("lastIssuance") or {})
-                      .get("reason") == "renewal" and cluster.api.get(identities_path(namespace, "api"))["status"],
+    status = wait_for(lambda: (s := identity_status(cluster, namespace, "api")) and
+                      (s.get("lastIssuance") or {}).get("reason") == "renewal" and s,
                       within=30, what="status.lastIssuance naming the renewal")
     assert status["issued"] == 1
 
@@ -55,7 +56,7 @@ def test_a_restart_rewrites_nothing_valid(cluster: Cluster, operator: OperatorPr
     for index in range(3):
         assert cluster.api.create(core_path("pods", namespace), pod_body(f"db-{index}", namespace, "db")).ok
     wait_for(lambda: len(managed_secrets(cluster, namespace)) == 3, within=30, what="three Secrets")
-    wait_for(lambda: cluster.api.get(identities_path(namespace, "db"))["status"].get("issued") == 3, within=30,
+    wait_for(lambda: identity_status(cluster, namespace, "db").get("issued") == 3, within=30,
              what="the status")
     before = {name: s["metadata"]["resourceVersion"] for name, s in managed_secrets(cluster, namespace).items()}
     identity_version = cluster.api.get(identities_path(namespace, "db"))["metadata"]["resourceVersion"]
