@@ -68,7 +68,9 @@ codes, reasons, field paths and messages (tests/e2e/test_parity.py). Known diffe
 - an update that changes a pod's immutable spec: kube-apiserver appends a diff of its internal (Go)
   pod spec to the message; the emulator has no internal types and gives the message without it;
 - errors of one request are listed in a fixed order here; kube-apiserver lists an object's schema
-  errors in Go map order, which varies from request to request (the test compares them sorted).
+  errors in Go map order, which varies from request to request (the test compares them sorted);
+- messages follow Kubernetes 1.37; older releases format the values in field errors as Go did
+  then (1.30: ``Invalid value: "null"`` for a nil, ``0x0`` for a zero resourceVersion).
 
 Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
 RBAC objects are only stored), admission plugins other than webhooks (no quotas, limit ranges,
