@@ -6,6 +6,8 @@ environment. A value that is empty or only whitespace counts as unset, so a char
 ``value: ""`` for "use the default". Every bad value raises :class:`ConfigError` with one line
 naming the variable, the value and what is allowed.
 
+``MTLS_ALLOWED_DNS_PATTERNS`` is ``ns1,ns2:pattern,pattern;...`` (policy.parse_admin_patterns);
+``MTLS_MAX_DURATION`` caps what identities may ask for (at least ``MTLS_DEFAULT_DURATION``).
 ``MTLS_METRICS_PORT=0`` disables the metrics endpoint, ``MTLS_WEBHOOK_PORT=0`` the admission
 webhooks, ``MTLS_HEALTH_PORT=0`` the liveness endpoint; ``MTLS_LEADER_ELECTION=false`` makes this
 process issue without holding the Lease (one replica only).
@@ -41,6 +43,8 @@ from mtls_operator.rules.spec import (
 )
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
+# MTLS_LOG_FORMAT: text for people, json (one object per line) for log pipelines (observability/logs.py).
+LOG_FORMATS: Final = ("text", "json")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 
 
@@ -52,7 +56,11 @@ class Settings:
     ca_secret: str = DEFAULT_CA_SECRET
     default_duration: timedelta = timedelta(hours=24)
     max_issuance_per_second: float = 50.0
-    allowed_dns_patterns: tuple[str, ...] = ()
+    # DNS policy (policy.py): admin patterns for the namespaces they name, whether short names
+    # (single labels, <svc>.<ns>) are allowed, and the longest certificate an identity may ask for.
+    allowed_dns_patterns: tuple[policy.AdminPattern, ...] = ()
+    allow_short_dns_names: bool = True
+    max_duration: timedelta = MAX_DURATION
     metrics_port: int = 9090
     # CA rotation: how long the kubelet gets to put a new trust bundle into every pod's files
     # before signing switches to the new CA; and the lifetime of a CA the operator creates.
@@ -73,6 +81,8 @@ class Settings:
     pod_name: str = ""
     # kopf's liveness endpoint (http://0.0.0.0:PORT/healthz).
     health_port: int = 8080
+    # Log lines as text for people, or one JSON object per line for log pipelines (logs.py).
+    log_format: str = "text"
     # Sharding: the namespaces this operator serves, a label selector over Namespaces ("" = all), and
     # whether its leader drives the rotations of the shared CAs (exactly one shard must).
     shard_namespace_selector: str = ""
@@ -104,6 +114,8 @@ ENV_DEFAULT_DURATION: Final = "MTLS_DEFAULT_DURATION"
 ENV_MAX_ISSUANCE_PER_SECOND: Final = "MTLS_MAX_ISSUANCE_PER_SECOND"
 ENV_ALLOWED_DNS_PATTERNS: Final = "MTLS_ALLOWED_DNS_PATTERNS"
 ENV_METRICS_PORT: Final = "MTLS_METRICS_PORT"
+ENV_ALLOW_SHORT_DNS_NAMES: Final = "MTLS_ALLOW_SHORT_DNS_NAMES"
+ENV_MAX_DURATION: Final = "MTLS_MAX_DURATION"
 ENV_CA_PROPAGATION_DELAY: Final = "MTLS_CA_PROPAGATION_DELAY"
 ENV_CA_DURATION: Final = "MTLS_CA_DURATION"
 ENV_WEBHOOK_PORT: Final = "MTLS_WEBHOOK_PORT"
@@ -115,6 +127,7 @@ ENV_LEASE_NAME: Final = "MTLS_LEASE_NAME"
 ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
 ENV_POD_NAME: Final = "MTLS_POD_NAME"
 ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
+ENV_LOG_FORMAT: Final = "MTLS_LOG_FORMAT"
 ENV_SHARD_NAMESPACE_SELECTOR: Final = "MTLS_SHARD_NAMESPACE_SELECTOR"
 ENV_CA_ROTATION: Final = "MTLS_CA_ROTATION"
 ENV_VARS: Final = (
@@ -126,6 +139,8 @@ ENV_VARS: Final = (
     ENV_MAX_ISSUANCE_PER_SECOND,
     ENV_ALLOWED_DNS_PATTERNS,
     ENV_METRICS_PORT,
+    ENV_ALLOW_SHORT_DNS_NAMES,
+    ENV_MAX_DURATION,
     ENV_CA_PROPAGATION_DELAY,
     ENV_CA_DURATION,
     ENV_WEBHOOK_PORT,
@@ -137,6 +152,7 @@ ENV_VARS: Final = (
     ENV_LEASE_DURATION,
     ENV_POD_NAME,
     ENV_HEALTH_PORT,
+    ENV_LOG_FORMAT,
     ENV_SHARD_NAMESPACE_SELECTOR,
     ENV_CA_ROTATION,
 )
@@ -199,18 +215,11 @@ def _max_issuance_per_second(value: str) -> float:
     return rate
 
 
-def _allowed_dns_patterns(value: str) -> tuple[str, ...]:
-    patterns: list[str] = []
-    for raw in value.split(","):
-        pattern = raw.strip().lower()
-        if not pattern:
-            continue
-        try:
-            policy.validate_dns_pattern(pattern)
-        except ValueError as error:
-            raise ValueError(f"pattern {raw.strip()!r}: {error}") from None
-        patterns.append(pattern)
-    return tuple(dict.fromkeys(patterns))
+def _allowed_dns_patterns(cluster_domain: str) -> Callable[[str], tuple[policy.AdminPattern, ...]]:
+    def parse(value: str) -> tuple[policy.AdminPattern, ...]:
+        return policy.parse_admin_patterns(value, cluster_domain=cluster_domain)
+
+    return parse
 
 
 def _port(what: str) -> Callable[[str], int]:
@@ -256,6 +265,13 @@ def _pod_name(value: str) -> str:
     if not policy.is_dns1123_subdomain(value):
         raise ValueError("must be a pod name (set it from metadata.name with the downward API)")
     return value
+
+
+def _log_format(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return lowered
 
 
 # One requirement of a label selector's query form: key, !key, key=value, key==value, key!=value,
@@ -306,16 +322,28 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
             raise ConfigError(f"{name}={value!r} is invalid: {error}") from None
 
     defaults = Settings()
+    cluster_domain = read(ENV_CLUSTER_DOMAIN, _cluster_domain, defaults.cluster_domain)
+    default_duration = read(ENV_DEFAULT_DURATION, _default_duration, defaults.default_duration)
+    max_duration = read(ENV_MAX_DURATION, _default_duration, defaults.max_duration)
+    if default_duration > max_duration:
+        raise ConfigError(
+            f"{ENV_MAX_DURATION}={format_duration(max_duration)!r} is invalid: it is shorter than "
+            f"{ENV_DEFAULT_DURATION} ({format_duration(default_duration)}); the default must be within the maximum"
+        )
     settings = Settings(
         trust_domain=read(ENV_TRUST_DOMAIN, _trust_domain, defaults.trust_domain),
-        cluster_domain=read(ENV_CLUSTER_DOMAIN, _cluster_domain, defaults.cluster_domain),
+        cluster_domain=cluster_domain,
         namespace=read(ENV_NAMESPACE, _namespace, defaults.namespace),
         ca_secret=read(ENV_CA_SECRET, _dns_subdomain_name, defaults.ca_secret),
-        default_duration=read(ENV_DEFAULT_DURATION, _default_duration, defaults.default_duration),
+        default_duration=default_duration,
         max_issuance_per_second=read(
             ENV_MAX_ISSUANCE_PER_SECOND, _max_issuance_per_second, defaults.max_issuance_per_second
         ),
-        allowed_dns_patterns=read(ENV_ALLOWED_DNS_PATTERNS, _allowed_dns_patterns, defaults.allowed_dns_patterns),
+        allowed_dns_patterns=read(
+            ENV_ALLOWED_DNS_PATTERNS, _allowed_dns_patterns(cluster_domain), defaults.allowed_dns_patterns
+        ),
+        allow_short_dns_names=read(ENV_ALLOW_SHORT_DNS_NAMES, _boolean, defaults.allow_short_dns_names),
+        max_duration=max_duration,
         metrics_port=read(ENV_METRICS_PORT, _port("metrics"), defaults.metrics_port),
         ca_propagation_delay=read(
             ENV_CA_PROPAGATION_DELAY,
@@ -334,6 +362,7 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
                             defaults.lease_duration),
         pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
         health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
+        log_format=read(ENV_LOG_FORMAT, _log_format, defaults.log_format),
         shard_namespace_selector=read(ENV_SHARD_NAMESPACE_SELECTOR, _namespace_selector,
                                       defaults.shard_namespace_selector),
         ca_rotation=read(ENV_CA_ROTATION, _boolean, defaults.ca_rotation),

@@ -242,6 +242,39 @@ def _desired(**changes: object) -> DesiredState:
             id="renewal-due",
         ),
         pytest.param(CURRENT, DESIRED, RENEW_AT - S, (), None, id="one-second-before-renewal"),
+        pytest.param(
+            _current(renew_reason="manual"),
+            DESIRED,
+            RENEW_AT,
+            (),
+            Decision(ReissueReason.MANUAL, "Re-issuing: renewal requested (manual)"),
+            id="manual-renewal-due",
+        ),
+        pytest.param(_current(renew_reason="manual"), DESIRED, RENEW_AT - S, (), None, id="manual-not-due-yet"),
+        pytest.param(
+            _current(renew_reason="someone"),
+            DESIRED,
+            RENEW_AT,
+            (),
+            Decision(ReissueReason.RENEWAL, "Renewing: certificate expires in 8h"),
+            id="unknown-renew-reason-is-a-renewal",
+        ),
+        pytest.param(
+            _current(renew_reason="manual", spec_hash="hash0"),
+            DESIRED,
+            RENEW_AT,
+            (),
+            Decision(ReissueReason.SPEC_CHANGE, "Re-issuing: spec changed"),
+            id="spec-change-before-manual",
+        ),
+        pytest.param(
+            _current(renew_reason="manual"),
+            DESIRED,
+            NOT_AFTER,
+            (),
+            Decision(ReissueReason.RENEWAL, "Renewing: certificate expired at 2026-11-27T08:00:00Z"),
+            id="expired-before-manual",
+        ),
         # Precedence: the first check that fires wins.
         pytest.param(
             _current(spiffe_id="spiffe://x/ns/a/sa/b", spec_hash="hash0"),
@@ -296,4 +329,5 @@ def test_reissue_decision(
 
 
 def test_reasons_are_the_metric_label_values() -> None:
-    assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair"]
+    assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair",
+                                                           "manual"]

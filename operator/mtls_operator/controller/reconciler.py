@@ -32,6 +32,7 @@ from mtls_operator.errors import (
     SpecError,
 )
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.observability.logs import fields
 from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import (
     BUNDLE_LIMITS,
@@ -64,7 +65,9 @@ from mtls_operator.rules.plan import (
     ownership_problem,
     pod_info,
     pod_query,
+    pod_spec,
     read_secret,
+    reissue_patch,
     secret_body,
     secret_data,
     secret_metadata,
@@ -86,7 +89,13 @@ from mtls_operator.rules.renewal import (
     renewal_time,
 )
 from mtls_operator.rules.rotation import Phase
-from mtls_operator.rules.spec import IdentitySpec, check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.rules.spec import (
+    IdentitySpec,
+    PolicyRefusal,
+    check_identity_name,
+    format_duration,
+    parse_identity_spec,
+)
 from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
@@ -205,6 +214,8 @@ class Reconciler:
             cluster_domain=self.settings.cluster_domain,
             allowed_dns_patterns=self.settings.allowed_dns_patterns,
             default_duration=self.settings.default_duration,
+            max_duration=self.settings.max_duration,
+            allow_short_dns_names=self.settings.allow_short_dns_names,
         )
 
     async def reconcile(self, key: IdentityKey) -> float | None:
@@ -227,14 +238,19 @@ class Reconciler:
         generation = metadata.get("generation")
         previous_status: Mapping[str, Any] = identity.get("status") or {}
         now = self.clock()
+        refusal: PolicyRefusal | None = None
         try:
             check_identity_name(name)
-            spec = self._parse_spec(identity.get("spec") or {}, namespace)
+            try:
+                spec = self._parse_spec(identity.get("spec") or {}, namespace)
+            except PolicyRefusal as exc:
+                # Issue what the policy allows (a tightened policy re-issues without the refused names).
+                spec, refusal = exc.allowed, exc
             self._specs[key] = (str(metadata.get("uid")), generation, spec)
         except SpecError as exc:
             self._specs.pop(key, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
-            reason = "PolicyViolation" if isinstance(exc, PolicyError) else "InvalidSpec"
+            reason = "InvalidSpec"
             # The Event first: a status write that fails must not also lose the reason.
             await self._warn(key, identity, reason, str(exc), now)
             await self._report(identity, previous_status, Readiness(False, reason, str(exc)), generation, now,
@@ -313,6 +329,9 @@ class Reconciler:
             clashes=result.clashes,
             failures=result.failures,
         )
+        if refusal is not None:
+            # What is issued first: a long refusal is cut at the status's message limit, never these facts.
+            readiness = Readiness(False, "PolicyViolation", f"{refusal.outcome}; {readiness.message}; {refusal}")
         status = identity_status(
             previous=previous_status,
             readiness=readiness,
@@ -583,6 +602,7 @@ class Reconciler:
                 continue
             result.pods += 1
             try:
+                pod_spec(spec, pod, self.settings.cluster_domain)  # a bad headless name fails this pod only
                 claims.setdefault(secret_name_for_pod(name, pod), []).append(pod)
             except ValueError as exc:
                 result.fail(IssuanceError.INVALID_SPEC, str(exc), pod.name)
@@ -627,16 +647,17 @@ class Reconciler:
                 secret = await self.cluster.get_secret(namespace, secret_name)
                 if secret is None:
                     self._clashes.discard((namespace, secret_name))
+            own_spec = pod_spec(spec, pod, self.settings.cluster_domain)
             await self._serve_pod(
                 pod=pod,
                 secret_name=secret_name,
                 secret=secret,
                 identity_name=name,
-                spec=spec,
+                spec=own_spec,
                 ca=ca,
                 bundle_pem=bundle_pem,
                 trusted=trusted,
-                spec_hash=spec_hash,
+                spec_hash=spec_hash if own_spec is spec else own_spec.certificate_hash(),
                 now=now,
                 result=result,
             )
@@ -675,6 +696,7 @@ class Reconciler:
         if spec.service_account_name and pod.service_account != spec.service_account_name:
             return False
         try:
+            spec = pod_spec(spec, pod, self.settings.cluster_domain)
             secret_name = secret_name_for_pod(key[1], pod)
             ca = self.ca_store.current()
             bundle_pem = self.ca_store.bundle_pem
@@ -712,7 +734,8 @@ class Reconciler:
             self._first_in_flight -= 1
         self.metrics.certificate_issued(ReissueReason.NEW)
         logger.info("Issuing: first certificate for pod %s/%s: serial %s, %s, expires %s", pod.namespace, pod.name,
-                    content.serial, wanted_id, content.not_after.isoformat())
+                    content.serial, wanted_id, content.not_after.isoformat(),
+                    extra=fields(identity=key[1], namespace=pod.namespace, pod=pod.name, reason=str(ReissueReason.NEW)))
         if len(self._first_done) >= READING_CACHE_SIZE:
             self._first_done.clear()
         self._first_done[slot] = str(created["metadata"].get("uid"))
@@ -853,9 +876,8 @@ class Reconciler:
                     raise
             else:
                 resource_version = str(secret["metadata"].get("resourceVersion"))
-                patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
-                         "data": body["data"], "type": body["type"]}
-                written = await self.cluster.update_secret(pod.namespace, secret_name, patch, resource_version)
+                written = await self.cluster.update_secret(pod.namespace, secret_name, reissue_patch(body),
+                                                           resource_version)
                 self._remember_write(written)
         except ConflictError as exc:
             result.fail(IssuanceError.API,
@@ -867,7 +889,9 @@ class Reconciler:
             keep_held()
             return
         logger.info("%s for pod %s/%s: serial %s, %s, expires %s", decision.message, pod.namespace, pod.name,
-                    content.serial, wanted_id, content.not_after.isoformat())
+                    content.serial, wanted_id, content.not_after.isoformat(),
+                    extra=fields(identity=identity_name, namespace=pod.namespace, pod=pod.name,
+                                 reason=str(decision.reason)))
         result.issued_by_reason[decision.reason] = result.issued_by_reason.get(decision.reason, 0) + 1
         self.metrics.certificate_issued(decision.reason)
         if result.first_decision is None:
@@ -947,7 +971,8 @@ class Reconciler:
         if self._last_warning.get(key) == message:
             return
         self._last_warning[key] = message
-        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message)
+        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message,
+                       extra=fields(identity=key[1], namespace=key[0], reason=reason))
         await self._event(identity, "Warning", reason, message, now)
 
     async def _event(self, identity: JSON, type_: str, reason: str, message: str, now: datetime) -> None:

@@ -28,7 +28,7 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.rules.plan import b64text, owner_pod_uid, secret_data
+from mtls_operator.rules.plan import PodInfo, b64text, owner_pod_uid, pod_info, secret_data, secret_name_for_pod
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -371,15 +371,16 @@ class RotationController:
     async def _fleet(self, bundle_pem: bytes, previous: str | None) -> tuple[Fleet, list[str]]:
         """Count pod Secrets and trust ConfigMaps behind the bundle, and leaves of the previous CA.
 
-        Only what the operator wrote counts: pod Secrets of a live opted-in pod and an existing
-        identity, trust ConfigMaps in namespaces with an identity. Anything else carrying its labels
+        Only what the operator wrote counts: the pod Secret of a live opted-in pod and an existing
+        identity (under that pod's Secret name, not being deleted), trust ConfigMaps in namespaces with
+        an identity. Anything else carrying its labels
         (a tenant may label its own objects so) is reported once and ignored, or any tenant could
         hold every rotation, and the CA's expiry, hostage.
         """
         managed = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
         secrets = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
-        live_pods = {str((pod.get("metadata") or {}).get("uid"))
-                     for pod in await self.cluster.list_pods_everywhere(f"{c.INJECT_LABEL}={c.INJECT_VALUE}")}
+        live_pods = {info.uid: info for info in map(pod_info, await self.cluster.list_pods_everywhere(
+            f"{c.INJECT_LABEL}={c.INJECT_VALUE}"))}
         identities = {_namespaced_name(body) for body in await self.cluster.list_identities_everywhere()}
         namespaces = {namespace for namespace, _ in identities}
         config_maps = [
@@ -392,7 +393,8 @@ class RotationController:
         for secret in secrets:
             meta = secret.get("metadata") or {}
             identity = (str(meta.get("namespace")), str((meta.get("labels") or {}).get(c.IDENTITY_LABEL)))
-            if owner_pod_uid(secret) in live_pods and identity in identities:
+            pod = live_pods.get(owner_pod_uid(secret) or "")
+            if pod is not None and identity in identities and _is_pod_secret(secret, identity[1], pod):
                 ours.append(secret)
             else:
                 foreign.append(f"Secret {meta.get('namespace')}/{meta.get('name')}")
@@ -464,6 +466,20 @@ class RotationController:
                                           now=now)
         except KubernetesAPIError as exc:
             logger.warning("could not post event %s: %s", reason, exc)
+
+
+def _is_pod_secret(secret: JSON, identity: str, pod: PodInfo) -> bool:
+    """Whether ``secret`` is the one the operator writes for ``pod`` of ``identity``: in the pod's
+    namespace, under the pod's Secret name, and not being deleted. A tenant can give a Secret of its own
+    the labels and an ownerReference to a live pod of its own, and a finalizer keeps it, terminating,
+    after the identity's pass deletes it: counted, it would hold a phase for ever."""
+    meta = secret.get("metadata") or {}
+    if meta.get("deletionTimestamp") or meta.get("namespace") != pod.namespace:
+        return False
+    try:
+        return bool(meta.get("name") == secret_name_for_pod(identity, pod))
+    except ValueError:
+        return False
 
 
 def _namespaced_name(body: JSON) -> tuple[str, str]:

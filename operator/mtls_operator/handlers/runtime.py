@@ -56,6 +56,8 @@ class Runtime:
     clock: Clock = wall_clock
     # High availability: the replicas' election (None with MTLS_LEADER_ELECTION=false: this one leads).
     elector: LeaderElector | None = None
+    # The pod webhook's lookups past the watch's view (see handlers/webhooks.py, LOOKUP_RATE).
+    identity_lookups: RateLimiter = field(default_factory=lambda: RateLimiter(5.0, burst=10.0))
     queue: WorkQueue[IdentityKey] = field(init=False)
     # Sharding (MTLS_SHARD_NAMESPACE_SELECTOR): the namespaces this operator serves; None serves all.
     shard: NamespaceShard | None = field(init=False, default=None)
