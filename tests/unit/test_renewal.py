@@ -1,8 +1,7 @@
-"""renewal.py: when to renew and why to re-issue, on a fixed clock."""
+"""renewal.py: when to renew, on a fixed clock (why to re-issue: test_reissue.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,12 +9,8 @@ import pytest
 from mtls_operator.rules import renewal, spec
 from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
-    Decision,
-    DesiredState,
-    IssuedState,
     ReissueReason,
     jittered_renewal_time,
-    reissue_decision,
     renewal_time,
 )
 
@@ -105,194 +100,6 @@ def test_jitter_without_a_window_keeps_renew_at(renew_at: datetime) -> None:
 def test_jitter_outside_unit_interval_is_refused(jitter: float) -> None:
     with pytest.raises(ValueError, match=r"jitter must be in \[0, 1\)"):
         jittered_renewal_time(RENEW_AT, NOT_AFTER, jitter)
-
-
-# --- re-issue decisions ------------------------------------------------------------------------
-
-SPIFFE = "spiffe://cluster.local/ns/shop/sa/payments"
-CURRENT = IssuedState(
-    spiffe_id=SPIFFE,
-    serial="0a1b",
-    not_before=T0,
-    not_after=NOT_AFTER,
-    renew_at=RENEW_AT,
-    ca_fingerprint="sha256:old",
-    spec_hash="hash1",
-    dns_names=("payments",),
-)
-DESIRED = DesiredState(
-    spiffe_id=SPIFFE,
-    spec_hash="hash1",
-    ca_fingerprint="sha256:old",
-    trusted_ca_fingerprints=frozenset({"sha256:old"}),
-)
-FINE_NOW = T0 + H
-
-
-def _current(**changes: object) -> IssuedState:
-    return dataclasses.replace(CURRENT, **changes)  # type: ignore[arg-type]
-
-
-def _desired(**changes: object) -> DesiredState:
-    return dataclasses.replace(DESIRED, **changes)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("current", "desired", "now", "problems", "expected"),
-    [
-        pytest.param(CURRENT, DESIRED, FINE_NOW, (), None, id="fine"),
-        pytest.param(CURRENT, _desired(bundle_current=False), FINE_NOW, (), None, id="stale-bundle-is-not-a-reissue"),
-        pytest.param(
-            CURRENT,
-            _desired(trusted_ca_fingerprints=frozenset({"sha256:old", "sha256:new"})),
-            FINE_NOW,
-            (),
-            None,
-            id="new-ca-added-to-bundle-but-not-signing-yet",
-        ),
-        pytest.param(
-            None,
-            DESIRED,
-            FINE_NOW,
-            (),
-            Decision(ReissueReason.NEW, "Issuing: no certificate yet"),
-            id="new",
-        ),
-        pytest.param(
-            CURRENT,
-            DESIRED,
-            FINE_NOW,
-            ("Secret is missing tls.key", "ca.crt is stale"),
-            Decision(ReissueReason.REPAIR, "Repairing: Secret is missing tls.key"),
-            id="repair-first-problem",
-        ),
-        pytest.param(
-            None,
-            DESIRED,
-            FINE_NOW,
-            ("tls.crt is not a PEM certificate",),
-            Decision(ReissueReason.REPAIR, "Repairing: tls.crt is not a PEM certificate"),
-            id="repair-unreadable-secret",
-        ),
-        pytest.param(
-            _current(spiffe_id="spiffe://cluster.local/ns/shop/sa/default"),
-            DESIRED,
-            FINE_NOW,
-            (),
-            Decision(
-                ReissueReason.SPEC_CHANGE,
-                f"Re-issuing: SPIFFE ID changed from spiffe://cluster.local/ns/shop/sa/default to {SPIFFE}",
-            ),
-            id="spiffe-id-changed",
-        ),
-        pytest.param(
-            _current(spec_hash="hash0"),
-            DESIRED,
-            FINE_NOW,
-            (),
-            Decision(ReissueReason.SPEC_CHANGE, "Re-issuing: spec changed"),
-            id="spec-changed",
-        ),
-        pytest.param(
-            _current(ca_fingerprint="sha256:gone"),
-            DESIRED,
-            FINE_NOW,
-            (),
-            Decision(ReissueReason.CA_ROTATION, "Re-issuing: issuer no longer trusted (CA sha256:gone)"),
-            id="issuer-untrusted",
-        ),
-        pytest.param(
-            CURRENT,
-            _desired(ca_fingerprint="sha256:new", trusted_ca_fingerprints=frozenset({"sha256:old", "sha256:new"})),
-            FINE_NOW,
-            (),
-            Decision(ReissueReason.CA_ROTATION, "Re-issuing: CA rotated"),
-            id="ca-rotated",
-        ),
-        pytest.param(
-            CURRENT,
-            DESIRED,
-            NOT_AFTER,
-            (),
-            Decision(ReissueReason.RENEWAL, "Renewing: certificate expired at 2026-11-27T08:00:00Z"),
-            id="expired-exactly",
-        ),
-        pytest.param(
-            CURRENT,
-            DESIRED,
-            NOT_AFTER + H,
-            (),
-            Decision(ReissueReason.RENEWAL, "Renewing: certificate expired at 2026-11-27T08:00:00Z"),
-            id="expired",
-        ),
-        pytest.param(
-            CURRENT,
-            DESIRED,
-            RENEW_AT,
-            (),
-            Decision(ReissueReason.RENEWAL, "Renewing: certificate expires in 8h"),
-            id="renewal-due-exactly",
-        ),
-        pytest.param(
-            CURRENT,
-            DESIRED,
-            RENEW_AT + M,
-            (),
-            Decision(ReissueReason.RENEWAL, "Renewing: certificate expires in 7h59m"),
-            id="renewal-due",
-        ),
-        pytest.param(CURRENT, DESIRED, RENEW_AT - S, (), None, id="one-second-before-renewal"),
-        # Precedence: the first check that fires wins.
-        pytest.param(
-            _current(spiffe_id="spiffe://x/ns/a/sa/b", spec_hash="hash0"),
-            DESIRED,
-            NOT_AFTER,
-            ("broken",),
-            Decision(ReissueReason.REPAIR, "Repairing: broken"),
-            id="problems-beat-everything",
-        ),
-        pytest.param(
-            _current(spiffe_id="spiffe://x/ns/a/sa/b", spec_hash="hash0"),
-            DESIRED,
-            FINE_NOW,
-            (),
-            Decision(ReissueReason.SPEC_CHANGE, f"Re-issuing: SPIFFE ID changed from spiffe://x/ns/a/sa/b to {SPIFFE}"),
-            id="spiffe-before-spec-hash",
-        ),
-        pytest.param(
-            _current(spec_hash="hash0", ca_fingerprint="sha256:gone"),
-            DESIRED,
-            NOT_AFTER,
-            (),
-            Decision(ReissueReason.SPEC_CHANGE, "Re-issuing: spec changed"),
-            id="spec-before-ca-and-expiry",
-        ),
-        pytest.param(
-            _current(ca_fingerprint="sha256:gone"),
-            _desired(ca_fingerprint="sha256:new", trusted_ca_fingerprints=frozenset({"sha256:new"})),
-            FINE_NOW,
-            (),
-            Decision(ReissueReason.CA_ROTATION, "Re-issuing: issuer no longer trusted (CA sha256:gone)"),
-            id="untrusted-before-rotated",
-        ),
-        pytest.param(
-            CURRENT,
-            _desired(ca_fingerprint="sha256:new", trusted_ca_fingerprints=frozenset({"sha256:old", "sha256:new"})),
-            NOT_AFTER,
-            (),
-            Decision(ReissueReason.CA_ROTATION, "Re-issuing: CA rotated"),
-            id="rotation-before-expiry",
-        ),
-    ],
-)
-def test_reissue_decision(
-    current: IssuedState | None,
-    desired: DesiredState,
-    now: datetime,
-    problems: tuple[str, ...],
-    expected: Decision | None,
-) -> None:
-    assert reissue_decision(current, desired, now, problems=problems) == expected
 
 
 def test_reasons_are_the_metric_label_values() -> None:

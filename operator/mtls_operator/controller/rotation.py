@@ -20,6 +20,7 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.k8s.views import SecretView
 from mtls_operator.pki import (
     CertificateAuthority,
     certs_to_pem,
@@ -28,7 +29,7 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.rules.plan import b64text, owner_pod_uid, secret_data
+from mtls_operator.rules.plan import b64text, secret_data
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -392,7 +393,7 @@ class RotationController:
         for secret in secrets:
             meta = secret.get("metadata") or {}
             identity = (str(meta.get("namespace")), str((meta.get("labels") or {}).get(c.IDENTITY_LABEL)))
-            if owner_pod_uid(secret) in live_pods and identity in identities:
+            if SecretView.of(secret).owner_pod_uid in live_pods and identity in identities:
                 ours.append(secret)
             else:
                 foreign.append(f"Secret {meta.get('namespace')}/{meta.get('name')}")

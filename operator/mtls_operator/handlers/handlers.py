@@ -88,7 +88,7 @@ async def role(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-changed")
 async def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
-    ref = runtime.reconciler.identity_ref(body)
+    ref = runtime.reconciler.index.identity_ref(body)
     key = (ref.namespace, ref.name)
     if event["type"] == "DELETED":
         runtime.identities.pop(key, None)
@@ -150,6 +150,6 @@ async def pod_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **
         # A new pod (not one listed at start-up or after a lost watch): issue before the pass.
         await runtime.issue_first(body)
     pod = pod_info(body)
-    for key in runtime.reconciler.identities_for_pod(pod, runtime.identities):
+    for key in runtime.reconciler.index.identities_for_pod(pod, runtime.identities):
         runtime.queue.add(key)
 

@@ -177,8 +177,8 @@ class Runtime:
             keys = [key] if key in self.identities else []
             name = str(metadata.get("name"))
             if kind == "DELETED":
-                self.reconciler.secret_vanished(key[0], name)
-            elif self.reconciler.wrote(key[0], name, str(metadata.get("resourceVersion"))):
+                self.reconciler.gate.vanished((key[0], name))
+            elif self.reconciler.writer.wrote(key[0], name, str(metadata.get("resourceVersion"))):
                 return  # our own write coming back
         for key in keys:
             self.queue.add(key)

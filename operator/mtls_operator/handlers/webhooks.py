@@ -125,7 +125,7 @@ async def inject_pod(
 
 
 async def _listed(runtime: Runtime, namespace: str) -> list[IdentityRef]:
-    return [runtime.reconciler.identity_ref(body)
+    return [runtime.reconciler.index.identity_ref(body)
             for body in await runtime.reconciler.cluster.list_identities(namespace)]
 
 
