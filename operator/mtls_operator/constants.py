@@ -57,3 +57,10 @@ INJECT_HANDLER_ID: Final = "inject-pod"
 VALIDATE_HANDLER_ID: Final = "validate-identity"
 INJECT_WEBHOOK_NAME: Final = "inject.mtls.dev"
 IDENTITIES_WEBHOOK_NAME: Final = "identities.mtls.dev"
+
+# PKCS#12 keystores (spec.keystores.pkcs12): the Secret keys, and the annotation that records what
+# they were written from (a digest of chain, bundle, profile and password), so a pass re-writes them
+# exactly when one of those changed.
+KEYSTORE_P12: Final = "keystore.p12"
+TRUSTSTORE_P12: Final = "truststore.p12"
+KEYSTORE_ANNOTATION: Final = "mtls.dev/keystore-digest"

@@ -238,6 +238,7 @@ RULE_NAMES: dict[str, tuple[str, str]] = {
     "duration-bounds": (".spec", "duration must be between 1h and 8760h"),
     "renew-before-minimum": (".spec", "renewBefore must be at least 1m"),
     "renew-before-shorter": (".spec", "renewBefore must be shorter than duration"),
+    "keystore-password": (".spec.keystores.pkcs12", "passwordSecretRef is required with create: true"),
 }
 
 
@@ -505,6 +506,16 @@ CASES: list[Case] = [
         renewBefore="8762h",
     ),
     bad("renew-before-beyond-any-default-duration", "renew-before-shorter", renewBefore="8761h"),
+    # keystores: a PKCS#12 keystore is never written without a password.
+    good("keystore-pkcs12", keystores={"pkcs12": {"create": True, "profile": "Modern2023",
+                                                  "passwordSecretRef": {"name": "p12-pass", "key": "password"}}}),
+    good("keystore-legacy-des", keystores={"pkcs12": {"create": True, "profile": "LegacyDES",
+                                                      "passwordSecretRef": {"name": "p12-pass", "key": "p.w_d-1"}}}),
+    good("keystore-default-profile", keystores={"pkcs12": {"create": True,
+                                                           "passwordSecretRef": {"name": "p12-pass", "key": "pw"}}}),
+    good("keystore-not-created", keystores={"pkcs12": {"create": False}}),
+    good("keystores-empty", keystores={}),
+    bad("keystore-without-password", "keystore-password", keystores={"pkcs12": {"create": True}}),
 ]
 
 # --- the tests -------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ Secrets), so it is correct after a restart, after missed events and with several
 a restart re-derives all state from the Secrets' annotations and re-issues nothing still valid.
 Its parts, each with one job: the identity index (``index.py``), the Secret cache
 (``secret_cache.py``), the issuance gate (``gate.py``), the issuer (``issuer.py``), the Secret
-writer (``writer.py``), the trust-bundle publisher (``trust_bundle.py``) and the reporter
-(``reporter.py``); the rules it applies are ``rules/assignment.py`` and ``rules/reissue.py``.
+writer (``writer.py``), the trust-bundle publisher (``trust_bundle.py``), the keystore passwords
+(``keystores.py``) and the reporter (``reporter.py``); the rules it applies are
+``rules/assignment.py`` and ``rules/reissue.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.gate import IssuanceGate
 from mtls_operator.controller.index import IdentityIndex
 from mtls_operator.controller.issuer import ISSUE_CONCURRENCY, Issuer
+from mtls_operator.controller.keystores import KEYSTORE_RECHECK, KEYSTORE_UNAVAILABLE, KeystorePasswords
 from mtls_operator.controller.reporter import Reporter
 from mtls_operator.controller.retry import BackOff, verdict
 from mtls_operator.controller.secret_cache import SecretCache
@@ -46,6 +48,8 @@ from mtls_operator.rules.plan import (
     SecretReading,
     b64text,
     is_pod_secret_of,
+    keystore_patch,
+    merge_patches,
     metadata_patch,
     ownership_problem,
     pod_info,
@@ -125,6 +129,7 @@ class Reconciler:
                              jitter=jitter)
         self.reporter = Reporter(cluster, ca_store, self.metrics, clock)
         self.bundles = TrustBundlePublisher(cluster, ca_store, self.writer)
+        self.keystores = KeystorePasswords(cluster)
 
     # One identity: read -> assign -> decide -> write -> report --------------------------------
 
@@ -151,6 +156,8 @@ class Reconciler:
         ca = await self._ca(identity, now)
         if ca is None:
             return self.retry_delay
+        if not await self._keystores_readable(key, identity, spec, now):
+            return BackOff(self.retry_delay)
         bundle_pem = self.ca_store.bundle_pem
         await self._publish_bundle(identity, bundle_pem, now)
         tally = await self._serve_pods(key, identity, spec, ca, bundle_pem, now)
@@ -159,7 +166,7 @@ class Reconciler:
             tally.add_first_issues(*first_issues)
         self.index.served[key] = tally.served
         await self.reporter.passed(identity, spec, tally, ca.fingerprint, now)
-        return self._next_look(tally)
+        return self._next_look(tally, spec)
 
     async def _read_identity(self, key: IdentityKey) -> IdentityView | None:
         body = await self.cluster.get_identity(*key)
@@ -192,6 +199,18 @@ class Reconciler:
             self.metrics.issuance_error(IssuanceError.CA_UNAVAILABLE)
             return None
 
+    async def _keystores_readable(self, key: IdentityKey, identity: IdentityView, spec: IdentitySpec,
+                                  now: datetime) -> bool:
+        """Whether the keystore password (if the spec asks for keystores) can be read; if not, reported."""
+        problem = await self.keystores.read(key, spec)
+        if problem is None:
+            return True
+        # Never a keystore without its password: nothing is issued until the password is readable.
+        self.index.remember_spec(key, identity, None)
+        await self.reporter.not_reconciled(identity, Readiness(False, KEYSTORE_UNAVAILABLE, problem), now)
+        await self.bundles.follow(*key)
+        return False
+
     async def _publish_bundle(self, identity: IdentityView, bundle_pem: bytes, now: datetime) -> None:
         namespace = identity.meta.namespace
         try:
@@ -201,16 +220,18 @@ class Reconciler:
             return
         await self.reporter.bundle_problem(identity, problem, now)
 
-    def _next_look(self, tally: PassTally) -> float | BackOff | None:
+    def _next_look(self, tally: PassTally, spec: IdentitySpec) -> float | BackOff | None:
         if tally.failures or tally.clashes:
             # Standing problems (a clash, a bad annotation) back off; the watches report their fixes.
             return BackOff(self.retry_delay)
         if tally.deferred:
             return DEFERRED_DELAY
+        # A new keystore password changes no object the operator watches: look at it again this soon.
+        recheck = KEYSTORE_RECHECK if spec.pkcs12 is not None else MAX_SLEEP
         if tally.next_renewal is None:
-            return None
+            return recheck if spec.pkcs12 is not None else None
         wait = (tally.next_renewal - self.clock()).total_seconds()
-        return min(MAX_SLEEP, max(1.0, wait))
+        return min(MAX_SLEEP, recheck, max(1.0, wait))
 
     async def cleanup(self, key: IdentityKey) -> int:
         """Delete every Secret this identity manages (the identity is being deleted)."""
@@ -221,6 +242,7 @@ class Reconciler:
         self.index.forget(key)
         self.gate.forget(key)
         self.reporter.forget(key)
+        self.keystores.forget(key)
         return deleted
 
     async def managed_secret_count(self, key: IdentityKey) -> int:
@@ -340,6 +362,9 @@ class Reconciler:
         patch = metadata_patch(secret, labels, annotations) or {}
         if reading.bundle_pem != job.bundle_pem:
             patch.setdefault("data", {})[c.CA_CRT] = b64text(job.bundle_pem)
+        stores = keystore_patch(secret, self.keystores.get((job.namespace, job.identity)), job.bundle_pem)
+        if stores is not None:
+            patch = merge_patches(patch, stores)
         if patch:
             try:
                 await self.writer.update(secret, patch)
@@ -372,8 +397,15 @@ class Reconciler:
             job.tally.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
             job.keep_held(reading)
             return
-        body = secret_body(name=secret_name, identity=job.identity, pod=pod, content=content,
-                           template_labels=job.spec.secret_labels, template_annotations=job.spec.secret_annotations)
+        try:
+            body = secret_body(name=secret_name, identity=job.identity, pod=pod, content=content,
+                               template_labels=job.spec.secret_labels,
+                               template_annotations=job.spec.secret_annotations,
+                               keystore=self.keystores.get((job.namespace, job.identity)))
+        except PKIError as exc:
+            job.tally.fail(IssuanceError.PKI, f"pod {pod.name}: writing the keystores failed: {exc}", pod.name)
+            job.keep_held(reading)
+            return
         try:
             written = await self._write(job, pod, secret_name, secret, body)
         except ConflictError as exc:
@@ -479,10 +511,11 @@ class Reconciler:
                             secret_name: str) -> SecretView | None:
         try:
             content = await self.issuer.issue(pod, spec, ca, self.ca_store.bundle_pem, spec.certificate_hash(), None)
+            body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
+                               template_labels=spec.secret_labels, template_annotations=spec.secret_annotations,
+                               keystore=self.keystores.get(key))
         except PKIError:
             return None  # the pass reports it
-        body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
-                           template_labels=spec.secret_labels, template_annotations=spec.secret_annotations)
         try:
             created = await self.writer.create(pod.namespace, body)
         except KubernetesAPIError:  # ConflictError included

@@ -25,9 +25,10 @@ from mtls_operator.pki import (
     load_private_key_pem,
     parse_pem_certificates,
 )
+from mtls_operator.pki.keystore import Pkcs12Profile, keystore_p12, password_problem, truststore_p12
 from mtls_operator.rules.policy import is_dns1123_subdomain
 from mtls_operator.rules.renewal import IssuedState
-from mtls_operator.rules.spec import LabelSelector, parse_label_selector
+from mtls_operator.rules.spec import LabelSelector, Pkcs12Keystore, parse_label_selector
 from mtls_operator.times import format_time, parse_time
 
 _HASH_SUFFIX_LENGTH = 10
@@ -269,6 +270,100 @@ def secret_metadata(
     return labels, dict(template_annotations)
 
 
+# PKCS#12 keystores ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeystoreRequest:
+    """What the keystores of an identity's Secrets are written with; ``repr`` leaves the password out."""
+
+    password: bytes = field(repr=False)
+    profile: Pkcs12Profile = Pkcs12Profile.MODERN_2023
+
+
+def keystore_request(password_secret: Mapping[str, Any] | None, ref: Pkcs12Keystore,
+                     namespace: str) -> KeystoreRequest:
+    """The password from the Secret ``ref`` names (already read from ``namespace``), checked.
+
+    Raises ``ValueError`` with a message a person can act on: the Secret or its key is missing, the
+    value is not base64, empty, or too long. The password itself never appears in a message.
+    """
+    where = f"Secret {namespace}/{ref.password_secret_name}"
+    if password_secret is None:
+        raise ValueError(f"the keystore password {where} does not exist: create it with the key "
+                         f"{ref.password_secret_key!r} (keystores are never written unencrypted)")
+    raw = (password_secret.get("data") or {}).get(ref.password_secret_key)
+    if raw is None:
+        raise ValueError(f"the keystore password {where} has no key {ref.password_secret_key!r}")
+    if not isinstance(raw, str):
+        raise ValueError(f"the keystore password {where}, key {ref.password_secret_key!r}, is not base64 text")
+    try:
+        password = base64.b64decode(raw, validate=True)
+    except ValueError:
+        raise ValueError(f"the keystore password {where}, key {ref.password_secret_key!r}, is not valid "
+                         "base64") from None
+    problem = password_problem(password)
+    if problem is not None:
+        raise ValueError(f"the keystore password {where}, key {ref.password_secret_key!r}: {problem}")
+    return KeystoreRequest(password=password, profile=ref.profile)
+
+
+def keystore_digest(chain_pem: bytes, bundle_pem: bytes, request: KeystoreRequest) -> str:
+    """What a Secret's keystores were written from: changes with the chain, the bundle, the profile or
+    the password (length-prefixed parts, so no two inputs collide)."""
+    digest = hashlib.sha256()
+    for part in (b"mtls.dev/keystore/v1", request.profile.value.encode(), request.password, chain_pem, bundle_pem):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:32]
+
+
+def keystore_data(chain_pem: bytes, key_pem: bytes, bundle_pem: bytes, request: KeystoreRequest) -> dict[str, str]:
+    """``keystore.p12`` and ``truststore.p12`` as a Secret's base64 ``data``. Raises PKIError."""
+    return {
+        c.KEYSTORE_P12: b64text(keystore_p12(chain_pem, key_pem, request.password, request.profile)),
+        c.TRUSTSTORE_P12: b64text(truststore_p12(bundle_pem, request.password, request.profile)),
+    }
+
+
+def keystore_patch(secret: StoredSecret, request: KeystoreRequest | None,
+                   bundle_pem: bytes) -> dict[str, Any] | None:
+    """A merge patch that brings a Secret's keystores in line with ``request`` and ``bundle_pem`` (the
+    bundle its ``ca.crt`` holds or is about to): written from its own key and chain when missing or
+    stale, removed when no longer asked for; ``None`` when nothing is to change or the Secret's key
+    and chain are unreadable (that is a re-issue, which writes the keystores with the new key)."""
+    data = secret.data
+    recorded = secret.annotations.get(c.KEYSTORE_ANNOTATION)
+    if request is None:
+        if recorded is None and c.KEYSTORE_P12 not in data and c.TRUSTSTORE_P12 not in data:
+            return None
+        return {"metadata": {"annotations": {c.KEYSTORE_ANNOTATION: None}},
+                "data": {c.KEYSTORE_P12: None, c.TRUSTSTORE_P12: None}}
+    chain = data_value(data, c.TLS_CRT, CHAIN_LIMITS.max_bytes)[0]
+    key = data_value(data, c.TLS_KEY, MAX_KEY_PEM_BYTES)[0]
+    if not chain or not key:
+        return None
+    digest = keystore_digest(chain, bundle_pem, request)
+    if recorded == digest and c.KEYSTORE_P12 in data and c.TRUSTSTORE_P12 in data:
+        return None
+    try:
+        stores = keystore_data(chain, key, bundle_pem, request)
+    except PKIError:
+        return None
+    return {"metadata": {"annotations": {c.KEYSTORE_ANNOTATION: digest}}, "data": stores}
+
+
+def merge_patches(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Two merge patches as one (``second`` wins on the same leaf)."""
+    merged: dict[str, Any] = dict(first)
+    for key, value in second.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_patches(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def secret_body(
     *,
     name: str,
@@ -277,8 +372,11 @@ def secret_body(
     content: SecretContent,
     template_labels: Mapping[str, str],
     template_annotations: Mapping[str, str],
+    keystore: KeystoreRequest | None = None,
 ) -> dict[str, Any]:
-    """The full pod Secret per DESIGN.md: type, keys, labels, annotations, ownerReference to the pod."""
+    """The full pod Secret per DESIGN.md: type, keys, labels, annotations, ownerReference to the pod;
+    with ``keystore``, also ``keystore.p12`` and ``truststore.p12`` (raises PKIError if they cannot be
+    built, so no Secret is written without them)."""
     labels, annotations = secret_metadata(identity, pod, template_labels, template_annotations)
     annotations.update(
         {
@@ -290,6 +388,14 @@ def secret_body(
             c.SPEC_HASH_ANNOTATION: content.spec_hash,
         }
     )
+    data = {
+        c.TLS_CRT: b64text(content.chain_pem),
+        c.TLS_KEY: b64text(content.key_pem),
+        c.CA_CRT: b64text(content.bundle_pem),
+    }
+    if keystore is not None:
+        data.update(keystore_data(content.chain_pem, content.key_pem, content.bundle_pem, keystore))
+        annotations[c.KEYSTORE_ANNOTATION] = keystore_digest(content.chain_pem, content.bundle_pem, keystore)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -310,11 +416,7 @@ def secret_body(
                 }
             ],
         },
-        "data": {
-            c.TLS_CRT: b64text(content.chain_pem),
-            c.TLS_KEY: b64text(content.key_pem),
-            c.CA_CRT: b64text(content.bundle_pem),
-        },
+        "data": data,
     }
 
 

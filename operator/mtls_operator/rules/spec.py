@@ -24,6 +24,7 @@ from typing import Any, Final
 from mtls_operator.constants import IDENTITY_LABEL, MANAGED_BY_LABEL
 from mtls_operator.errors import SpecError
 from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
+from mtls_operator.pki.keystore import Pkcs12Profile
 from mtls_operator.rules import policy
 
 # --- durations -------------------------------------------------------------------------------
@@ -312,6 +313,7 @@ SPEC_FIELDS: Final = (
     "duration",
     "renewBefore",
     "secretTemplate",
+    "keystores",
 )
 _SPEC_HASH_VERSION: Final = 1
 _RESERVED_KEY_PREFIX: Final = "mtls.dev"
@@ -319,6 +321,15 @@ _RESERVED_KEY_PREFIX: Final = "mtls.dev"
 
 def _empty_map() -> Mapping[str, str]:
     return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Pkcs12Keystore:
+    """``spec.keystores.pkcs12`` with ``create: true``: where the password is, and the profile."""
+
+    password_secret_name: str
+    password_secret_key: str
+    profile: Pkcs12Profile = Pkcs12Profile.MODERN_2023
 
 
 @dataclass(frozen=True)
@@ -334,6 +345,8 @@ class IdentitySpec:
     renew_before: timedelta = timedelta(hours=8)
     secret_labels: Mapping[str, str] = field(default_factory=_empty_map, hash=False)
     secret_annotations: Mapping[str, str] = field(default_factory=_empty_map, hash=False)
+    # Not in the certificate hash: keystores are re-written from the Secret's key, never re-issued.
+    pkcs12: Pkcs12Keystore | None = None
 
     def __post_init__(self) -> None:
         if not timedelta(0) < self.renew_before < self.duration:
@@ -513,6 +526,66 @@ def _parse_secret_template(raw: object) -> tuple[Mapping[str, str], Mapping[str,
     return MappingProxyType(labels), MappingProxyType(annotations)
 
 
+# A Secret data key: what Kubernetes allows (validation.IsConfigMapKey).
+_SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+MAX_SECRET_KEY_LENGTH: Final = 253
+PKCS12_PROFILES: Final = tuple(profile.value for profile in Pkcs12Profile)
+
+
+def _parse_keystores(raw: object) -> Pkcs12Keystore | None:
+    path = "spec.keystores"
+    if raw is None:
+        return None
+    keystores = _require_mapping(raw, path, "an object with pkcs12")
+    if "jks" in keystores:
+        raise SpecError(
+            f"{path}.jks",
+            "JKS keystores are not offered: use pkcs12, which every JVM since Java 9 reads as its default "
+            "keystore type (KeyStore.getInstance(\"PKCS12\"))",
+        )
+    _refuse_unknown_fields(keystores, ("pkcs12",), path)
+    if keystores.get("pkcs12") is None:
+        return None
+    path = f"{path}.pkcs12"
+    pkcs12 = _require_mapping(keystores["pkcs12"], path, "an object with create, passwordSecretRef and profile")
+    _refuse_unknown_fields(pkcs12, ("create", "passwordSecretRef", "profile"), path)
+    create = pkcs12.get("create")
+    if not isinstance(create, bool):
+        raise SpecError(f"{path}.create", f"required: true or false, not {_type_name(create)}")
+    profile = Pkcs12Profile.MODERN_2023
+    raw_profile = pkcs12.get("profile")
+    if raw_profile is not None:
+        text = _require_string(raw_profile, f"{path}.profile", f"one of {', '.join(PKCS12_PROFILES)}")
+        try:
+            profile = Pkcs12Profile(text)
+        except ValueError:
+            allowed = ", ".join(PKCS12_PROFILES)
+            message = f"unknown profile {text!r}; allowed (case-sensitive): {allowed}"
+            raise SpecError(f"{path}.profile", message) from None
+    ref = pkcs12.get("passwordSecretRef")
+    if ref is None:
+        if not create:
+            return None
+        raise SpecError(
+            f"{path}.passwordSecretRef",
+            "required with create: true: name a Secret in this namespace and its key holding the password "
+            "(a keystore is never written unencrypted)",
+        )
+    ref = _require_mapping(ref, f"{path}.passwordSecretRef", "an object with name and key")
+    _refuse_unknown_fields(ref, ("name", "key"), f"{path}.passwordSecretRef")
+    name = _require_string(ref.get("name"), f"{path}.passwordSecretRef.name", "a Secret name")
+    if not policy.is_dns1123_subdomain(name):
+        raise SpecError(f"{path}.passwordSecretRef.name",
+                        f"{name!r} is not a valid Secret name: a lower-case DNS subdomain of at most 253 characters")
+    key = _require_string(ref.get("key"), f"{path}.passwordSecretRef.key", "a key of that Secret")
+    if len(key) > MAX_SECRET_KEY_LENGTH or _SECRET_KEY_RE.fullmatch(key) is None:
+        raise SpecError(f"{path}.passwordSecretRef.key",
+                        f"{key!r} is not a valid Secret key: 1..253 letters, digits, '-', '_' and '.'")
+    if not create:
+        return None
+    return Pkcs12Keystore(password_secret_name=name, password_secret_key=key, profile=profile)
+
+
 def parse_identity_spec(
     raw: Mapping[str, Any],
     *,
@@ -543,6 +616,7 @@ def parse_identity_spec(
     private_key = _parse_private_key(spec.get("privateKey"))
     duration, renew_before = _parse_durations(spec.get("duration"), spec.get("renewBefore"), default_duration)
     secret_labels, secret_annotations = _parse_secret_template(spec.get("secretTemplate"))
+    pkcs12 = _parse_keystores(spec.get("keystores"))
     policy.check_dns_names(
         dns_names, namespace=namespace, cluster_domain=cluster_domain, allowed_patterns=allowed_dns_patterns
     )
@@ -556,6 +630,7 @@ def parse_identity_spec(
         renew_before=renew_before,
         secret_labels=secret_labels,
         secret_annotations=secret_annotations,
+        pkcs12=pkcs12,
     )
 
 
