@@ -54,6 +54,7 @@ from mtls_operator.rules.plan import (
     ownership_problem,
     pod_info,
     pod_query,
+    replacement_patch,
     secret_body,
     secret_metadata,
     secret_name_for_pod,
@@ -430,9 +431,7 @@ class Reconciler:
         """Write the new certificate: True when written, False when left for a later pass (the name is
         taken), None when this very pod's Secret turned up issued meanwhile (counted as it is)."""
         if secret is not None:
-            patch = {"metadata": {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")},
-                     "data": body["data"], "type": body["type"]}
-            await self.writer.update(secret, patch)
+            await self.writer.update(secret, replacement_patch(body))
             return True
         try:
             # Create first, look only on a clash: one write per new pod, no extra read.

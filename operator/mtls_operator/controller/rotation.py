@@ -20,7 +20,7 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
-from mtls_operator.k8s.views import SecretView
+from mtls_operator.k8s.views import ConfigMapView, ObjectMeta, SecretView
 from mtls_operator.pki import (
     CertificateAuthority,
     certs_to_pem,
@@ -29,7 +29,7 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.rules.plan import b64text, secret_data
+from mtls_operator.rules.plan import b64text, data_value, secret_data
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -112,7 +112,7 @@ class RotationController:
             ca = self.ca_store.current()
         except CAError:
             return self.poll_interval
-        state = read_rotation((secret.get("metadata") or {}).get("annotations") or {})
+        state = read_rotation(ObjectMeta.of(secret).annotations)
         now = self.clock()
         if self.ca_store.problem:
             # Nothing moves while the Secret is broken: writing it would lose what the person put there.
@@ -132,7 +132,7 @@ class RotationController:
     # Idle: whether to start ----------------------------------------------------------------------
 
     async def _idle(self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime) -> float:
-        labels = (secret.get("metadata") or {}).get("labels") or {}
+        labels = ObjectMeta.of(secret).labels
         origin = state.origin or (
             ORIGIN_GENERATED if labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME else ORIGIN_SUPPLIED
         )
@@ -379,42 +379,39 @@ class RotationController:
         """
         managed = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
         secrets = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
-        live_pods = {str((pod.get("metadata") or {}).get("uid"))
+        live_pods = {ObjectMeta.of(pod).uid
                      for pod in await self.cluster.list_pods_everywhere(f"{c.INJECT_LABEL}={c.INJECT_VALUE}")}
         identities = {_namespaced_name(body) for body in await self.cluster.list_identities_everywhere()}
         namespaces = {namespace for namespace, _ in identities}
         config_maps = [
-            cm for cm in await self.cluster.list_config_maps_everywhere(managed)
-            if (cm.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP
-            and (cm.get("metadata") or {}).get("namespace") in namespaces
+            cm for cm in map(ConfigMapView.of, await self.cluster.list_config_maps_everywhere(managed))
+            if cm.name == c.TRUST_BUNDLE_CONFIGMAP and cm.meta.namespace in namespaces
         ]
         ours = []
         foreign = []
-        for secret in secrets:
-            meta = secret.get("metadata") or {}
-            identity = (str(meta.get("namespace")), str((meta.get("labels") or {}).get(c.IDENTITY_LABEL)))
-            if SecretView.of(secret).owner_pod_uid in live_pods and identity in identities:
+        for secret in map(SecretView.of, secrets):
+            identity = (secret.meta.namespace, str(secret.labels.get(c.IDENTITY_LABEL)))
+            if secret.owner_pod_uid in live_pods and identity in identities:
                 ours.append(secret)
             else:
-                foreign.append(f"Secret {meta.get('namespace')}/{meta.get('name')}")
+                foreign.append(f"Secret {secret.meta.namespace}/{secret.name}")
         await self._report_foreign(foreign)
         bundle_text = bundle_pem.decode("ascii")
         stale = 0
         old_leaves = 0
         laggards: dict[str, int] = {}
         for secret in ours:
-            meta = secret.get("metadata") or {}
-            behind = secret_data(secret, c.CA_CRT) != bundle_pem
-            old = previous is not None and (meta.get("annotations") or {}).get(c.CA_FINGERPRINT_ANNOTATION) == previous
+            behind = data_value(secret.data, c.CA_CRT)[0] != bundle_pem
+            old = previous is not None and secret.annotations.get(c.CA_FINGERPRINT_ANNOTATION) == previous
             stale += behind
             old_leaves += old
             if behind or old:
-                where = f"{meta.get('namespace')}/{(meta.get('labels') or {}).get(c.IDENTITY_LABEL)}"
+                where = f"{secret.meta.namespace}/{secret.labels.get(c.IDENTITY_LABEL)}"
                 laggards[where] = laggards.get(where, 0) + 1
         for config_map in config_maps:
-            if (config_map.get("data") or {}).get(c.CA_CRT) != bundle_text:
+            if config_map.data.get(c.CA_CRT) != bundle_text:
                 stale += 1
-                where = f"ConfigMap {(config_map.get('metadata') or {}).get('namespace')}/{c.TRUST_BUNDLE_CONFIGMAP}"
+                where = f"ConfigMap {config_map.meta.namespace}/{c.TRUST_BUNDLE_CONFIGMAP}"
                 laggards[where] = laggards.get(where, 0) + 1
         named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
         fleet = Fleet(objects=len(ours) + len(config_maps), stale_bundle=stale,
@@ -439,7 +436,6 @@ class RotationController:
     # Writing -----------------------------------------------------------------------------------------
 
     async def _write(self, secret: JSON, state: RotationState, data: Mapping[str, bytes | None]) -> None:
-        meta = secret.get("metadata") or {}
         if data.get(c.CA_CRT) is not None:
             # The operator's own record of every bundle it publishes (see ``_adopt``).
             data = {**data, PUBLISHED_CRT: data[c.CA_CRT]}
@@ -447,7 +443,7 @@ class RotationController:
         if data:
             patch["data"] = {key: (b64text(value) if value is not None else None) for key, value in data.items()}
         await self.cluster.update_secret(self.ca_store.namespace, self.ca_store.secret_name, patch,
-                                         str(meta.get("resourceVersion")))
+                                         ObjectMeta.of(secret).resource_version)
         if state.phase is not read_rotation(_annotations(secret)).phase:
             logger.info("CA rotation: phase %s (signing %s)", state.phase, state.signing_fingerprint)
         self.ca_store.invalidate()
@@ -468,10 +464,10 @@ class RotationController:
 
 
 def _namespaced_name(body: JSON) -> tuple[str, str]:
-    meta = body.get("metadata") or {}
-    return str(meta.get("namespace")), str(meta.get("name"))
+    meta = ObjectMeta.of(body)
+    return meta.namespace, meta.name
 
 
 def _annotations(secret: JSON) -> dict[str, str]:
-    return dict((secret.get("metadata") or {}).get("annotations") or {})
+    return dict(ObjectMeta.of(secret).annotations)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.k8s.views import ObjectMeta
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, load_ca, merge_bundles
 from mtls_operator.pki.serving import create_webhook_ca
 from mtls_operator.rules.plan import b64text, secret_data
@@ -125,7 +126,7 @@ class WebhookCAStore:
             self._fail(f"cannot read the webhook CA {self.where}: {exc}")
             return
         self.secret = secret
-        version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
+        version = ObjectMeta.of(secret).resource_version
         if self._ca is not None and version and version == self._loaded_version:
             return
         tls_crt, tls_key = secret_data(secret, c.TLS_CRT), secret_data(secret, c.TLS_KEY)
@@ -148,7 +149,7 @@ class WebhookCAStore:
                         self.where, ca.not_after.isoformat())
         self._ca = ca
         self._bundle = certs_to_pem(ca.trust)
-        self.state = read_webhook_ca_state((secret.get("metadata") or {}).get("annotations") or {})
+        self.state = read_webhook_ca_state(ObjectMeta.of(secret).annotations)
         self.problem = None
         self._error = None
         self._loaded_version = version
@@ -306,7 +307,7 @@ class WebhookCARotation:
         patch: dict[str, Any] = {"metadata": {"annotations": webhook_ca_annotations(state)}}
         if data:
             patch["data"] = {key: (b64text(value) if value is not None else None) for key, value in data.items()}
-        version = str((secret.get("metadata") or {}).get("resourceVersion"))
+        version = ObjectMeta.of(secret).resource_version
         try:
             await self.cluster.update_secret(self.store.namespace, self.store.secret_name, patch, version)
         except ConflictError:

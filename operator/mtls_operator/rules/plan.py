@@ -59,6 +59,9 @@ class PodInfo:
         return self.labels.get(c.INJECT_LABEL) == c.INJECT_VALUE
 
 
+# pod_info and identity_ref are the edge parsing of pods and identities into the rules' own typed
+# views (PodInfo, IdentityRef). They stay here, not in k8s/views.py, because the pure admission rules
+# (rules/injection.py parses the pod of an AdmissionReview) use them, and rules/ may not import k8s/.
 def pod_info(body: Mapping[str, Any]) -> PodInfo:
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -418,6 +421,15 @@ def secret_body(
         },
         "data": data,
     }
+
+
+def replacement_patch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns an existing Secret into ``body`` (a ``secret_body``): its labels,
+    annotations, owner, data and type; keys of ``data`` the body lacks stay (a re-issue writes all of
+    its own)."""
+    metadata = body["metadata"]
+    return {"metadata": {key: metadata[key] for key in ("labels", "annotations", "ownerReferences")},
+            "data": body["data"], "type": body["type"]}
 
 
 def read_secret_value(
