@@ -25,6 +25,8 @@ FAILURE_BASE = 1.0
 
 
 class Retry(enum.Enum):
+    """How to try again (a commented enum, alike in shape to the rotation phases: nothing shared)."""
+
     # Transient (the API server, a race, a bug): try again, waiting longer each time.
     BACKOFF = "backoff"
     # Outside our control but fixable any moment (the CA Secret): look again soon, at a fixed delay.

@@ -8,7 +8,6 @@ change is logged, posted as an Event on the CA Secret and mirrored on every iden
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
+from mtls_operator.controller.loop import run_woken
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.k8s.views import ConfigMapView, ObjectMeta, SecretView
@@ -92,15 +92,7 @@ class RotationController:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                delay = await self.step()
-            except KubernetesAPIError as exc:
-                logger.warning("CA rotation: the API failed, retrying: %s", exc)
-                delay = self.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+        await run_woken(self.step, self._wake, retry_delay=self.poll_interval, logger=logger, what="CA rotation")
 
     async def step(self) -> float:
         """One look at the CA Secret: start, advance or finish a rotation; seconds until the next look."""
@@ -215,6 +207,8 @@ class RotationController:
             NEXT_TLS_CRT: certs_to_pem((incoming.cert, *incoming.chain)),
             NEXT_TLS_KEY: incoming.secret_data()[c.TLS_KEY],
         }
+        # Each transition names every field it sets (here and in ``_adopt``, alike in shape): a reader sees
+        # the whole state of the phase entered in one place.
         new_state = replace(
             enter(state, Phase.DISTRIBUTING, now),
             signing_fingerprint=ca.fingerprint,

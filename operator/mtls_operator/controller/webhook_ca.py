@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mtls_operator import constants as c
+from mtls_operator.controller.loop import run_woken
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.k8s.views import ObjectMeta
@@ -81,6 +82,9 @@ class WebhookCAStore:
         # The Secret as last read (the leader writes it guarded by its resourceVersion).
         self.secret: JSON | None = None
 
+    # ``where``, ``current`` and the fields above have the shape of CAStore's on purpose, and no shared
+    # base: the two CAs are kept apart (rules/webhook_ca.py), so no code path can hand one's CA to the
+    # other's users.
     @property
     def where(self) -> str:
         return f"Secret {self.namespace}/{self.secret_name}"
@@ -233,15 +237,7 @@ class WebhookCARotation:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                delay = await self.step()
-            except KubernetesAPIError as exc:
-                logger.warning("webhook CA: the API failed, retrying: %s", exc)
-                delay = self.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+        await run_woken(self.step, self._wake, retry_delay=self.poll_interval, logger=logger, what="webhook CA")
 
     async def step(self) -> float:
         """Publish the caBundle and take one step of the rotation; seconds until the next look."""
