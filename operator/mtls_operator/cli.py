@@ -21,6 +21,8 @@ _SETTING_FLAGS = {
     "max_issuance_per_second": "MTLS_MAX_ISSUANCE_PER_SECOND",
     "allowed_dns_patterns": "MTLS_ALLOWED_DNS_PATTERNS",
     "metrics_port": "MTLS_METRICS_PORT",
+    "allow_short_dns_names": "MTLS_ALLOW_SHORT_DNS_NAMES",
+    "max_duration": "MTLS_MAX_DURATION",
     "ca_propagation_delay": "MTLS_CA_PROPAGATION_DELAY",
     "ca_duration": "MTLS_CA_DURATION",
     "webhook_port": "MTLS_WEBHOOK_PORT",

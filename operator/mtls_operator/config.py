@@ -6,6 +6,8 @@ environment. A value that is empty or only whitespace counts as unset, so a char
 ``value: ""`` for "use the default". Every bad value raises :class:`ConfigError` with one line
 naming the variable, the value and what is allowed.
 
+``MTLS_ALLOWED_DNS_PATTERNS`` is ``ns1,ns2:pattern,pattern;...`` (policy.parse_admin_patterns);
+``MTLS_MAX_DURATION`` caps what identities may ask for (at least ``MTLS_DEFAULT_DURATION``).
 ``MTLS_METRICS_PORT=0`` disables the metrics endpoint, ``MTLS_WEBHOOK_PORT=0`` the admission
 webhooks, ``MTLS_HEALTH_PORT=0`` the liveness endpoint; ``MTLS_LEADER_ELECTION=false`` makes this
 process issue without holding the Lease (one replica only).
@@ -40,7 +42,11 @@ class Settings:
     ca_secret: str = DEFAULT_CA_SECRET
     default_duration: timedelta = timedelta(hours=24)
     max_issuance_per_second: float = 50.0
-    allowed_dns_patterns: tuple[str, ...] = ()
+    # DNS policy (policy.py): admin patterns for the namespaces they name, whether short names
+    # (single labels, <svc>.<ns>) are allowed, and the longest certificate an identity may ask for.
+    allowed_dns_patterns: tuple[policy.AdminPattern, ...] = ()
+    allow_short_dns_names: bool = True
+    max_duration: timedelta = MAX_DURATION
     metrics_port: int = 9090
     # CA rotation: how long the kubelet gets to put a new trust bundle into every pod's files
     # before signing switches to the new CA; and the lifetime of a CA the operator creates.
@@ -84,6 +90,8 @@ ENV_DEFAULT_DURATION: Final = "MTLS_DEFAULT_DURATION"
 ENV_MAX_ISSUANCE_PER_SECOND: Final = "MTLS_MAX_ISSUANCE_PER_SECOND"
 ENV_ALLOWED_DNS_PATTERNS: Final = "MTLS_ALLOWED_DNS_PATTERNS"
 ENV_METRICS_PORT: Final = "MTLS_METRICS_PORT"
+ENV_ALLOW_SHORT_DNS_NAMES: Final = "MTLS_ALLOW_SHORT_DNS_NAMES"
+ENV_MAX_DURATION: Final = "MTLS_MAX_DURATION"
 ENV_CA_PROPAGATION_DELAY: Final = "MTLS_CA_PROPAGATION_DELAY"
 ENV_CA_DURATION: Final = "MTLS_CA_DURATION"
 ENV_WEBHOOK_PORT: Final = "MTLS_WEBHOOK_PORT"
@@ -104,6 +112,8 @@ ENV_VARS: Final = (
     ENV_MAX_ISSUANCE_PER_SECOND,
     ENV_ALLOWED_DNS_PATTERNS,
     ENV_METRICS_PORT,
+    ENV_ALLOW_SHORT_DNS_NAMES,
+    ENV_MAX_DURATION,
     ENV_CA_PROPAGATION_DELAY,
     ENV_CA_DURATION,
     ENV_WEBHOOK_PORT,
@@ -175,18 +185,11 @@ def _max_issuance_per_second(value: str) -> float:
     return rate
 
 
-def _allowed_dns_patterns(value: str) -> tuple[str, ...]:
-    patterns: list[str] = []
-    for raw in value.split(","):
-        pattern = raw.strip().lower()
-        if not pattern:
-            continue
-        try:
-            policy.validate_dns_pattern(pattern)
-        except ValueError as error:
-            raise ValueError(f"pattern {raw.strip()!r}: {error}") from None
-        patterns.append(pattern)
-    return tuple(dict.fromkeys(patterns))
+def _allowed_dns_patterns(cluster_domain: str) -> Callable[[str], tuple[policy.AdminPattern, ...]]:
+    def parse(value: str) -> tuple[policy.AdminPattern, ...]:
+        return policy.parse_admin_patterns(value, cluster_domain=cluster_domain)
+
+    return parse
 
 
 def _port(what: str) -> Callable[[str], int]:
@@ -251,16 +254,28 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
             raise ConfigError(f"{name}={value!r} is invalid: {error}") from None
 
     defaults = Settings()
+    cluster_domain = read(ENV_CLUSTER_DOMAIN, _cluster_domain, defaults.cluster_domain)
+    default_duration = read(ENV_DEFAULT_DURATION, _default_duration, defaults.default_duration)
+    max_duration = read(ENV_MAX_DURATION, _default_duration, defaults.max_duration)
+    if default_duration > max_duration:
+        raise ConfigError(
+            f"{ENV_MAX_DURATION}={format_duration(max_duration)!r} is invalid: it is shorter than "
+            f"{ENV_DEFAULT_DURATION} ({format_duration(default_duration)}); the default must be within the maximum"
+        )
     settings = Settings(
         trust_domain=read(ENV_TRUST_DOMAIN, _trust_domain, defaults.trust_domain),
-        cluster_domain=read(ENV_CLUSTER_DOMAIN, _cluster_domain, defaults.cluster_domain),
+        cluster_domain=cluster_domain,
         namespace=read(ENV_NAMESPACE, _namespace, defaults.namespace),
         ca_secret=read(ENV_CA_SECRET, _dns_subdomain_name, defaults.ca_secret),
-        default_duration=read(ENV_DEFAULT_DURATION, _default_duration, defaults.default_duration),
+        default_duration=default_duration,
         max_issuance_per_second=read(
             ENV_MAX_ISSUANCE_PER_SECOND, _max_issuance_per_second, defaults.max_issuance_per_second
         ),
-        allowed_dns_patterns=read(ENV_ALLOWED_DNS_PATTERNS, _allowed_dns_patterns, defaults.allowed_dns_patterns),
+        allowed_dns_patterns=read(
+            ENV_ALLOWED_DNS_PATTERNS, _allowed_dns_patterns(cluster_domain), defaults.allowed_dns_patterns
+        ),
+        allow_short_dns_names=read(ENV_ALLOW_SHORT_DNS_NAMES, _boolean, defaults.allow_short_dns_names),
+        max_duration=max_duration,
         metrics_port=read(ENV_METRICS_PORT, _port("metrics"), defaults.metrics_port),
         ca_propagation_delay=read(
             ENV_CA_PROPAGATION_DELAY,

@@ -9,6 +9,7 @@ import pytest
 
 from mtls_operator.config import ENV_POD_NAME, ENV_VARS, Settings, settings_from_env
 from mtls_operator.constants import DEFAULT_CA_SECRET
+from mtls_operator.rules.policy import AdminPattern
 from tests.chart.conftest import EVERY_SETTING_CHANGED, MATRIX, NAMESPACE, RELEASE, Rendered
 
 DOWNWARD_POD_NAME = {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -50,7 +51,14 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         ca_secret=values["ca"]["existingSecret"],
         default_duration=timedelta(hours=12),
         max_issuance_per_second=7.5,
-        allowed_dns_patterns=tuple(values["allowedDNSPatterns"]),
+        allowed_dns_patterns=(
+            AdminPattern("api.example.com"),
+            AdminPattern("*.shop.example.com", frozenset({"shop", "payments"})),
+            AdminPattern("shop.example.org", frozenset({"shop", "payments"})),
+            AdminPattern("*.web.example.com", frozenset({"web"})),
+        ),
+        allow_short_dns_names=False,
+        max_duration=timedelta(hours=720),
         metrics_port=9191,
         ca_propagation_delay=timedelta(minutes=5),
         ca_duration=timedelta(hours=4380),
@@ -75,6 +83,11 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         ("webhook-off", "MTLS_WEBHOOK_PORT", "0"),
         ("one-replica", "MTLS_LEADER_ELECTION", "false"),
         ("existing-ca", "MTLS_CA_SECRET", "corp-intermediate-ca"),
+        ("every-setting", "MTLS_ALLOWED_DNS_PATTERNS",
+         "api.example.com;shop,payments:*.shop.example.com,shop.example.org;web:*.web.example.com"),
+        ("defaults", "MTLS_ALLOWED_DNS_PATTERNS", ""),
+        ("defaults", "MTLS_ALLOW_SHORT_DNS_NAMES", "true"),
+        ("defaults", "MTLS_MAX_DURATION", "8760h"),
         ("defaults", "MTLS_WEBHOOK_CA_SECRET", "mtls-operator-webhook-ca"),
     ],
 )

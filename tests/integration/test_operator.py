@@ -201,20 +201,20 @@ async def test_bad_spec_reported_and_existing_secret_untouched(emulator: Emulato
     emulator.create(pod("payments-0", "payments"))
     original = (await eventually(lambda: managed_secrets(emulator), what="a Secret"))["payments-payments-0"]
 
-    emulator.patch(API, c.PLURAL, "payments", NS, {"spec": {"dnsNames": ["db.other-namespace.svc"]}})
-    condition = await eventually(lambda: (ready(emulator, "payments") or {}).get("reason") == "PolicyViolation"
-                                 and ready(emulator, "payments"), what="PolicyViolation")
+    # Wrong as written (not a policy refusal: tests/integration/test_dns_policy.py): nothing is re-issued.
+    emulator.patch(API, c.PLURAL, "payments", NS, {"spec": {"renewBefore": "30h"}})
+    condition = await eventually(lambda: (ready(emulator, "payments") or {}).get("reason") == "InvalidSpec"
+                                 and ready(emulator, "payments"), what="InvalidSpec")
     assert condition["status"] == "False"
-    assert "spec.dnsNames[0]" in condition["message"]
-    assert "db.other-namespace.svc" in condition["message"]
+    assert condition["message"].startswith("spec.renewBefore: '30h' must be shorter than the duration (24h)")
     await settle(operator)
     kept = managed_secrets(emulator)["payments-payments-0"]
     assert kept["metadata"]["resourceVersion"] == original["metadata"]["resourceVersion"]
     warnings = [e for e in emulator.list("v1", "events", NS) if e["type"] == "Warning"]
-    assert any(e["reason"] == "PolicyViolation" for e in warnings)
+    assert any(e["reason"] == "InvalidSpec" for e in warnings)
 
     # Fixing the spec brings it back.
-    emulator.patch(API, c.PLURAL, "payments", NS, {"spec": {"dnsNames": ["payments.shop.svc"]}})
+    emulator.patch(API, c.PLURAL, "payments", NS, {"spec": {"renewBefore": None}})
     await eventually(lambda: (ready(emulator, "payments") or {}).get("status") == "True", what="Ready again")
 
 

@@ -432,10 +432,12 @@ async def test_certificates_that_expired_while_the_operator_was_down_are_renewed
         # One token may go to whoever asks first; after that, overdue renewals beat spec changes.
         assert writes[-1].startswith("steady-"), writes
         assert sum(name.startswith("fresh-") for name in writes[:3]) == 2, writes
-        fresh = get_identity(emulator, "fresh")["status"]["lastIssuance"]
-        assert fresh["reason"] == "renewal"
+        # The status is written after the pass's Secrets (and its Events): wait for it.
+        fresh = await eventually(lambda: (last := get_identity(emulator, "fresh")["status"]["lastIssuance"])
+                                 ["reason"] == "renewal" and last, what="fresh: lastIssuance renewal")
         assert "certificate expired at" in fresh["message"]
-        assert get_identity(emulator, "steady")["status"]["lastIssuance"]["reason"] == "spec-change"
+        await eventually(lambda: get_identity(emulator, "steady")["status"]["lastIssuance"]["reason"] == "spec-change",
+                         what="steady: lastIssuance spec-change")
     finally:
         await handle.stop()
 

@@ -25,6 +25,7 @@ from mtls_operator.rules.admission import (
     serving_reissue_reason,
     webhooks_with_ca_bundle,
 )
+from mtls_operator.rules.policy import parse_admin_patterns
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NAMES = serving_dns_names("mtls-operator-webhook", "mtls-system", "cluster.local")
@@ -103,10 +104,13 @@ GOOD = {"selector": {"matchLabels": {"app": "payments"}}, "dnsNames": ["payments
 
 
 def refusal(operation: str = "CREATE", *, name: str = "payments", spec: object = GOOD, old_spec: object = None,
-            deleting: bool = False, allowed: tuple[str, ...] = ()) -> str | None:
+            deleting: bool = False, allowed: str = "", max_duration: timedelta = timedelta(hours=8760),
+            short_names: bool = True) -> str | None:
     return identity_refusal(operation=operation, name=name, namespace="shop", spec=spec, old_spec=old_spec,
-                            deleting=deleting, cluster_domain="cluster.local", allowed_dns_patterns=allowed,
-                            default_duration=timedelta(hours=24))
+                            deleting=deleting, cluster_domain="cluster.local",
+                            allowed_dns_patterns=parse_admin_patterns(allowed, cluster_domain="cluster.local"),
+                            default_duration=timedelta(hours=24), max_duration=max_duration,
+                            allow_short_dns_names=short_names)
 
 
 @pytest.mark.parametrize(
@@ -124,6 +128,11 @@ def refusal(operation: str = "CREATE", *, name: str = "payments", spec: object =
          "spec.privateKey.size: RSA does not support size 1024"),
         ({**GOOD, "usages": ["server", "signing"]}, "spec.usages[1]: unknown usage 'signing'"),
         ({**GOOD, "dnsNames": ["payments.other.svc"]}, "spec.dnsNames[0]: 'payments.other.svc'"),
+        ({**GOOD, "dnsNames": ["localhost"]},
+         "spec.dnsNames[0]: 'localhost' is not allowed for an identity in namespace 'shop': 'localhost' is a "
+         "special-use domain name"),
+        ({**GOOD, "dnsNames": ["*.shop"]},
+         "spec.dnsNames[0]: '*.shop' is not allowed for an identity in namespace 'shop': 'shop' is a public suffix"),
         ({**GOOD, "serviceAccountName": "Bad_Name"}, "spec.serviceAccountName: 'Bad_Name' is not a valid"),
         ({**GOOD, "secretTemplate": {"labels": {"mtls.dev/identity": "x"}}},
          "spec.secretTemplate.labels[mtls.dev/identity]: 'mtls.dev/identity' is reserved"),
@@ -151,7 +160,28 @@ def test_the_name_length_rule_is_the_reconcilers() -> None:
 def test_allowed_dns_patterns_widen_the_policy() -> None:
     spec = {**GOOD, "dnsNames": ["api.example.com"]}
     assert refusal(spec=spec) is not None
-    assert refusal(spec=spec, allowed=("*.example.com",)) is None
+    assert refusal(spec=spec, allowed="shop:*.example.com") is None
+    assert refusal(spec=spec, allowed="web:*.example.com") is not None
+
+
+def test_the_refusal_says_what_is_allowed_headless_names_included() -> None:
+    refused = refusal(spec={**GOOD, "dnsNames": ["db-0.db.other.svc"]})
+    assert refused is not None
+    assert "it names namespace 'other'" in refused
+    assert "the headless pod names <host>.<service>.shop.svc[.cluster.local]" in refused
+    assert refusal(spec={**GOOD, "dnsNames": ["db-0.db.shop.svc", "*.db.shop.svc.cluster.local"]}) is None
+
+
+def test_short_names_and_the_maximum_duration_are_the_admins() -> None:
+    refused = refusal(short_names=False)
+    assert refused is not None
+    assert refused.startswith("spec.dnsNames[0]: 'payments' is not allowed")
+    assert "MTLS_ALLOW_SHORT_DNS_NAMES=false" in refused
+    refused = refusal(spec={**GOOD, "duration": "48h"}, max_duration=timedelta(hours=24))
+    assert refused == (
+        "spec.duration: 48h is longer than the maximum the cluster admin allows (24h, MTLS_MAX_DURATION)"
+    )
+    assert refusal(spec={**GOOD, "duration": "24h"}, max_duration=timedelta(hours=24)) is None
 
 
 @pytest.mark.parametrize(

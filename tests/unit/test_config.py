@@ -10,6 +10,7 @@ import pytest
 
 from mtls_operator.config import ENV_VARS, Settings, settings_from_env
 from mtls_operator.errors import ConfigError
+from mtls_operator.rules.policy import AdminPattern
 
 
 def test_defaults() -> None:
@@ -53,15 +54,33 @@ GOOD_VALUES = [
     pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "0.5", "max_issuance_per_second", 0.5, id="rate-fraction"),
     pytest.param("MTLS_MAX_ISSUANCE_PER_SECOND", "10000", "max_issuance_per_second", 10000.0, id="rate-max"),
     pytest.param(
-        "MTLS_ALLOWED_DNS_PATTERNS", "*.example.com", "allowed_dns_patterns", ("*.example.com",), id="one-pattern"
+        "MTLS_ALLOWED_DNS_PATTERNS",
+        "*.example.com",
+        "allowed_dns_patterns",
+        (AdminPattern("*.example.com"),),
+        id="one-unscoped-pattern",
     ),
     pytest.param(
         "MTLS_ALLOWED_DNS_PATTERNS",
         " *.Example.com , api.corp.internal,,*.example.com ",
         "allowed_dns_patterns",
-        ("*.example.com", "api.corp.internal"),
+        (AdminPattern("*.example.com"), AdminPattern("api.corp.internal")),
         id="patterns-trimmed-lowered-deduplicated",
     ),
+    pytest.param(
+        "MTLS_ALLOWED_DNS_PATTERNS",
+        "shop,payments:*.shop.example.com;web:*.web.example.com",
+        "allowed_dns_patterns",
+        (
+            AdminPattern("*.shop.example.com", frozenset({"shop", "payments"})),
+            AdminPattern("*.web.example.com", frozenset({"web"})),
+        ),
+        id="scoped-patterns",
+    ),
+    pytest.param("MTLS_ALLOW_SHORT_DNS_NAMES", "false", "allow_short_dns_names", False, id="short-names-off"),
+    pytest.param("MTLS_ALLOW_SHORT_DNS_NAMES", "true", "allow_short_dns_names", True, id="short-names-on"),
+    pytest.param("MTLS_MAX_DURATION", "720h", "max_duration", timedelta(hours=720), id="max-duration"),
+    pytest.param("MTLS_MAX_DURATION", "24h", "max_duration", timedelta(hours=24), id="max-duration-the-default"),
     pytest.param("MTLS_METRICS_PORT", "8080", "metrics_port", 8080, id="port"),
     pytest.param("MTLS_METRICS_PORT", "1", "metrics_port", 1, id="port-min"),
     pytest.param("MTLS_METRICS_PORT", "65535", "metrics_port", 65535, id="port-max"),
@@ -122,6 +141,18 @@ BAD_VALUES = [
     pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "*", "at least one literal label", id="pattern-star"),
     pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "example.com.", "must not end with a dot", id="pattern-dot"),
     pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "a_b.com", "pattern 'a_b.com'", id="pattern-underscore"),
+    pytest.param(
+        "MTLS_ALLOWED_DNS_PATTERNS", "*.*.svc", "(for every namespace): it could match in-cluster names", id="svc"
+    ),
+    pytest.param(
+        "MTLS_ALLOWED_DNS_PATTERNS", "shop:*.*.svc.cluster.local", "in-cluster names", id="scoped-in-cluster"
+    ),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "*.corp", "scope it to that namespace only", id="unscoped-short"),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "shop:*.com", "'com' is a public suffix", id="public-suffix"),
+    pytest.param("MTLS_ALLOWED_DNS_PATTERNS", "Shop:*.example.com", "not a namespace name", id="bad-namespace"),
+    pytest.param("MTLS_ALLOW_SHORT_DNS_NAMES", "sometimes", "true or false", id="short-names-text"),
+    pytest.param("MTLS_MAX_DURATION", "30m", "between 1h and 8760h", id="max-duration-short"),
+    pytest.param("MTLS_MAX_DURATION", "1y", "invalid duration", id="max-duration-text"),
     pytest.param("MTLS_METRICS_PORT", "http", "TCP port 1..65535, or 0 to disable", id="port-text"),
     pytest.param("MTLS_METRICS_PORT", "65536", "TCP port", id="port-high"),
     pytest.param("MTLS_METRICS_PORT", "-1", "TCP port", id="port-negative"),
@@ -180,6 +211,25 @@ def test_an_empty_override_means_the_default() -> None:
     assert settings.allowed_dns_patterns == ()
 
 
+def test_patterns_are_checked_against_the_cluster_domain_in_use() -> None:
+    env = {"MTLS_ALLOWED_DNS_PATTERNS": "*.corp.internal"}
+    assert settings_from_env(env).allowed_dns_patterns == (AdminPattern("*.corp.internal"),)
+    with pytest.raises(ConfigError, match=r"^MTLS_ALLOWED_DNS_PATTERNS='\*\.corp\.internal' is invalid: .*in-cluster"):
+        settings_from_env({**env, "MTLS_CLUSTER_DOMAIN": "corp.internal"})
+
+
+def test_the_default_duration_must_be_within_the_maximum() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_env({"MTLS_MAX_DURATION": "12h"})
+    assert str(caught.value) == (
+        "MTLS_MAX_DURATION='12h' is invalid: it is shorter than MTLS_DEFAULT_DURATION (24h); "
+        "the default must be within the maximum"
+    )
+    assert settings_from_env({"MTLS_MAX_DURATION": "12h", "MTLS_DEFAULT_DURATION": "12h"}).max_duration == (
+        timedelta(hours=12)
+    )
+
+
 def test_a_bad_override_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^MTLS_DEFAULT_DURATION='1d' is invalid: "):
         settings_from_env({"MTLS_DEFAULT_DURATION": "12h"}, {"MTLS_DEFAULT_DURATION": "1d"})
@@ -220,6 +270,8 @@ def test_all_variables_together() -> None:
             "MTLS_DEFAULT_DURATION": "48h",
             "MTLS_MAX_ISSUANCE_PER_SECOND": "20",
             "MTLS_ALLOWED_DNS_PATTERNS": "*.example.com",
+            "MTLS_ALLOW_SHORT_DNS_NAMES": "false",
+            "MTLS_MAX_DURATION": "720h",
             "MTLS_METRICS_PORT": "9100",
         }
     )
@@ -230,6 +282,8 @@ def test_all_variables_together() -> None:
         ca_secret="root-ca",
         default_duration=timedelta(hours=48),
         max_issuance_per_second=20.0,
-        allowed_dns_patterns=("*.example.com",),
+        allowed_dns_patterns=(AdminPattern("*.example.com"),),
+        allow_short_dns_names=False,
+        max_duration=timedelta(hours=720),
         metrics_port=9100,
     )

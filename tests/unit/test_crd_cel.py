@@ -398,6 +398,8 @@ CASES: list[Case] = [
         renewBefore="8h",
         secretTemplate={"labels": {"team": "payments"}, "annotations": {"owner": "payments team"}},
     ),
+    # Headless pod names (StatefulSets) are the namespace's own: schema and operator both accept them.
+    good("dns-headless-pod-names", dnsNames=["payments-0.payments.shop.svc", "*.payments.shop.svc.cluster.local"]),
     # metadata.name: it becomes the mtls.dev/identity label value.
     good("name-63-characters", name="p" * 63),
     bad("name-64-characters", "name-length", name="p" * 64),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from mtls_operator.rules.plan import (
     identity_status,
     metadata_patch,
     pod_info,
+    pod_spec,
     read_secret,
     ready_condition,
     secret_body,
@@ -24,6 +26,7 @@ from mtls_operator.rules.plan import (
     serving_identity,
     summarize_readiness,
 )
+from mtls_operator.rules.spec import parse_identity_spec
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -99,6 +102,63 @@ def test_secret_name_for_pod(identity_name: str, pod_name: str, annotation: str 
 def test_secret_name_annotation_refused(annotation: str) -> None:
     with pytest.raises(ValueError, match="not a valid Secret name"):
         secret_name_for_pod("payments", pod_info(pod(annotations={c.SECRET_NAME_ANNOTATION: annotation})))
+
+
+def headless_pod(hostname: Any, subdomain: Any) -> dict[str, Any]:
+    body = pod("db-0")
+    body["spec"].update({"hostname": hostname, "subdomain": subdomain})
+    return body
+
+
+SPEC = parse_identity_spec({"selector": {"matchLabels": {"app": "db"}}, "dnsNames": ["db.shop.svc"]}, namespace="shop")
+
+
+@pytest.mark.parametrize(
+    ("hostname", "subdomain", "expected"),
+    [
+        pytest.param("db-0", "db", ("db.shop.svc", "db-0.db.shop.svc", "db-0.db.shop.svc.corp.local"), id="both"),
+        pytest.param("db-0", None, ("db.shop.svc",), id="hostname-only"),
+        pytest.param(None, "db", ("db.shop.svc",), id="subdomain-only"),
+        pytest.param("", "", ("db.shop.svc",), id="empty"),
+    ],
+)
+def test_pod_spec_adds_the_pods_headless_names(hostname: Any, subdomain: Any, expected: tuple[str, ...]) -> None:
+    spec = pod_spec(SPEC, pod_info(headless_pod(hostname, subdomain)), "corp.local")
+    assert spec.dns_names == expected
+    assert (spec is SPEC) is (len(expected) == 1)
+
+
+def test_pod_spec_keeps_names_the_identity_already_lists() -> None:
+    spec = parse_identity_spec(
+        {"selector": {"matchLabels": {"app": "db"}}, "dnsNames": ["db-0.db.shop.svc", "db"]}, namespace="shop"
+    )
+    assert pod_spec(spec, pod_info(headless_pod("db-0", "db")), "cluster.local").dns_names == (
+        "db-0.db.shop.svc", "db", "db-0.db.shop.svc.cluster.local"
+    )
+
+
+def test_the_headless_name_is_in_the_certificate_hash() -> None:
+    plain = pod_spec(SPEC, pod_info(pod("db-0")), "cluster.local")
+    named = pod_spec(SPEC, pod_info(headless_pod("db-0", "db")), "cluster.local")
+    renamed = pod_spec(SPEC, pod_info(headless_pod("db-0", "db-headless")), "cluster.local")
+    assert plain.certificate_hash() == SPEC.certificate_hash()  # pods without one keep their certificates
+    assert len({plain.certificate_hash(), named.certificate_hash(), renamed.certificate_hash()}) == 3
+
+
+@pytest.mark.parametrize(
+    ("hostname", "subdomain", "phrase"),
+    [
+        pytest.param("DB_0", "db", "pod db-0: spec.hostname 'DB_0' is not a DNS label", id="hostname"),
+        pytest.param("db-0", "a.b", "pod db-0: spec.subdomain 'a.b' is not a DNS label", id="dotted-subdomain"),
+        pytest.param("db-0", "*", "spec.subdomain '*'", id="wildcard"),
+        pytest.param({"a": 1}, "db", "spec.hostname \"{'a': 1}\" is not a DNS label", id="not-a-string"),
+        pytest.param("x" * 64, "db", "spec.hostname", id="too-long"),
+    ],
+)
+def test_a_bad_headless_name_is_an_error_on_that_pod(hostname: Any, subdomain: Any, phrase: str) -> None:
+    info = pod_info(headless_pod(hostname, subdomain))  # reading the pod never fails
+    with pytest.raises(ValueError, match=re.escape(phrase)):
+        pod_spec(SPEC, info, "cluster.local")
 
 
 CONTENT = SecretContent(

@@ -9,10 +9,12 @@ import pytest
 
 from mtls_operator.errors import PolicyError, SpecError
 from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
+from mtls_operator.rules.policy import parse_admin_patterns
 from mtls_operator.rules.spec import (
     SPEC_FIELDS,
     IdentitySpec,
     LabelSelector,
+    PolicyRefusal,
     SelectorRequirement,
     default_renew_before,
     format_duration,
@@ -447,17 +449,22 @@ def test_durations(duration: str | None, renew_before: str | None, expected: tup
 
 
 def test_dns_names_are_lower_cased_and_deduplicated_in_order() -> None:
-    spec = parse(dnsNames=["Payments.Shop.svc", "payments", "payments.shop.svc", "PAYMENTS", "*.shop"])
-    assert spec.dns_names == ("payments.shop.svc", "payments", "*.shop")
+    spec = parse(dnsNames=["Payments.Shop.svc", "payments", "payments.shop.svc", "PAYMENTS", "*.shop.svc"])
+    assert spec.dns_names == ("payments.shop.svc", "payments", "*.shop.svc")
 
 
 def test_dns_names_may_match_admin_patterns() -> None:
     spec = parse_identity_spec(
         {"selector": SELECTOR, "dnsNames": ["api.example.com", "payments"]},
         namespace=NS,
-        allowed_dns_patterns=["*.example.com"],
+        allowed_dns_patterns=parse_admin_patterns("shop:*.example.com", cluster_domain="cluster.local"),
     )
     assert spec.dns_names == ("api.example.com", "payments")
+
+
+def test_headless_pod_names_are_allowed() -> None:
+    names = ["db-0.db.shop.svc", "*.db.shop.svc", "db-1.db.shop.svc.cluster.local", "*.db.shop.svc.cluster.local"]
+    assert parse(dnsNames=names).dns_names == tuple(names)
 
 
 def test_dns_names_follow_the_cluster_domain() -> None:
@@ -806,7 +813,10 @@ FOREIGN_DNS_NAMES = [
     pytest.param(["*.cluster.local"], 0, id="wildcard-cluster-domain"),
     pytest.param(["svc"], 0, id="bare-svc"),
     pytest.param(["shop.svc"], 0, id="bare-namespace-domain"),
-    pytest.param(["a.b.shop.svc"], 0, id="extra-label"),
+    pytest.param(["a.b.c.shop.svc"], 0, id="extra-label"),
+    pytest.param(["localhost"], 0, id="localhost"),
+    pytest.param(["payments.shop"], 0, id="namespace-is-a-public-suffix"),
+    pytest.param(["mtls-operator-webhook.mtls-system.svc"], 0, id="the-operator-webhook"),
     pytest.param(["example.com"], 0, id="public-name"),
     pytest.param(["payments.shop.svc.example.com"], 0, id="other-cluster-domain"),
     pytest.param(["payments", "payments.shop.svc", "db.other.svc"], 2, id="index-is-the-users"),
@@ -820,6 +830,86 @@ def test_foreign_dns_names_are_a_policy_error(names: list[str], index: int) -> N
         parse(dnsNames=names)
     assert caught.value.field == f"spec.dnsNames[{index}]"
     assert f"'{names[index]}' is not allowed for an identity in namespace 'shop'" in caught.value.message
+
+
+def test_a_policy_refusal_carries_the_spec_without_the_refused_names() -> None:
+    with pytest.raises(PolicyRefusal) as caught:
+        parse(dnsNames=["payments", "db.other.svc", "payments.shop.svc", "localhost", "db.other.svc"], duration="48h")
+    refusal = caught.value
+    assert isinstance(refusal, PolicyError)
+    assert refusal.field == "spec.dnsNames[1]"
+    assert refusal.allowed == parse(dnsNames=["payments", "payments.shop.svc"], duration="48h")
+    assert refusal.refused_dns_names == ("db.other.svc", "localhost")
+    assert not refusal.capped
+    assert str(refusal) == (
+        "spec.dnsNames[1]: 'db.other.svc' is not allowed for an identity in namespace 'shop': it names namespace "
+        "'other': an identity may only name its own namespace's Services; "
+        "spec.dnsNames[3]: 'localhost' is not allowed for an identity in namespace 'shop': 'localhost' is a "
+        "special-use domain name (RFC 6761 and later), never a Service; "
+        "spec.dnsNames[4]: 'db.other.svc' is not allowed for an identity in namespace 'shop': it names namespace "
+        "'other': an identity may only name its own namespace's Services; "
+        "allowed are <service>.shop.svc[.cluster.local] and the headless pod names "
+        "<host>.<service>.shop.svc[.cluster.local] (the left-most label may be '*'), and short names "
+        "(<service>, <service>.shop) that are not public or special-use names"
+    )
+    assert refusal.outcome == "certificates are issued without 'db.other.svc', 'localhost'"
+
+
+def test_a_policy_message_lists_at_most_five_names() -> None:
+    with pytest.raises(PolicyRefusal) as caught:
+        parse(dnsNames=[f"db{i}.other.svc" for i in range(8)])
+    assert "spec.dnsNames[4]: 'db4.other.svc'" in caught.value.message
+    assert "db5.other.svc" not in caught.value.message
+    assert "; 3 more DNS names are refused; allowed are" in caught.value.message
+    assert caught.value.outcome.endswith("'db4.other.svc' and 3 more")
+    assert caught.value.allowed.dns_names == ()
+
+
+def test_short_names_refused_when_turned_off() -> None:
+    raw = {"selector": SELECTOR, "dnsNames": ["payments", "payments.shop.svc"]}
+    with pytest.raises(PolicyRefusal, match=r"MTLS_ALLOW_SHORT_DNS_NAMES=false") as caught:
+        parse_identity_spec(raw, namespace=NS, allow_short_dns_names=False)
+    assert caught.value.allowed.dns_names == ("payments.shop.svc",)
+
+
+@pytest.mark.parametrize(
+    ("fields", "duration", "renew_before"),
+    [
+        pytest.param({"duration": "8760h"}, 720 * H, 240 * H, id="default-renew-before-of-the-maximum"),
+        pytest.param({"duration": "1000h", "renewBefore": "100h"}, 720 * H, 100 * H, id="renew-before-kept"),
+        pytest.param({"duration": "1000h", "renewBefore": "800h"}, 720 * H, 240 * H, id="renew-before-too-long"),
+    ],
+)
+def test_a_duration_above_the_maximum_is_issued_at_the_maximum(
+    fields: dict[str, Any], duration: timedelta, renew_before: timedelta
+) -> None:
+    with pytest.raises(PolicyRefusal) as caught:
+        parse_identity_spec({"selector": SELECTOR, **fields}, namespace=NS, max_duration=720 * H)
+    refusal = caught.value
+    assert refusal.field == "spec.duration"
+    assert refusal.message == (
+        f"{fields['duration']} is longer than the maximum the cluster admin allows (720h, MTLS_MAX_DURATION)"
+    )
+    assert (refusal.allowed.duration, refusal.allowed.renew_before) == (duration, renew_before)
+    assert refusal.capped
+    assert refusal.outcome == "certificates are issued for 720h"
+
+
+def test_the_maximum_duration_itself_is_allowed() -> None:
+    spec = parse_identity_spec({"selector": SELECTOR, "duration": "720h"}, namespace=NS, max_duration=720 * H)
+    assert spec.duration == 720 * H
+
+
+def test_names_and_duration_refused_together() -> None:
+    with pytest.raises(PolicyRefusal) as caught:
+        parse_identity_spec(
+            {"selector": SELECTOR, "dnsNames": ["localhost"], "duration": "48h"}, namespace=NS, max_duration=24 * H
+        )
+    assert caught.value.field == "spec.dnsNames[0]"
+    assert caught.value.message.endswith("; spec.duration: 48h is longer than the maximum the cluster admin allows "
+                                         "(24h, MTLS_MAX_DURATION)")
+    assert caught.value.outcome == "certificates are issued without 'localhost' for 24h"
+    assert caught.value.allowed.dns_names == ()
 
 
 def test_policy_is_checked_after_the_rest_of_the_spec() -> None:

@@ -127,3 +127,17 @@ bad combination fails `helm install` before anything is created.
 {{- fail (printf "health.port, metrics.port and webhook.port must differ (got %s)" (join ", " $ports)) }}
 {{- end }}
 {{- end }}
+
+{{/* MTLS_ALLOWED_DNS_PATTERNS from allowedDNSPatterns: "ns,ns:pattern,pattern" per scoped item, a bare
+pattern for a string item, entries joined by ";". */}}
+{{- define "mtls-operator.allowedDNSPatterns" -}}
+{{- $entries := list }}
+{{- range .Values.allowedDNSPatterns }}
+{{- if kindIs "string" . }}
+{{- $entries = append $entries . }}
+{{- else }}
+{{- $entries = append $entries (printf "%s:%s" (join "," .namespaces) (join "," .patterns)) }}
+{{- end }}
+{{- end }}
+{{- join ";" $entries }}
+{{- end }}

@@ -31,7 +31,8 @@ class IdentityIndex:
         self._specs: dict[IdentityKey, tuple[str, object, IdentitySpec]] = {}
 
     def parse_spec(self, identity: IdentityView) -> IdentitySpec:
-        """The identity's spec, checked against the settings' policy; raises SpecError (PolicyError)."""
+        """The identity's spec, checked against the settings' policy; raises SpecError (PolicyRefusal:
+        valid, but asking for more than the policy allows; it carries the spec that is served)."""
         check_identity_name(identity.meta.name)
         return parse_identity_spec(
             identity.spec,
@@ -39,6 +40,8 @@ class IdentityIndex:
             cluster_domain=self.settings.cluster_domain,
             allowed_dns_patterns=self.settings.allowed_dns_patterns,
             default_duration=self.settings.default_duration,
+            max_duration=self.settings.max_duration,
+            allow_short_dns_names=self.settings.allow_short_dns_names,
         )
 
     def identity_ref(self, body: Mapping[str, Any]) -> IdentityRef:

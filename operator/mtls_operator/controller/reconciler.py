@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from mtls_operator.controller.tally import PassTally
 from mtls_operator.controller.trust_bundle import TrustBundlePublisher
 from mtls_operator.controller.workqueue import IssuePriority, RateLimiter
 from mtls_operator.controller.writer import SecretWriter
-from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, MTLSError, PKIError, PolicyError, SpecError
+from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, MTLSError, PKIError, SpecError
 from mtls_operator.k8s import Cluster
 from mtls_operator.k8s.views import IdentityView, SecretView
 from mtls_operator.observability.metrics import IssuanceError, Metrics
@@ -54,6 +54,7 @@ from mtls_operator.rules.plan import (
     ownership_problem,
     pod_info,
     pod_query,
+    pod_spec,
     replacement_patch,
     secret_body,
     secret_metadata,
@@ -62,7 +63,7 @@ from mtls_operator.rules.plan import (
 )
 from mtls_operator.rules.reissue import ReissueInput, reissue_decision
 from mtls_operator.rules.renewal import Decision, DesiredState, IssuedState, ReissueReason
-from mtls_operator.rules.spec import IdentitySpec
+from mtls_operator.rules.spec import IdentitySpec, PolicyRefusal
 from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ class _Pass:
     now: datetime
     existing: dict[str, SecretView]
     tally: PassTally
+
+    def for_pod(self, pod: PodInfo, cluster_domain: str) -> _Pass:
+        """This pass as one pod's certificate sees it: the spec with the pod's own headless names."""
+        spec = pod_spec(self.spec, pod, cluster_domain)
+        return self if spec is self.spec else replace(self, spec=spec, spec_hash=spec.certificate_hash())
 
     def slot(self, secret_name: str) -> tuple[str, str]:
         return (self.namespace, secret_name)
@@ -151,9 +157,10 @@ class Reconciler:
             await self.cleanup(key)
             return None
         now = self.clock()
-        spec = await self._spec(key, identity, now)
-        if spec is None:
+        served = await self._spec(key, identity, now)
+        if served is None:
             return None
+        spec, refusal = served
         ca = await self._ca(identity, now)
         if ca is None:
             return self.retry_delay
@@ -166,7 +173,7 @@ class Reconciler:
         if first_issues is not None:
             tally.add_first_issues(*first_issues)
         self.index.served[key] = tally.served
-        await self.reporter.passed(identity, spec, tally, ca.fingerprint, now)
+        await self.reporter.passed(identity, spec, tally, ca.fingerprint, now, refusal=refusal)
         return self._next_look(tally, spec)
 
     async def _read_identity(self, key: IdentityKey) -> IdentityView | None:
@@ -174,20 +181,26 @@ class Reconciler:
         identity = IdentityView.of(body) if body is not None else None
         return identity if identity is not None and not identity.meta.deleting else None
 
-    async def _spec(self, key: IdentityKey, identity: IdentityView, now: datetime) -> IdentitySpec | None:
-        """The identity's spec, or None after reporting why it cannot be served."""
+    async def _spec(self, key: IdentityKey, identity: IdentityView,
+                    now: datetime) -> tuple[IdentitySpec, PolicyRefusal | None] | None:
+        """The spec to serve and the policy's refusal, if any; or None after reporting why the identity
+        cannot be served."""
+        refusal = None
         try:
-            spec = self.index.parse_spec(identity)
+            try:
+                spec = self.index.parse_spec(identity)
+            except PolicyRefusal as exc:
+                # Issue what the policy allows (a tightened policy re-issues without the refused names).
+                spec, refusal = exc.allowed, exc
         except SpecError as exc:
             self.index.remember_spec(key, identity, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
-            reason = "PolicyViolation" if isinstance(exc, PolicyError) else "InvalidSpec"
-            await self.reporter.not_reconciled(identity, Readiness(False, reason, str(exc)), now)
+            await self.reporter.not_reconciled(identity, Readiness(False, "InvalidSpec", str(exc)), now)
             self.metrics.issuance_error(IssuanceError.INVALID_SPEC)
             await self.bundles.follow(*key)
             return None
         self.index.remember_spec(key, identity, spec)
-        return spec
+        return spec, refusal
 
     async def _ca(self, identity: IdentityView, now: datetime) -> CertificateAuthority | None:
         """The CA that signs now, or None after reporting that there is none."""
@@ -264,8 +277,7 @@ class Reconciler:
         pods = [pod_info(body) for body in await self.cluster.list_pods(namespace, pod_query(spec.selector))]
         listed = map(SecretView.of, await self.cluster.list_secrets(namespace, secrets_query(name)))
         existing = {secret.name: secret for secret in listed}
-        plan = assign_pods(me, others, pods,
-                           service_account=spec.service_account_name,
+        plan = assign_pods(me, others, pods, spec=spec, cluster_domain=self.settings.cluster_domain,
                            owners={secret_name: secret.owner_pod_uid for secret_name, secret in existing.items()})
         tally = PassTally(pods=plan.pods, conflicts=plan.conflicts, served={pod.name for _, pod in plan.assigned})
         for pod_name, message in plan.invalid:
@@ -295,7 +307,8 @@ class Reconciler:
             if not self.gate.hold(job.slot(secret_name)):
                 return  # being issued right now outside this pass; the pass queued after it counts it
             try:
-                await self._serve(job, secret_name, pod, await self._current_secret(job, secret_name))
+                secret = await self._current_secret(job, secret_name)
+                await self._serve(job.for_pod(pod, self.settings.cluster_domain), secret_name, pod, secret)
             finally:
                 self.gate.release(job.slot(secret_name))
 
@@ -486,6 +499,7 @@ class Reconciler:
         if spec.service_account_name and pod.service_account != spec.service_account_name:
             return False
         try:
+            spec = pod_spec(spec, pod, self.settings.cluster_domain)
             secret_name = secret_name_for_pod(key[1], pod)
             ca = self.ca_store.current()
         except (ValueError, CAError):

@@ -18,7 +18,7 @@ from mtls_operator.k8s.views import IdentityView
 from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.plan import Readiness, identity_status, status_changed, summarize_readiness
 from mtls_operator.rules.rotation import Phase
-from mtls_operator.rules.spec import IdentitySpec
+from mtls_operator.rules.spec import IdentitySpec, PolicyRefusal
 from mtls_operator.times import Clock, format_time
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,14 @@ class Reporter:
             await self.event(identity, "Warning", "TrustBundleNotPublished", problem, now)
 
     async def passed(self, identity: IdentityView, spec: IdentitySpec, tally: PassTally, ca_fingerprint: str,
-                     now: datetime) -> None:
-        """The metrics, the Events and the status of a pass."""
+                     now: datetime, *, refusal: PolicyRefusal | None = None) -> None:
+        """The metrics, the Events and the status of a pass (with what the policy refused, if anything)."""
         self._observe(identity, tally)
         readiness = summarize_readiness(pods=tally.pods, issued=tally.valid, selector_text=spec.selector.to_query(),
                                         conflicts=tally.conflicts, clashes=tally.clashes, failures=tally.failures)
+        if refusal is not None:
+            # What is issued first: a long refusal is cut at the status's message limit, never these facts.
+            readiness = Readiness(False, "PolicyViolation", f"{refusal.outcome}; {readiness.message}; {refusal}")
         status = identity_status(
             previous=identity.status,
             readiness=readiness,

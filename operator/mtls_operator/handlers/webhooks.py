@@ -163,6 +163,8 @@ async def validate_identity(
         cluster_domain=settings.cluster_domain,
         allowed_dns_patterns=settings.allowed_dns_patterns,
         default_duration=settings.default_duration,
+        max_duration=settings.max_duration,
+        allow_short_dns_names=settings.allow_short_dns_names,
     )
     if refusal is not None:
         raise kopf.AdmissionError(refusal, code=_INVALID)

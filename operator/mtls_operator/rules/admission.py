@@ -25,8 +25,9 @@ from mtls_operator.constants import (
     VERSION,
 )
 from mtls_operator.errors import SpecError
+from mtls_operator.rules.policy import AdminPattern
 from mtls_operator.rules.renewal import renewal_time
-from mtls_operator.rules.spec import check_identity_name, format_duration, parse_identity_spec
+from mtls_operator.rules.spec import MAX_DURATION, check_identity_name, format_duration, parse_identity_spec
 
 # The serving certificate --------------------------------------------------------------------------
 
@@ -187,8 +188,10 @@ def identity_refusal(
     old_spec: object,
     deleting: bool,
     cluster_domain: str,
-    allowed_dns_patterns: Sequence[str],
+    allowed_dns_patterns: Sequence[AdminPattern],
     default_duration: timedelta,
+    max_duration: timedelta = MAX_DURATION,
+    allow_short_dns_names: bool = True,
 ) -> str | None:
     """The message (field path and rule) refusing an identity write, or ``None`` to admit it.
 
@@ -212,6 +215,8 @@ def identity_refusal(
             cluster_domain=cluster_domain,
             allowed_dns_patterns=allowed_dns_patterns,
             default_duration=default_duration,
+            max_duration=max_duration,
+            allow_short_dns_names=allow_short_dns_names,
         )
     except SpecError as exc:
         return str(exc)

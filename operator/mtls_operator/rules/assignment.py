@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mtls_operator import constants as c
-from mtls_operator.rules.plan import IdentityRef, PodInfo, secret_name_for_pod, serving_identity
+from mtls_operator.rules.plan import IdentityRef, PodInfo, pod_spec, secret_name_for_pod, serving_identity
+from mtls_operator.rules.spec import IdentitySpec
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Assignment:
     keep: set[str] = field(default_factory=set)
     # (pod, the older identity that serves it).
     conflicts: list[tuple[str, str]] = field(default_factory=list)
-    # (pod, why): a Secret name annotation that is not a valid name.
+    # (pod, why): a Secret name annotation that is not a valid name, or a headless name that is not.
     invalid: list[tuple[str, str]] = field(default_factory=list)
     # (pod, why): a Secret name another pod of the identity has.
     duplicates: list[tuple[str, str]] = field(default_factory=list)
@@ -36,7 +37,8 @@ def assign_pods(
     others: Sequence[IdentityRef],
     pods: Sequence[PodInfo],
     *,
-    service_account: str | None,
+    spec: IdentitySpec,
+    cluster_domain: str,
     owners: Mapping[str, str | None],
 ) -> Assignment:
     """``owners``: the identity's existing Secrets by name -> the uid of the pod each belongs to."""
@@ -48,7 +50,7 @@ def assign_pods(
         if pod.terminating:
             result.keep.update(name for name, owner in owners.items() if owner == pod.uid)
             continue
-        if service_account and pod.service_account != service_account:
+        if spec.service_account_name and pod.service_account != spec.service_account_name:
             continue
         owner = serving_identity(pod, [*others, identity])
         if owner is None:
@@ -58,6 +60,7 @@ def assign_pods(
             continue
         result.pods += 1
         try:
+            pod_spec(spec, pod, cluster_domain)  # a bad headless name fails this pod only
             claims.setdefault(secret_name_for_pod(identity.name, pod), []).append(pod)
         except ValueError as exc:
             result.invalid.append((pod.name, str(exc)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,9 +26,9 @@ from mtls_operator.pki import (
     parse_pem_certificates,
 )
 from mtls_operator.pki.keystore import Pkcs12Profile, keystore_p12, password_problem, truststore_p12
-from mtls_operator.rules.policy import is_dns1123_subdomain
+from mtls_operator.rules.policy import is_dns1123_subdomain, pod_dns_names
 from mtls_operator.rules.renewal import IssuedState
-from mtls_operator.rules.spec import LabelSelector, Pkcs12Keystore, parse_label_selector
+from mtls_operator.rules.spec import IdentitySpec, LabelSelector, Pkcs12Keystore, parse_label_selector
 from mtls_operator.times import format_time, parse_time
 
 _HASH_SUFFIX_LENGTH = 10
@@ -53,6 +53,10 @@ class PodInfo:
     secret_name_annotation: str | None
     terminating: bool
     finished: bool
+    # spec.hostname and spec.subdomain as the pod has them (a StatefulSet pod has both); unchecked
+    # here, so that a bad value is an error on that pod (pod_spec), never on the listing.
+    hostname: str | None = None
+    subdomain: str | None = None
 
     @property
     def opted_in(self) -> bool:
@@ -77,7 +81,31 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         secret_name_annotation=str(secret_name) if secret_name else None,
         terminating=bool(metadata.get("deletionTimestamp")),
         finished=status.get("phase") in ("Succeeded", "Failed"),
+        hostname=_optional_text(spec.get("hostname")),
+        subdomain=_optional_text(spec.get("subdomain")),
     )
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def pod_spec(spec: IdentitySpec, pod: PodInfo, cluster_domain: str) -> IdentitySpec:
+    """The spec of one pod's certificate: the identity's, plus the pod's own headless DNS names.
+
+    A pod with ``spec.hostname`` and ``spec.subdomain`` (a StatefulSet pod behind its headless
+    Service) answers to ``<hostname>.<subdomain>.<ns>.svc[.<cluster-domain>]``, a name no other pod
+    has: the reason to give each pod its own certificate. The names are in the spec, so in its
+    certificate hash: a pod whose headless name differs from what its Secret was issued for is
+    re-issued. ``ValueError`` (naming the pod) for a hostname or subdomain that is not a DNS label.
+    """
+    if not pod.hostname or not pod.subdomain:
+        return spec
+    try:
+        names = pod_dns_names(pod.hostname, pod.subdomain, pod.namespace, cluster_domain)
+    except ValueError as exc:
+        raise ValueError(f"pod {pod.name}: {exc}") from None
+    return replace(spec, dns_names=tuple(dict.fromkeys((*spec.dns_names, *names))))
 
 
 @dataclass(frozen=True)

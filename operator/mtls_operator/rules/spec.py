@@ -15,14 +15,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
 from mtls_operator.constants import IDENTITY_LABEL, MANAGED_BY_LABEL
-from mtls_operator.errors import SpecError
+from mtls_operator.errors import PolicyError, SpecError
 from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
 from mtls_operator.pki.keystore import Pkcs12Profile
 from mtls_operator.rules import policy
@@ -526,6 +526,97 @@ def _parse_secret_template(raw: object) -> tuple[Mapping[str, str], Mapping[str,
     return MappingProxyType(labels), MappingProxyType(annotations)
 
 
+# How many refused DNS names a policy message lists by name (the rest are counted).
+MAX_LISTED_REFUSALS: Final = 5
+
+
+class PolicyRefusal(PolicyError):
+    """A valid spec that asks for more than the cluster's policy allows.
+
+    ``allowed`` is the spec as the policy allows it: the refused DNS names left out, the duration
+    cut to the admin's maximum. The reconciler issues that (so a tightened policy re-issues every
+    certificate that carries a name no longer allowed) and reports the refusal on the status; the
+    validating webhook refuses the write. ``field`` is the first refused field.
+    """
+
+    def __init__(
+        self, field: str, message: str, *, allowed: IdentitySpec, refused_dns_names: tuple[str, ...], capped: bool
+    ) -> None:
+        super().__init__(field, message)
+        self.allowed = allowed
+        self.refused_dns_names = refused_dns_names
+        self.capped = capped
+
+    @property
+    def outcome(self) -> str:
+        """What the operator issues instead, for the status message."""
+        names = self.refused_dns_names
+        listed = ", ".join(repr(name) for name in names[:MAX_LISTED_REFUSALS])
+        more = f" and {len(names) - MAX_LISTED_REFUSALS} more" if len(names) > MAX_LISTED_REFUSALS else ""
+        without = f" without {listed}{more}" if names else ""
+        cut = f" for {format_duration(self.allowed.duration)}" if self.capped else ""
+        return f"certificates are issued{without}{cut}"
+
+
+def _policy_refusal(
+    spec: IdentitySpec,
+    dns_names: Sequence[str],
+    *,
+    namespace: str,
+    cluster_domain: str,
+    allowed_dns_patterns: Sequence[policy.AdminPattern],
+    allow_short_dns_names: bool,
+    max_duration: timedelta,
+) -> PolicyRefusal | None:
+    """The refusal of what ``spec`` asks beyond the policy, or ``None`` when it asks nothing more.
+
+    ``dns_names`` are the names as the user listed them (so indices are the user's).
+    """
+    refusals = policy.refused_dns_names(
+        dns_names,
+        namespace=namespace,
+        cluster_domain=cluster_domain,
+        allowed_patterns=allowed_dns_patterns,
+        allow_short_names=allow_short_dns_names,
+    )
+    too_long = spec.duration > max_duration
+    if not refusals and not too_long:
+        return None
+    # (field, text): a field names its own part of the message; the first is the exception's field.
+    parts: list[tuple[str | None, str]] = [
+        (f"spec.dnsNames[{refusal.index}]",
+         f"{refusal.name!r} is not allowed for an identity in namespace {namespace!r}: {refusal.reason}")
+        for refusal in refusals[:MAX_LISTED_REFUSALS]
+    ]
+    if len(refusals) > MAX_LISTED_REFUSALS:
+        parts.append((None, f"{len(refusals) - MAX_LISTED_REFUSALS} more DNS names are refused"))
+    if refusals:
+        parts.append(
+            (None, policy.allowed_dns_summary(namespace, cluster_domain, allowed_dns_patterns, allow_short_dns_names))
+        )
+    duration, renew_before = spec.duration, spec.renew_before
+    if too_long:
+        duration = max_duration
+        if renew_before >= duration:
+            renew_before = default_renew_before(duration)
+        parts.append((
+            "spec.duration",
+            f"{format_duration(spec.duration)} is longer than the maximum the cluster admin allows "
+            f"({format_duration(max_duration)}, MTLS_MAX_DURATION)",
+        ))
+    refused = {refusal.name for refusal in refusals}
+    allowed = replace(
+        spec,
+        dns_names=tuple(name for name in spec.dns_names if name not in refused),
+        duration=duration,
+        renew_before=renew_before,
+    )
+    (first_field, first_text), *rest = parts
+    message = "; ".join([first_text, *(f"{field}: {text}" if field else text for field, text in rest)])
+    return PolicyRefusal(str(first_field), message, allowed=allowed,
+                         refused_dns_names=tuple(dict.fromkeys(r.name for r in refusals)), capped=too_long)
+
+
 # A Secret data key: what Kubernetes allows (validation.IsConfigMapKey).
 _SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
 MAX_SECRET_KEY_LENGTH: Final = 253
@@ -591,13 +682,17 @@ def parse_identity_spec(
     *,
     namespace: str,
     cluster_domain: str = "cluster.local",
-    allowed_dns_patterns: Sequence[str] = (),
+    allowed_dns_patterns: Sequence[policy.AdminPattern] = (),
     default_duration: timedelta = timedelta(hours=24),
+    max_duration: timedelta = MAX_DURATION,
+    allow_short_dns_names: bool = True,
 ) -> IdentitySpec:
     """Validate ``raw`` (the object's ``spec``) for an identity in ``namespace``.
 
-    Raises :class:`SpecError`, or :class:`PolicyError` for a DNS name the policy refuses (checked
-    after everything else is valid). DNS names are lower-cased and deduplicated, keeping order.
+    Raises :class:`SpecError` for a spec that is wrong as written, or :class:`PolicyRefusal` for a
+    valid one that asks for DNS names the policy refuses or a duration above ``max_duration``
+    (checked after everything else is valid; it carries the spec the policy allows). DNS names are
+    lower-cased and deduplicated, keeping order.
     """
     spec = _require_mapping(raw, "spec", "an object")
     for key in spec:
@@ -617,10 +712,7 @@ def parse_identity_spec(
     duration, renew_before = _parse_durations(spec.get("duration"), spec.get("renewBefore"), default_duration)
     secret_labels, secret_annotations = _parse_secret_template(spec.get("secretTemplate"))
     pkcs12 = _parse_keystores(spec.get("keystores"))
-    policy.check_dns_names(
-        dns_names, namespace=namespace, cluster_domain=cluster_domain, allowed_patterns=allowed_dns_patterns
-    )
-    return IdentitySpec(
+    parsed = IdentitySpec(
         selector=selector,
         service_account_name=service_account,
         dns_names=tuple(dict.fromkeys(dns_names)),
@@ -632,6 +724,18 @@ def parse_identity_spec(
         secret_annotations=secret_annotations,
         pkcs12=pkcs12,
     )
+    refusal = _policy_refusal(
+        parsed,
+        dns_names,
+        namespace=namespace,
+        cluster_domain=cluster_domain,
+        allowed_dns_patterns=allowed_dns_patterns,
+        allow_short_dns_names=allow_short_dns_names,
+        max_duration=max_duration,
+    )
+    if refusal is not None:
+        raise refusal
+    return parsed
 
 
 # An identity's name is the ``mtls.dev/identity`` label value of every Secret it manages.
