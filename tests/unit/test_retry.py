@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mtls_operator.controller.retry import Backoff, Retry, Verdict, verdict
+from mtls_operator.controller.retry import Backoff, Retry, Verdict, issuance_error, verdict
 from mtls_operator.errors import (
     CAError,
     ChainError,
     ConflictError,
     KubernetesAPIError,
+    MTLSError,
     NotFoundError,
     PKIError,
     PolicyError,
@@ -53,3 +54,9 @@ def test_failures_and_standing_problems_share_one_streak() -> None:
     backoff: Backoff[str] = Backoff()
     assert backoff.next_delay("k", 1.0) == 1.0  # the reconcile raised
     assert backoff.next_delay("k", 15.0) == 30.0  # then a standing problem: the streak goes on
+
+
+def test_a_failed_issuance_always_counts_as_some_reason() -> None:
+    assert issuance_error(ChainError("does not verify")) is IssuanceError.PKI
+    assert issuance_error(ConflictError("409")) is IssuanceError.API
+    assert issuance_error(MTLSError("anything else of ours")) is IssuanceError.API

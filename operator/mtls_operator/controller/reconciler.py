@@ -29,7 +29,7 @@ from mtls_operator.controller.index import IdentityIndex
 from mtls_operator.controller.issuer import ISSUE_CONCURRENCY, Issuer
 from mtls_operator.controller.keystores import KEYSTORE_RECHECK, KEYSTORE_UNAVAILABLE, KeystorePasswords
 from mtls_operator.controller.reporter import Reporter
-from mtls_operator.controller.retry import BackOff, verdict
+from mtls_operator.controller.retry import BackOff, issuance_error, verdict
 from mtls_operator.controller.secret_cache import SecretCache
 from mtls_operator.controller.tally import PassTally
 from mtls_operator.controller.trust_bundle import TrustBundlePublisher
@@ -196,7 +196,7 @@ class Reconciler:
             self.index.remember_spec(key, identity, None)
             # A bad spec never touches existing Secrets: they stay valid until the user fixes it.
             await self.reporter.not_reconciled(identity, Readiness(False, "InvalidSpec", str(exc)), now)
-            self.metrics.issuance_error(IssuanceError.INVALID_SPEC)
+            self.metrics.issuance_error(issuance_error(exc))
             await self.bundles.follow(*key)
             return None
         self.index.remember_spec(key, identity, spec)
@@ -210,7 +210,7 @@ class Reconciler:
         except CAError as exc:
             message = f"no CA to sign with: {exc}"
             await self.reporter.not_reconciled(identity, Readiness(False, "CAUnavailable", message), now)
-            self.metrics.issuance_error(IssuanceError.CA_UNAVAILABLE)
+            self.metrics.issuance_error(issuance_error(exc))
             return None
 
     async def _keystores_readable(self, key: IdentityKey, identity: IdentityView, spec: IdentitySpec,
@@ -383,7 +383,7 @@ class Reconciler:
             try:
                 await self.writer.update(secret, patch)
             except KubernetesAPIError as exc:
-                job.tally.fail(IssuanceError.API, f"pod {pod.name}: updating Secret {secret.name} failed: {exc}",
+                job.tally.fail(issuance_error(exc), f"pod {pod.name}: updating Secret {secret.name} failed: {exc}",
                                pod.name)
                 job.keep_held(reading)
                 return
@@ -408,7 +408,7 @@ class Reconciler:
         try:
             content = await self.issuer.issue(pod, job.spec, job.ca, job.bundle_pem, job.spec_hash, priority)
         except PKIError as exc:  # ChainError included
-            job.tally.fail(IssuanceError.PKI, f"pod {pod.name}: issuing failed: {exc}", pod.name)
+            job.tally.fail(issuance_error(exc), f"pod {pod.name}: issuing failed: {exc}", pod.name)
             job.keep_held(reading)
             return
         try:
@@ -417,17 +417,17 @@ class Reconciler:
                                template_annotations=job.spec.secret_annotations,
                                keystore=self.keystores.get((job.namespace, job.identity)))
         except PKIError as exc:
-            job.tally.fail(IssuanceError.PKI, f"pod {pod.name}: writing the keystores failed: {exc}", pod.name)
+            job.tally.fail(issuance_error(exc), f"pod {pod.name}: writing the keystores failed: {exc}", pod.name)
             job.keep_held(reading)
             return
         try:
             written = await self._write(job, pod, secret_name, secret, body)
         except ConflictError as exc:
-            job.tally.fail(IssuanceError.API,
+            job.tally.fail(issuance_error(exc),
                            f"pod {pod.name}: Secret {secret_name} changed while writing, retrying ({exc})", pod.name)
             written = False
         except KubernetesAPIError as exc:
-            job.tally.fail(IssuanceError.API, f"pod {pod.name}: writing Secret {secret_name} failed: {exc}", pod.name)
+            job.tally.fail(issuance_error(exc), f"pod {pod.name}: writing Secret {secret_name} failed: {exc}", pod.name)
             written = False
         if written is None:
             return
@@ -477,7 +477,7 @@ class Reconciler:
             try:
                 await self.writer.delete(secret)
             except KubernetesAPIError as exc:
-                job.tally.fail(IssuanceError.API, f"deleting Secret {secret_name} failed: {exc}")
+                job.tally.fail(issuance_error(exc), f"deleting Secret {secret_name} failed: {exc}")
                 continue
             logger.info("deleted Secret %s/%s: pod %s is no longer served by %s", job.namespace, secret_name,
                         secret.labels.get(c.POD_LABEL), job.identity)

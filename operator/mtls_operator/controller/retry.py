@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from mtls_operator.errors import CAError, KubernetesAPIError, PKIError, SpecError
+from mtls_operator.errors import CAError, KubernetesAPIError, MTLSError, PKIError, SpecError
 from mtls_operator.observability.metrics import IssuanceError
 
 K = TypeVar("K", bound=Hashable)
@@ -55,6 +55,11 @@ def verdict(exc: BaseException) -> Verdict:
         # by a person, and the backoff keeps the cost of waiting for it low.
         return Verdict(Retry.BACKOFF, IssuanceError.API)
     return Verdict(Retry.BACKOFF, None)
+
+
+def issuance_error(exc: MTLSError) -> IssuanceError:
+    """The ``reason`` a failed issuance counts as: ``verdict``'s, else an API error."""
+    return verdict(exc).metric or IssuanceError.API
 
 
 @dataclass(frozen=True)
