@@ -12,6 +12,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -601,3 +602,25 @@ async def test_pod_trust_and_webhook_trust_share_no_ca(
     verify_leaf(impostor.cert, [], parse_pem_certificates(trust_bundle(emulator)), clock.now)
     with pytest.raises(ChainError):
         verify_leaf(impostor.cert, [], parse_pem_certificates(webhook_bundle(emulator)), clock.now)
+
+
+async def test_reviews_sent_straight_to_the_webhook_cost_a_bounded_number_of_api_lookups(
+    webhook_operator: OperatorHandle, emulator: Emulator, webhook_port: int
+) -> None:
+    """Anyone who reaches the webhook port may send reviews for pods no identity selects; each would
+    make the operator list identities under its own credentials. Past a small budget it does not."""
+    await eventually(lambda: listening(webhook_port), what="webhook serving")
+    before = emulator.requests.count(verb="list", resource="mtlsidentities")
+    started = time.monotonic()
+    unselected = {"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": "probe", "namespace": "elsewhere",
+                               "labels": {"app": "nothing", c.INJECT_LABEL: c.INJECT_VALUE}},
+                  "spec": {"containers": [{"name": "app", "image": "x"}]}}
+    payload = json.dumps(review(unselected)).encode()
+    for _ in range(100):
+        status, answer = await post_review(emulator, webhook_port, "/inject-pod", payload)
+        assert status == 200
+        assert answer["response"]["allowed"] is True
+    lookups = emulator.requests.count(verb="list", resource="mtlsidentities") - before
+    limiter = webhook_operator.runtime.identity_lookups
+    assert lookups <= limiter.burst + limiter.rate * (time.monotonic() - started) + 1

@@ -29,7 +29,7 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.rules.plan import b64text, data_value, secret_data
+from mtls_operator.rules.plan import PodInfo, b64text, data_value, pod_info, secret_data, secret_name_for_pod
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -366,15 +366,16 @@ class RotationController:
     async def _fleet(self, bundle_pem: bytes, previous: str | None) -> tuple[Fleet, list[str]]:
         """Count pod Secrets and trust ConfigMaps behind the bundle, and leaves of the previous CA.
 
-        Only what the operator wrote counts: pod Secrets of a live opted-in pod and an existing
-        identity, trust ConfigMaps in namespaces with an identity. Anything else carrying its labels
+        Only what the operator wrote counts: the pod Secret of a live opted-in pod and an existing
+        identity (under that pod's Secret name, not being deleted), trust ConfigMaps in namespaces with
+        an identity. Anything else carrying its labels
         (a tenant may label its own objects so) is reported once and ignored, or any tenant could
         hold every rotation, and the CA's expiry, hostage.
         """
         managed = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
         secrets = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
-        live_pods = {ObjectMeta.of(pod).uid
-                     for pod in await self.cluster.list_pods_everywhere(f"{c.INJECT_LABEL}={c.INJECT_VALUE}")}
+        live_pods = {info.uid: info for info in map(pod_info, await self.cluster.list_pods_everywhere(
+            f"{c.INJECT_LABEL}={c.INJECT_VALUE}"))}
         identities = {_namespaced_name(body) for body in await self.cluster.list_identities_everywhere()}
         namespaces = {namespace for namespace, _ in identities}
         config_maps = [
@@ -385,7 +386,8 @@ class RotationController:
         foreign = []
         for secret in map(SecretView.of, secrets):
             identity = (secret.meta.namespace, str(secret.labels.get(c.IDENTITY_LABEL)))
-            if secret.owner_pod_uid in live_pods and identity in identities:
+            pod = live_pods.get(secret.owner_pod_uid or "")
+            if pod is not None and identity in identities and _is_pod_secret(secret, identity[1], pod):
                 ours.append(secret)
             else:
                 foreign.append(f"Secret {secret.meta.namespace}/{secret.name}")
@@ -455,6 +457,19 @@ class RotationController:
                                           now=now)
         except KubernetesAPIError as exc:
             logger.warning("could not post event %s: %s", reason, exc)
+
+
+def _is_pod_secret(secret: SecretView, identity: str, pod: PodInfo) -> bool:
+    """Whether ``secret`` is the one the operator writes for ``pod`` of ``identity``: in the pod's
+    namespace, under the pod's Secret name, and not being deleted. A tenant can give a Secret of its own
+    the labels and an ownerReference to a live pod of its own, and a finalizer keeps it, terminating,
+    after the identity's pass deletes it: counted, it would hold a phase for ever."""
+    if secret.meta.deleting or secret.meta.namespace != pod.namespace:
+        return False
+    try:
+        return secret.name == secret_name_for_pod(identity, pod)
+    except ValueError:
+        return False
 
 
 def _namespaced_name(body: JSON) -> tuple[str, str]:

@@ -57,6 +57,8 @@ class Runtime:
     clock: Clock = wall_clock
     # High availability: the replicas' election (None with MTLS_LEADER_ELECTION=false: this one leads).
     elector: LeaderElector | None = None
+    # The pod webhook's lookups past the watch's view (see handlers/webhooks.py, LOOKUP_RATE).
+    identity_lookups: RateLimiter = field(default_factory=lambda: RateLimiter(5.0, burst=10.0))
 
     def __post_init__(self) -> None:
         self.reconciler.ca_store.listeners.append(self._ca_changed)

@@ -106,7 +106,7 @@ async def inject_pod(
     suffix = secret_name_suffix(secrets.randbelow(SUFFIX_SPACE))
     try:
         result = inject(body, namespace=namespace, identities=runtime.identities.values(), suffix=suffix)
-        if result.identity is None and result.warnings:
+        if result.identity is None and result.warnings and _may_look_up(memo):
             # What the watch has told us may lag (a replica just started, an identity just applied):
             # before admitting a pod without its certificate, ask the API server.
             try:
@@ -122,6 +122,14 @@ async def inject_pod(
         injected = result.pod
         patch.fns.append(lambda raw: _become(raw, injected))
         logger.debug("injected Secret %s for identity %s", result.secret_name, result.identity)
+
+
+# Lookups the pod webhook may make past the watch's view (``Runtime.identity_lookups``): anyone who
+# reaches the webhook port can send reviews straight to it (the API server's fairness never sees
+# them), and each lookup is a LIST under the operator's credentials. Past the budget the watch's view
+# answers alone.
+def _may_look_up(memo: kopf.Memo) -> bool:
+    return _runtime(memo).identity_lookups.try_acquire()
 
 
 async def _listed(runtime: Runtime, namespace: str) -> list[IdentityRef]:

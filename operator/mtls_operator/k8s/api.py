@@ -1,16 +1,18 @@
 """One typed door to the Kubernetes API: every call the operator makes goes through ``KubeAPI``.
 
 It speaks plain JSON dicts over the synchronous ``kubernetes`` client's transport (auth, TLS and
-kubeconfig handling stay the client's), runs each call in a worker thread so the event loop never
-blocks, and turns HTTP failures into the project's own errors in exactly one place.
+kubeconfig handling stay the client's), runs each call in a worker thread of its own pool so the event
+loop never blocks, and turns HTTP failures into the project's own errors in exactly one place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -36,6 +38,12 @@ class KubeAPI:
         self._timeout = timeout
         # Requests made, by (HTTP method, resource): cheap, and what benchmarks report per certificate.
         self.counts: Counter[tuple[str, str]] = Counter()
+        # The API calls' own threads, as many as the client keeps connections. Not asyncio's default pool:
+        # key generation and parsing run there (an RSA 4096 key is seconds of CPU, and tenants choose the
+        # key type and the number of pods), and the Lease renewal, the CA and every other tenant's calls
+        # must never wait behind that work.
+        size = int(getattr(api_client.configuration, "connection_pool_maxsize", 0) or 0)
+        self._executor = ThreadPoolExecutor(max_workers=max(4, size), thread_name_prefix="mtls-api")
 
     @classmethod
     def from_configuration(cls, configuration: k8s_client.Configuration, *, user_agent: str | None = None) -> KubeAPI:
@@ -50,6 +58,7 @@ class KubeAPI:
         return self._api_client
 
     def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self._api_client.close()  # type: ignore[no-untyped-call]
 
     async def request(
@@ -62,7 +71,8 @@ class KubeAPI:
         content_type: str = "application/json",
     ) -> JSON:
         self.counts[(method, _resource_of(path))] += 1
-        return await asyncio.to_thread(self._request_sync, method, path, query, body, content_type)
+        call = functools.partial(self._request_sync, method, path, query, body, content_type)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _request_sync(
         self, method: str, path: str, query: Mapping[str, str] | None, body: object, content_type: str
