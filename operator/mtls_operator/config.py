@@ -31,6 +31,8 @@ from mtls_operator.rules import policy
 from mtls_operator.rules.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
+# MTLS_LOG_FORMAT: text for people, json (one object per line) for log pipelines (observability/logs.py).
+LOG_FORMATS: Final = ("text", "json")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 
 
@@ -67,6 +69,8 @@ class Settings:
     pod_name: str = ""
     # kopf's liveness endpoint (http://0.0.0.0:PORT/healthz).
     health_port: int = 8080
+    # Log lines as text for people, or one JSON object per line for log pipelines (logs.py).
+    log_format: str = "text"
 
     @property
     def metrics_enabled(self) -> bool:
@@ -103,6 +107,7 @@ ENV_LEASE_NAME: Final = "MTLS_LEASE_NAME"
 ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
 ENV_POD_NAME: Final = "MTLS_POD_NAME"
 ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
+ENV_LOG_FORMAT: Final = "MTLS_LOG_FORMAT"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -125,6 +130,7 @@ ENV_VARS: Final = (
     ENV_LEASE_DURATION,
     ENV_POD_NAME,
     ENV_HEALTH_PORT,
+    ENV_LOG_FORMAT,
 )
 
 _T = TypeVar("_T")
@@ -237,6 +243,13 @@ def _pod_name(value: str) -> str:
     return value
 
 
+def _log_format(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return lowered
+
+
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
     """Read and validate the settings; ``overrides`` (CLI flags) win over ``env``."""
     unknown = sorted(set(overrides) - set(ENV_VARS))
@@ -294,6 +307,7 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
                             defaults.lease_duration),
         pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
         health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
+        log_format=read(ENV_LOG_FORMAT, _log_format, defaults.log_format),
     )
     if settings.webhook_ca_secret == settings.ca_secret:
         # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA

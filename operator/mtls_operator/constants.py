@@ -29,6 +29,9 @@ NOT_AFTER_ANNOTATION: Final = "mtls.dev/not-after"
 RENEW_AT_ANNOTATION: Final = "mtls.dev/renew-at"
 CA_FINGERPRINT_ANNOTATION: Final = "mtls.dev/ca-fingerprint"
 SPEC_HASH_ANNOTATION: Final = "mtls.dev/spec-hash"
+# Set beside ``mtls.dev/renew-at`` by ``kubectl mtls renew`` (value ``manual``): the re-issue it triggers
+# is counted and reported with that reason; the operator removes it when it re-issues.
+RENEW_REASON_ANNOTATION: Final = "mtls.dev/renew-reason"
 
 # Secret keys (kubernetes.io/tls plus the trust bundle).
 TLS_CRT: Final = "tls.crt"

@@ -51,6 +51,7 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "replicaCount": 3,
     "leaderElection": {"leaseName": "mtls-leader", "leaseDuration": "30s"},
     "health": {"port": 8081},
+    "logFormat": "json",
     "metrics": {"port": 9191},
     "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail", "caSecret": "corp-webhook-ca"},
 }
@@ -76,6 +77,10 @@ MATRIX: dict[str, Case] = {
     "metrics-off": Case({"metrics": {"enabled": False}}),
     "crds-off": Case({"crds": {"enabled": False}}),
     "crds-not-kept": Case({"crds": {"keep": False}}),
+    "dashboard": Case({"metrics": {"grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "mTLS"}}}}),
+    "dashboard-elsewhere": Case({"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+                                                                  "labels": {"grafana-dashboard": "mtls",
+                                                                             "grafana_dashboard": None}}}}),
     "every-setting": Case(EVERY_SETTING_CHANGED),
     "long-release-name": Case({}, release=LONG_RELEASE),
     "kubernetes-1.29": Case({}, kube_version="1.29.0"),

@@ -71,6 +71,7 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         lease_duration=timedelta(seconds=30),
         pod_name=settings.pod_name,
         health_port=8081,
+        log_format="json",
     )
     # The Settings comparison covers every field, so a new setting fails here until it is wired.
     assert len(Settings.__dataclass_fields__) == len(ENV_VARS)

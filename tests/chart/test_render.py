@@ -79,6 +79,9 @@ def test_every_namespaced_object_in_the_release_namespace(rendered: dict[str, Re
     for obj in rendered[name].objects:
         if obj["kind"] in cluster_scoped:
             assert "namespace" not in obj["metadata"], obj["kind"]
+        elif name == "dashboard-elsewhere" and obj["metadata"]["name"].endswith("-dashboard"):
+            # The one exception, asked for: the Grafana dashboard where the sidecar looks.
+            assert obj["metadata"]["namespace"] == "monitoring"
         else:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["kind"]
 
@@ -322,3 +325,7 @@ def test_notes_name_the_next_commands() -> None:
     assert f"kubectl rollout status deployment/{FULLNAME} -n {NAMESPACE}" in notes
     assert "kubectl get mtlsid -A" in notes
     assert f"Secret {NAMESPACE}/{c.DEFAULT_CA_SECRET}" in notes
+    # kubectl mtls with this release's names (the plugin's defaults are the chart's for release mtls-operator).
+    assert (f"kubectl mtls check -n shop --operator-namespace {NAMESPACE} --ca-secret {c.DEFAULT_CA_SECRET} "
+            f"--webhook-ca-secret {c.DEFAULT_WEBHOOK_CA_SECRET} --lease {FULLNAME} --webhook-configuration {FULLNAME} "
+            f"--operator-service-account {FULLNAME}") in notes

@@ -25,6 +25,9 @@ def test_demo_passes_and_writes_secret_files(tmp_path: Path) -> None:
     # The issue's bound, for the whole process (imports, emulator, operator, handshakes).
     assert time.monotonic() - started < 30
     assert "Demo passed" in text
+    # A clean run warns about nothing: the demo waits for what it needs (the webhooks' CA) before using it.
+    assert run.stderr == ""
+    assert not [line for line in text.splitlines() if "[WARNING" in line or "[ERROR" in line], text
     # The orders pod went through the admission webhook: a generateName, the Secret name it injected.
     assert re.search(r"orders-7d9f8c-\w{5} -> payments-0 \(mutual TLS\): OK", text), text
     assert "[ok] the webhook-injected orders pod mounts the Secret the operator wrote for it" in text

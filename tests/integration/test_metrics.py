@@ -190,7 +190,9 @@ async def test_a_failing_renewal_keeps_expiry_visible(
     def failing() -> Scrape | None:
         found = scrape(port)
         failed = found.get("mtls_identity_pods", {}).get(labels(namespace=NS, identity="payments", state="failed"))
-        return found if failed == 2 else None
+        # The pass sets the gauges before it writes the status: wait for both.
+        reason = get_identity(emulator, "payments")["status"]["conditions"][0]["reason"]
+        return found if failed == 2 and reason == "IssuanceFailed" else None
 
     found = await eventually(failing, what="both renewals failing")
     assert found["mtls_certificate_expiration_timestamp_seconds"][who] == expiry

@@ -99,6 +99,9 @@ GOOD_VALUES = [
     pytest.param("MTLS_LEASE_DURATION", "30s", "lease_duration", timedelta(seconds=30), id="lease-duration"),
     pytest.param("MTLS_POD_NAME", "mtls-operator-7d9f-abcde", "pod_name", "mtls-operator-7d9f-abcde", id="pod"),
     pytest.param("MTLS_HEALTH_PORT", "0", "health_port", 0, id="health-port-zero-disables"),
+    pytest.param("MTLS_LOG_FORMAT", "json", "log_format", "json", id="log-format-json"),
+    pytest.param("MTLS_LOG_FORMAT", "JSON", "log_format", "json", id="log-format-any-case"),
+    pytest.param("MTLS_LOG_FORMAT", "text", "log_format", "text", id="log-format-text"),
 ]
 
 
@@ -172,6 +175,7 @@ BAD_VALUES = [
     pytest.param("MTLS_LEASE_DURATION", "1s", "between 2s and 10m", id="lease-duration-short"),
     pytest.param("MTLS_POD_NAME", "Pod!", "downward API", id="pod-name-bad"),
     pytest.param("MTLS_HEALTH_PORT", "70000", "or 0 to disable the health endpoint", id="health-port-high"),
+    pytest.param("MTLS_LOG_FORMAT", "logfmt", "must be one of text, json", id="log-format-unknown"),
 ]
 
 

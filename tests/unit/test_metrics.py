@@ -119,7 +119,8 @@ def test_every_reason_is_exported_from_the_start() -> None:
     found = samples(Metrics())
     issued = {labels["reason"]: v for labels, v in found["mtls_certificates_issued_total"]}
     errors = {labels["reason"]: v for labels, v in found["mtls_issuance_errors_total"]}
-    assert issued == {"new": 0, "renewal": 0, "spec-change": 0, "ca-rotation": 0, "repair": 0}
+    assert issued == {"new": 0, "renewal": 0, "spec-change": 0, "ca-rotation": 0, "repair": 0,
+                      "manual": 0}
     assert errors == {"invalid-spec": 0, "ca-unavailable": 0, "pki": 0, "secret-conflict": 0, "api": 0}
 
 

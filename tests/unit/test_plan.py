@@ -21,6 +21,7 @@ from mtls_operator.rules.plan import (
     pod_spec,
     read_secret,
     ready_condition,
+    reissue_patch,
     secret_body,
     secret_name_for_pod,
     serving_identity,
@@ -224,6 +225,28 @@ def test_read_secret_round_trips_the_annotations() -> None:
     assert reading.state.renew_at == CONTENT.renew_at
     assert reading.state.spec_hash == "hash"
     assert reading.bundle_pem == b"bundle"
+    assert reading.state.renew_reason is None
+
+
+def test_read_secret_reads_a_manual_renewal_request() -> None:
+    body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={}, template_annotations={})
+    body["metadata"]["annotations"][c.RENEW_REASON_ANNOTATION] = "manual"
+    reading = read_secret(SecretView.of(body))
+    assert reading.state is not None
+    assert reading.state.renew_reason == "manual"
+
+
+def test_reissue_patch_rewrites_everything_and_drops_the_renewal_request() -> None:
+    body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={"team": "pay"}, template_annotations={})
+    patch = reissue_patch(body)
+    assert patch["data"] == body["data"]
+    assert patch["type"] == c.SECRET_TYPE_TLS
+    assert patch["metadata"]["labels"] == body["metadata"]["labels"]
+    assert patch["metadata"]["ownerReferences"] == body["metadata"]["ownerReferences"]
+    # A merge patch: null removes the annotation a manual renewal request left.
+    assert patch["metadata"]["annotations"] == {**body["metadata"]["annotations"], c.RENEW_REASON_ANNOTATION: None}
 
 
 @pytest.mark.parametrize(

@@ -103,4 +103,5 @@ def test_jitter_outside_unit_interval_is_refused(jitter: float) -> None:
 
 
 def test_reasons_are_the_metric_label_values() -> None:
-    assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair"]
+    assert [reason.value for reason in ReissueReason] == ["new", "renewal", "spec-change", "ca-rotation", "repair",
+                                                           "manual"]

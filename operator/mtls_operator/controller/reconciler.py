@@ -38,6 +38,7 @@ from mtls_operator.controller.writer import SecretWriter
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, MTLSError, PKIError, SpecError
 from mtls_operator.k8s import Cluster
 from mtls_operator.k8s.views import IdentityView, SecretView
+from mtls_operator.observability.logs import fields
 from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.rules.assignment import assign_pods
@@ -55,7 +56,7 @@ from mtls_operator.rules.plan import (
     pod_info,
     pod_query,
     pod_spec,
-    replacement_patch,
+    reissue_patch,
     secret_body,
     secret_metadata,
     secret_name_for_pod,
@@ -434,7 +435,7 @@ class Reconciler:
         if not written:
             job.keep_held(reading)
             return
-        _log_issue(decision.message, pod, content)
+        _log_issue(decision.message, job.identity, pod, content, decision.reason)
         job.tally.issued(decision, pod.name)
         self.metrics.certificate_issued(decision.reason)
         job.tally.count_valid(content.spiffe_id, content.renew_at, content.not_after)
@@ -444,7 +445,7 @@ class Reconciler:
         """Write the new certificate: True when written, False when left for a later pass (the name is
         taken), None when this very pod's Secret turned up issued meanwhile (counted as it is)."""
         if secret is not None:
-            await self.writer.update(secret, replacement_patch(body))
+            await self.writer.update(secret, reissue_patch(body))
             return True
         try:
             # Create first, look only on a clash: one write per new pod, no extra read.
@@ -533,13 +534,14 @@ class Reconciler:
             created = await self.writer.create(pod.namespace, body)
         except KubernetesAPIError:  # ConflictError included
             return None  # there already (or the API failed): the pass decides
-        _log_issue("Issuing: first certificate", pod, content)
+        _log_issue("Issuing: first certificate", key[1], pod, content, ReissueReason.NEW)
         return created
 
 
-def _log_issue(message: str, pod: PodInfo, content: SecretContent) -> None:
+def _log_issue(message: str, identity: str, pod: PodInfo, content: SecretContent, reason: ReissueReason) -> None:
     logger.info("%s for pod %s/%s: serial %s, %s, expires %s", message, pod.namespace, pod.name,
-                content.serial, content.spiffe_id, content.not_after.isoformat())
+                content.serial, content.spiffe_id, content.not_after.isoformat(),
+                extra=fields(identity=identity, namespace=pod.namespace, pod=pod.name, reason=str(reason)))
 
 
 def _priority(decision: Decision, state: IssuedState | None, now: datetime) -> IssuePriority:

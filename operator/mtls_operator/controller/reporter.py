@@ -15,6 +15,7 @@ from mtls_operator.controller.tally import PassTally
 from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.k8s import Cluster
 from mtls_operator.k8s.views import IdentityView
+from mtls_operator.observability.logs import fields
 from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.plan import Readiness, identity_status, status_changed, summarize_readiness
 from mtls_operator.rules.rotation import Phase
@@ -50,7 +51,8 @@ class Reporter:
         if self._last_warning.get(key) == message:
             return
         self._last_warning[key] = message
-        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message)
+        logger.warning("identity %s/%s: %s: %s", key[0], key[1], reason, message,
+                       extra=fields(identity=key[1], namespace=key[0], reason=reason))
         await self.event(identity, "Warning", reason, message, now)
 
     async def not_reconciled(self, identity: IdentityView, readiness: Readiness, now: datetime) -> None:

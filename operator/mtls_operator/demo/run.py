@@ -199,6 +199,11 @@ async def _create_through_api(url: str, body: Mapping[str, Any]) -> tuple[int, d
 
 async def _scenario(emulator: Any, url: str, operator: OperatorThread, webhook_port: int, output_dir: Path | None,
                     say: Say, started: float) -> int:
+    # First what the identities need: the operator writes them (its finalizer) through the API server, which
+    # calls the identities webhook; before the webhook's CA is in place that call fails (open, with a warning).
+    if not await _webhooks_ready(emulator, operator, webhook_port):
+        say("FAILED: the admission webhooks did not become ready in time")
+        return 1
     for app, workload in WORKLOADS.items():
         emulator.create(_identity(app, workload["dnsNames"]))
         for index in range(workload["replicas"]):
@@ -207,9 +212,6 @@ async def _scenario(emulator: Any, url: str, operator: OperatorThread, webhook_p
                                                          "names" if workload["replicas"] else ""))
     emulator.create(_pod("payments-legacy", "payments", opted_in=False))
     say(f"Created pod {NAMESPACE}/payments-legacy without the {c.INJECT_LABEL} label (must not be served)")
-    if not await _webhooks_ready(emulator, operator, webhook_port):
-        say("FAILED: the admission webhooks did not become ready in time")
-        return 1
     code, orders_pod, warnings = await _create_through_api(url, _deployment_pod("orders"))
     if code != 201:
         say(f"FAILED: creating the orders pod through the API answered {code}: {orders_pod.get('message')}")

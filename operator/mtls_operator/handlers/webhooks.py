@@ -11,8 +11,10 @@ chart; the operator only keeps their caBundle current (controller/webhook_tls.py
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Collection
+from contextvars import ContextVar
 from typing import Any, cast
 
 import aiohttp.web
@@ -24,12 +26,40 @@ from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.handlers.handlers import registry
 from mtls_operator.handlers.runtime import Runtime
+from mtls_operator.observability.logs import fields
 from mtls_operator.rules.admission import identity_refusal, review_problem
 from mtls_operator.rules.injection import SUFFIX_SPACE, InjectionError, inject, secret_name_suffix
 from mtls_operator.rules.plan import IdentityRef
 
 # The API server's code for an object that is well-formed but cannot be accepted.
 _INVALID = 422
+
+logger = logging.getLogger(__name__)
+
+# A refusal is a normal answer, not an operator error: raised as kopf.AdmissionError, kopf logs it at
+# ERROR as "failed permanently", which pages people. So a handler served through AdmissionServer puts
+# its refusal here, the server turns it into the denial, and the refusal is logged once, at INFO.
+_REFUSALS: ContextVar[list[str] | None] = ContextVar("mtls_admission_refusals", default=None)
+
+
+def _refuse(message: str, *, what: str, namespace: str, identity: str | None = None, pod: str | None = None) -> None:
+    """Refuse the request under review with ``message`` (HTTP 422, the API server shows it to the user)."""
+    refusals = _REFUSALS.get()
+    if refusals is None:  # not under AdmissionServer (kopf's own servers): kopf's way
+        raise kopf.AdmissionError(message, code=_INVALID)
+    refusals.append(message)
+    logger.info("admission refused %s: %s", what, message,
+                extra=fields(identity=identity, namespace=namespace, pod=pod, reason="AdmissionRefused"))
+
+
+def _deny(response: Any, message: str) -> Any:
+    """kopf's AdmissionReview response, turned into a denial with ``message``; nothing of it is applied."""
+    payload = response["response"]
+    payload["allowed"] = False
+    payload["status"] = {"message": message, "code": _INVALID}
+    payload.pop("patch", None)
+    payload.pop("patchType", None)
+    return response
 
 
 class AdmissionServer(kopf.WebhookServer):
@@ -71,7 +101,13 @@ class AdmissionServer(kopf.WebhookServer):
                 unavailable = aiohttp.web.HTTPServiceUnavailable(reason="the operator is stopping")
                 unavailable.force_close()
                 raise unavailable
-            return await fn(request, webhook=webhook, headers=headers, sslpeer=sslpeer)
+            refusals: list[str] = []
+            token = _REFUSALS.set(refusals)
+            try:
+                response = await fn(request, webhook=webhook, headers=headers, sslpeer=sslpeer)
+            finally:
+                _REFUSALS.reset(token)
+            return _deny(response, refusals[0]) if refusals else response
 
         # kopf declares an AsyncIterator; it is an async generator, which we close ourselves.
         server = cast(AsyncGenerator[kopf.WebhookClientConfig, None], super().__call__(checked))
@@ -116,7 +152,10 @@ async def inject_pod(
             else:
                 result = inject(body, namespace=namespace, identities=listed, suffix=suffix)
     except InjectionError as exc:
-        raise kopf.AdmissionError(str(exc), code=_INVALID) from exc
+        metadata = body.get("metadata", {})
+        pod = str(metadata.get("name") or f"{metadata.get('generateName') or ''}*")
+        _refuse(str(exc), what=f"pod {namespace}/{pod}", namespace=namespace, pod=pod)
+        return
     warnings.extend(result.warnings)
     if result.identity is not None:
         injected = result.pod
@@ -175,5 +214,6 @@ async def validate_identity(
         allow_short_dns_names=settings.allow_short_dns_names,
     )
     if refusal is not None:
-        raise kopf.AdmissionError(refusal, code=_INVALID)
+        name, namespace = str(metadata.get("name") or ""), str(metadata.get("namespace") or "")
+        _refuse(refusal, what=f"identity {namespace}/{name}", namespace=namespace, identity=name)
 

@@ -69,15 +69,17 @@ class KubeAPI:
         query: Mapping[str, str] | None = None,
         body: object = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> JSON:
         self.counts[(method, _resource_of(path))] += 1
-        call = functools.partial(self._request_sync, method, path, query, body, content_type)
+        call = functools.partial(self._request_sync, method, path, query, body, content_type, accept)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _request_sync(
-        self, method: str, path: str, query: Mapping[str, str] | None, body: object, content_type: str
+        self, method: str, path: str, query: Mapping[str, str] | None, body: object, content_type: str,
+        accept: str = "application/json",
     ) -> JSON:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         serialized = self._api_client.param_serialize(

@@ -451,13 +451,19 @@ def secret_body(
     }
 
 
-def replacement_patch(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The merge patch that turns an existing Secret into ``body`` (a ``secret_body``): its labels,
-    annotations, owner, data and type; keys of ``data`` the body lacks stay (a re-issue writes all of
-    its own)."""
+def reissue_patch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns an existing pod Secret into ``body`` (a re-issue); it also drops a
+    ``mtls.dev/renew-reason`` left by a manual renewal request, which this re-issue answers."""
     metadata = body["metadata"]
-    return {"metadata": {key: metadata[key] for key in ("labels", "annotations", "ownerReferences")},
-            "data": body["data"], "type": body["type"]}
+    annotations = {**metadata["annotations"], c.RENEW_REASON_ANNOTATION: None}
+    return {
+        "metadata": {"labels": metadata["labels"], "annotations": annotations,
+                     "ownerReferences": metadata["ownerReferences"]},
+        "data": body["data"],
+        "type": body["type"],
+    }
+
+
 
 
 def read_secret_value(
@@ -546,6 +552,7 @@ def read_secret(secret: StoredSecret) -> SecretReading:
         ca_fingerprint=str(annotations[c.CA_FINGERPRINT_ANNOTATION]),
         spec_hash=str(annotations[c.SPEC_HASH_ANNOTATION]),
         dns_names=dns_names,
+        renew_reason=annotations.get(c.RENEW_REASON_ANNOTATION) or None,
     )
     return SecretReading(state=state, problems=tuple(problems), bundle_pem=bundle)
 

@@ -19,6 +19,7 @@ from typing import Final
 from mtls_operator.pki import CLOCK_SKEW
 from mtls_operator.rules.renewal import (
     JITTER_FRACTION,
+    MANUAL_RENEWAL,
     MIN_RENEWAL_GAP,
     Decision,
     DesiredState,
@@ -133,6 +134,9 @@ def expired(given: ReissueInput) -> Decision | None:
 def renewal_due(given: ReissueInput) -> Decision | None:
     if given.state is None or given.now < given.state.renew_at:
         return None
+    if given.state.renew_reason == MANUAL_RENEWAL:
+        # Someone asked for it (kubectl mtls renew moved renew-at and said so).
+        return Decision(ReissueReason.MANUAL, "Re-issuing: renewal requested (manual)")
     left = format_duration(given.state.not_after - given.now)
     return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expires in {left}")
 

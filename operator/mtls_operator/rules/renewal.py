@@ -18,6 +18,7 @@ from mtls_operator.rules.spec import default_renew_before
 
 __all__ = [
     "JITTER_FRACTION",
+    "MANUAL_RENEWAL",
     "MIN_RENEWAL_GAP",
     "Decision",
     "DesiredState",
@@ -76,6 +77,8 @@ class IssuedState:
     ca_fingerprint: str
     spec_hash: str
     dns_names: tuple[str, ...] = ()
+    # The Secret's ``mtls.dev/renew-reason``: who moved ``renew_at`` (``manual``), if anyone.
+    renew_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,13 @@ class ReissueReason(enum.StrEnum):
     SPEC_CHANGE = "spec-change"
     CA_ROTATION = "ca-rotation"
     REPAIR = "repair"
+    # Someone asked for it (``kubectl mtls renew``): the Secret's ``mtls.dev/renew-reason`` says
+    # ``manual`` and its ``mtls.dev/renew-at`` has come.
+    MANUAL = "manual"
+
+
+# The value of a pod Secret's ``mtls.dev/renew-reason`` annotation that makes a due renewal manual.
+MANUAL_RENEWAL: Final = "manual"
 
 
 @dataclass(frozen=True)
