@@ -61,6 +61,17 @@ Simplified:
   pods without the scheme defaults a real apiserver has applied by then (``restartPolicy``,
   ``dnsPolicy``, ``imagePullPolicy``...; the emulator's few pod defaults come after them).
 
+Checked against kube-apiserver: ``make e2e`` sends the same requests (the operator's, kubectl's and
+the demo's, and their error cases) to the emulator and to a real kube-apiserver and diffs status
+codes, reasons, field paths and messages (tests/e2e/test_parity.py). Known differences there:
+
+- an update that changes a pod's immutable spec: kube-apiserver appends a diff of its internal (Go)
+  pod spec to the message; the emulator has no internal types and gives the message without it;
+- errors of one request are listed in a fixed order here; kube-apiserver lists an object's schema
+  errors in Go map order, which varies from request to request (the test compares them sorted);
+- messages follow Kubernetes 1.37; older releases format the values in field errors as Go did
+  then (1.30: ``Invalid value: "null"`` for a nil, ``0x0`` for a zero resourceVersion).
+
 Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
 RBAC objects are only stored), admission plugins other than webhooks (no quotas, limit ranges,
 pod security, defaulting beyond the above), API priority and fairness, controllers (nothing

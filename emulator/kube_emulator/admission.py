@@ -213,6 +213,12 @@ class Admission:
         while True:
             old = emulator.read(info, namespace, name)
             emulator._check_url_name(name, body.get("metadata"))
+            if info.crd is not None and not (body.get("metadata") or {}).get("resourceVersion"):
+                # Custom resources allow no unconditional update (AllowUnconditionalUpdate is false).
+                raise errors.invalid(info.plural, info.group, name, [(
+                    "metadata.resourceVersion", "FieldValueInvalid",
+                    "Invalid value: 0: must be specified for an update",
+                )])
             stored = await self._update(info, namespace, name, patching.deep_copy(body), old, subresource, options,
                                         warnings)
             if stored is not None:

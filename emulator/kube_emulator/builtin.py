@@ -169,12 +169,17 @@ def _secret(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, s
     if not isinstance(data, dict):
         causes.append(("data", "FieldValueTypeInvalid", "Invalid value: must be a map of base64 strings"))
         data = {}
+    for value in data.values():
+        offset = go_base64_error(value) if isinstance(value, str) else None
+        if offset is not None:  # the body cannot be decoded: 400, before any validation
+            raise errors.bad_request('Secret in version "v1" cannot be handled as a Secret: '
+                                     f"illegal base64 data at input byte {offset}")
     for key, value in data.items():
         if not _DATA_KEY.fullmatch(key):
             causes.append((f"data[{key}]", "FieldValueInvalid",
                            f'Invalid value: "{key}": a valid config key must consist of alphanumeric '
                            "characters, '-', '_' or '.'"))
-        if not isinstance(value, str) or not _is_base64(value):
+        if not isinstance(value, str):
             causes.append((f"data[{key}]", "FieldValueInvalid", "Invalid value: illegal base64 data"))
     if string_data is not None:
         if not isinstance(string_data, dict):
@@ -215,8 +220,13 @@ def _configmap(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None
                 causes.append((f"data[{key}]", "FieldValueTypeInvalid", "Invalid value: must be a string"))
     binary = new.get("binaryData") or {}
     if isinstance(binary, dict):
+        for value in binary.values():
+            offset = go_base64_error(value) if isinstance(value, str) else None
+            if offset is not None:
+                raise errors.bad_request('ConfigMap in version "v1" cannot be handled as a ConfigMap: '
+                                         f"illegal base64 data at input byte {offset}")
         for key, value in binary.items():
-            if not isinstance(value, str) or not _is_base64(value):
+            if not isinstance(value, str):
                 causes.append((f"binaryData[{key}]", "FieldValueInvalid", "Invalid value: illegal base64 data"))
     if old is not None and old.get("immutable") and (
         old.get("data") != new.get("data") or old.get("binaryData") != new.get("binaryData")
@@ -256,9 +266,9 @@ def _pod(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub:
     if _pod_spec_without_mutable(old.get("spec") or {}) != _pod_spec_without_mutable(spec):
         _raise(info, new, [(
             "spec", "FieldValueForbidden",
-            "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
-            "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions "
-            "to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
+            "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+            "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions "
+            "to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
             "was previously negative)",
         )])
 
@@ -351,11 +361,50 @@ def _crd(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub:
 
 
 def _is_base64(value: str) -> bool:
-    try:
-        base64.b64decode(value, validate=True)
-    except ValueError:
-        return False
-    return True
+    return go_base64_error(value) is None
+
+
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def go_base64_error(value: str) -> int | None:
+    """Where Go's ``base64.StdEncoding`` stops decoding ``value`` (its ``CorruptInputError``), or None.
+
+    The apiserver decodes a Secret's ``data`` (a ``[]byte`` field) with it while reading the JSON
+    body, and answers 400 with that offset. A port of encoding/base64's ``decodeQuantum``: CR and LF
+    are skipped, ``=`` pads only the third and fourth place of the last quantum, nothing may follow.
+    """
+    src = value.encode()
+    si = 0
+    while True:
+        j = 0
+        while j < 4:
+            if si == len(src):
+                if j == 0:
+                    return None
+                return si - j
+            char = src[si]
+            si += 1
+            if char in _B64_ALPHABET:
+                j += 1
+                continue
+            if char in b"\r\n":
+                continue
+            if char != ord("="):
+                return si - 1
+            if j in (0, 1):
+                return si - 1
+            if j == 2:
+                while si < len(src) and src[si] in b"\r\n":
+                    si += 1
+                if si == len(src):
+                    return len(src)
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < len(src) and src[si] in b"\r\n":
+                si += 1
+            return si if si < len(src) else None
 
 
 _STRATEGIES: dict[tuple[str, str], Strategy] = {

@@ -205,6 +205,23 @@ def _duplicate(path: str, value: Any) -> FieldError:
     return FieldError(path, "FieldValueDuplicate", f"Duplicate value: {_bad_value(value)}")
 
 
+# apiextensions-apiserver's hasBlockingErr: after one of these schema errors, the CEL rules
+# (x-kubernetes-validations) are not evaluated, and this error (field path nil) says so.
+_BLOCKING = frozenset({"FieldValueNotSupported", "FieldValueRequired", "FieldValueTooLong", "FieldValueTooMany",
+                       "FieldValueTypeInvalid"})
+_RULES_NOT_CHECKED = FieldError(
+    "<nil>", "FieldValueInvalid", "Invalid value: null: some validation rules were not checked because the object "
+    "was invalid; correct the existing errors to complete validation")
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return "x-kubernetes-validations" in schema or any(_has_rules(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_has_rules(item) for item in schema)
+    return False
+
+
 def aggregate_message(errors: Sequence[FieldError]) -> str:
     """``field.ErrorList.ToAggregate().Error()``: one error, or ``[a, b]`` without duplicates."""
     messages: list[str] = []
@@ -1007,13 +1024,16 @@ class StructuralSchema:
         return result
 
     def validate(self, obj: Mapping[str, Any]) -> list[FieldError]:
-        """All schema errors of ``obj``: kube-openapi's first, then list-type duplicates."""
+        """All schema errors of ``obj``: kube-openapi's first, then list-type duplicates; and, as the
+        apiserver skips the CRD's CEL rules after a blocking error, the error that says so."""
         errors = _Validator().validate(self.schema, obj, self.path)
         errors.extend(_list_sets_and_maps(self.schema, obj, self.path))
         unique: list[FieldError] = []
         for err in errors:
             if err not in unique:
                 unique.append(err)
+        if self.root and _has_rules(self.schema) and any(err.type in _BLOCKING for err in unique):
+            unique.append(_RULES_NOT_CHECKED)
         return unique
 
     def process(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:

@@ -746,8 +746,9 @@ class Emulator:
                                "UnsupportedMediaType")
         except patching.MalformedPatchError as exc:
             raise errors.bad_request(str(exc)) from None
-        except patching.PatchError as exc:
-            raise ApiError(422, str(exc), "Invalid") from None
+        except patching.PatchError:
+            # As kube-apiserver: NewGenericServerResponse(422), which keeps none of the patch error's text.
+            raise ApiError(422, "the server rejected our request due to an error in our request", "Invalid") from None
         if not isinstance(result, dict):
             raise ApiError(422, "the patched document is not an object", "Invalid")
         # A resourceVersion the patch sets (or a JSON patch replaces) is a precondition, checked by _update.
@@ -768,15 +769,16 @@ class Emulator:
         obj = self.read(info, namespace, name)
         meta = obj["metadata"]
         preconditions = options.get("preconditions") or {}
+        # rest.BeforeDelete's checks: a conflict named by the object's Kind (not its resource).
         if preconditions.get("uid") not in (None, meta.get("uid")):
-            raise errors.conflict(info.plural, info.group, name,
-                                  f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                                  f"UID in object meta: {meta.get('uid')}")
+            raise errors.conflict(info.kind, info.group, name,
+                                  f"the UID in the precondition ({preconditions['uid']}) does not match the UID in "
+                                  f"record ({meta.get('uid')}). The object might have been deleted and then recreated")
         if preconditions.get("resourceVersion") not in (None, meta.get("resourceVersion")):
-            raise errors.conflict(info.plural, info.group, name,
-                                  f"Precondition failed: ResourceVersion in precondition: "
-                                  f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
-                                  f"{meta.get('resourceVersion')}")
+            raise errors.conflict(info.kind, info.group, name,
+                                  f"the ResourceVersion in the precondition ({preconditions['resourceVersion']}) does "
+                                  f"not match the ResourceVersion in record ({meta.get('resourceVersion')}). The "
+                                  "object might have been modified")
         if dry_run:
             return obj, not meta.get("finalizers")
         policy = options.get("propagationPolicy")
