@@ -164,7 +164,7 @@ async def test_restart_reissues_nothing(emulator: Emulator, operator: OperatorHa
     await operator.stop()
     emulator.requests.reset()
     await operator.start()
-    await eventually(lambda: operator.runtime.reconciler.served, what="first reconcile after restart")
+    await eventually(lambda: operator.runtime.reconciler.index.served, what="first reconcile after restart")
     await settle(operator)
 
     after = {name: _serial(secret) for name, secret in managed_secrets(emulator).items()}

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, PKIError
+from mtls_operator.k8s.views import SecretView
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import (
     BUNDLE_LIMITS,
@@ -39,7 +40,8 @@ from mtls_operator.pki import (
     scan_pem_blocks,
 )
 from mtls_operator.rules.plan import PodInfo, SecretContent, SecretReading, read_secret, secret_body
-from mtls_operator.rules.renewal import DesiredState, ReissueReason, reissue_decision
+from mtls_operator.rules.reissue import ReissueInput, reissue_decision
+from mtls_operator.rules.renewal import DesiredState, ReissueReason
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/web"
@@ -153,13 +155,14 @@ SECRET_VALUES = st.one_of(
 @given(st.dictionaries(st.sampled_from([c.TLS_CRT, c.TLS_KEY, c.CA_CRT, "extra"]), SECRET_VALUES, min_size=1))
 def test_reading_a_tampered_secret_never_raises_and_asks_for_a_repair(data: dict[str, str]) -> None:
     body = {**leaf_secret(), "data": {**leaf_secret()["data"], **data}}
-    reading = read_secret(body)
+    reading = read_secret(SecretView.of(body))
     assert isinstance(reading, SecretReading)
     assert reading.state is not None, "the annotations are intact"
     if reading.problems:
         desired = DesiredState(spiffe_id=reading.state.spiffe_id, spec_hash="hash",
                                ca_fingerprint=ca().fingerprint, trusted_ca_fingerprints=frozenset({ca().fingerprint}))
-        decision = reissue_decision(reading.state, desired, NOW, problems=reading.problems)
+        decision = reissue_decision(ReissueInput(desired, NOW, pod_uid="p", secret_exists=True, owner_pod_uid="p",
+                                                 state=reading.state, problems=reading.problems))
         assert decision is not None
         assert decision.reason is ReissueReason.REPAIR
 
@@ -258,5 +261,5 @@ def test_an_over_long_key_is_refused_before_openssl_sees_it() -> None:
 )
 def test_a_stuffed_secret_is_unreadable_and_says_why(field: str, value: str, problem: str) -> None:
     body = {**leaf_secret(), "data": {**leaf_secret()["data"], field: value}}
-    reading = read_secret(body)
+    reading = read_secret(SecretView.of(body))
     assert any(text.startswith(problem) for text in reading.problems), reading.problems

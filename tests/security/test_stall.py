@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
-from mtls_operator.controller import reconciler as reconciler_module
+from mtls_operator.controller import issuer as issuer_module
 from mtls_operator.models import KeySpec
 
 from .conftest import OPERATOR_NS, Bench
@@ -26,7 +26,7 @@ from .conftest import OPERATOR_NS, Bench
 API = f"{c.GROUP}/{c.VERSION}"
 # The work queue's workers, each on one identity, and the pods a pass serves at once.
 PASSES = 4
-PODS = reconciler_module.ISSUE_CONCURRENCY
+PODS = issuer_module.ISSUE_CONCURRENCY
 # The signing pool's size (controller/signing.py): one thread per core.
 SIGNING_THREADS = os.cpu_count() or 1
 # A liveness guard, not a speed target: on the shared pool the call below never returns until released.
@@ -48,7 +48,7 @@ def _pod(name: str, app: str) -> dict[str, Any]:
 async def test_key_generation_of_one_tenant_never_holds_up_the_api_calls(
     bench: Bench, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_issue = reconciler_module.issue_leaf
+    real_issue = issuer_module.issue_leaf
     release = threading.Event()
     started = threading.Semaphore(0)
 
@@ -59,7 +59,7 @@ async def test_key_generation_of_one_tenant_never_holds_up_the_api_calls(
         release.wait(DEADLINE * 2)
         return real_issue(ca, dataclasses.replace(request, key=KeySpec()), now)
 
-    monkeypatch.setattr(reconciler_module, "issue_leaf", slow_issue)
+    monkeypatch.setattr(issuer_module, "issue_leaf", slow_issue)
     names = [f"slow{index}" for index in range(PASSES)]
     for name in names:
         bench.emulator.create(_identity(name))

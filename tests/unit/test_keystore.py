@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mtls_operator import constants as c
 from mtls_operator.errors import PKIError, SpecError
+from mtls_operator.k8s.views import SecretView
 from mtls_operator.models import KeySpec
 from mtls_operator.pki import certs_to_pem, create_intermediate_ca, create_self_signed_ca, issue_leaf
 from mtls_operator.pki.keystore import (
@@ -216,7 +217,7 @@ def _pod_secret(*, stores: KeystoreRequest | None = None, bundle: bytes = BUNDLE
     data = {c.TLS_CRT: b64text(LEAF.chain_pem), c.TLS_KEY: b64text(LEAF.key_pem), c.CA_CRT: b64text(bundle)}
     annotations: dict[str, str] = {}
     if stores is not None:
-        patch = keystore_patch({"data": data}, stores, bundle)
+        patch = keystore_patch(SecretView.of({"data": data}), stores, bundle)
         assert patch is not None
         data.update(patch["data"])
         annotations.update(patch["metadata"]["annotations"])
@@ -250,7 +251,7 @@ def _pod_secret(*, stores: KeystoreRequest | None = None, bundle: bytes = BUNDLE
 )
 def test_keystore_patch(secret: dict[str, Any], request_: KeystoreRequest | None, bundle: bytes,
                         outcome: str | None) -> None:
-    patch = keystore_patch(secret, request_, bundle)
+    patch = keystore_patch(SecretView.of(secret), request_, bundle)
     if outcome is None:
         assert patch is None
         return

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mtls_operator import constants as c
+from mtls_operator.k8s.views import SecretView
 from mtls_operator.rules.plan import (
     Readiness,
     SecretContent,
@@ -211,14 +212,14 @@ def _mutate(body: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str
 def test_read_secret_reports_problems(path: tuple[str, ...], value: Any, problem: str) -> None:
     body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
                        template_labels={}, template_annotations={})
-    reading = read_secret(_mutate(body, path, value))
+    reading = read_secret(SecretView.of(_mutate(body, path, value)))
     assert any(problem in text for text in reading.problems), reading.problems
 
 
 def test_read_secret_round_trips_the_annotations() -> None:
     body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
                        template_labels={}, template_annotations={})
-    reading = read_secret(body)
+    reading = read_secret(SecretView.of(body))
     assert reading.state is not None
     assert reading.state.not_after == CONTENT.not_after
     assert reading.state.renew_at == CONTENT.renew_at
@@ -231,7 +232,7 @@ def test_read_secret_reads_a_manual_renewal_request() -> None:
     body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
                        template_labels={}, template_annotations={})
     body["metadata"]["annotations"][c.RENEW_REASON_ANNOTATION] = "manual"
-    reading = read_secret(body)
+    reading = read_secret(SecretView.of(body))
     assert reading.state is not None
     assert reading.state.renew_reason == "manual"
 
@@ -259,7 +260,7 @@ def test_reissue_patch_rewrites_everything_and_drops_the_renewal_request() -> No
 )
 def test_metadata_patch(labels: dict[str, str], annotations: dict[str, str], expected: Any) -> None:
     secret = {"metadata": {"labels": {"a": "b"}, "annotations": {"note": "x"}}}
-    assert metadata_patch(secret, labels, annotations) == expected
+    assert metadata_patch(SecretView.of(secret), labels, annotations) == expected
 
 
 @pytest.mark.parametrize(

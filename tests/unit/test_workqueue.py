@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from mtls_operator.controller.retry import BackOff
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
+from mtls_operator.errors import SpecError
 
 
 @contextlib.asynccontextmanager
@@ -23,10 +25,10 @@ async def running(queue: WorkQueue[str]) -> AsyncIterator[WorkQueue[str]]:
 
 
 def recorder(
-    runs: list[tuple[str, float]], result: Callable[[str, int], float | None] = lambda key, n: None,
+    runs: list[tuple[str, float]], result: Callable[[str, int], float | BackOff | None] = lambda key, n: None,
     work: float = 0.0,
-) -> Callable[[str], Awaitable[float | None]]:
-    async def process(key: str) -> float | None:
+) -> Callable[[str], Awaitable[float | BackOff | None]]:
+    async def process(key: str) -> float | BackOff | None:
         loop = asyncio.get_running_loop()
         runs.append((key, loop.time()))
         if work:
@@ -185,3 +187,30 @@ async def test_try_acquire_takes_only_a_free_token_and_never_jumps_the_queue() -
     assert asyncio.get_running_loop().time() == pytest.approx(1.0)
     await asyncio.sleep(1)
     assert limiter.try_acquire()
+
+
+@pytest.mark.looptime
+async def test_standing_problems_back_off_and_a_clean_run_resets_them() -> None:
+    runs: list[tuple[str, float]] = []
+
+    def problem_twice_then_fine(key: str, n: int) -> float | BackOff | None:
+        return BackOff(10.0) if n <= 2 else None
+
+    async with running(WorkQueue(recorder(runs, problem_twice_then_fine))) as queue:
+        queue.add("k")
+        await asyncio.sleep(100)
+        assert queue.backoff.streak("k") == 0
+    assert [when for _, when in runs] == [0.0, 10.0, 30.0]
+
+
+@pytest.mark.looptime
+async def test_an_error_a_person_must_fix_waits_for_a_change() -> None:
+    runs: list[tuple[str, float]] = []
+
+    def bad_spec(key: str, n: int) -> float | None:
+        raise SpecError("spec.selector", "bad")
+
+    async with running(WorkQueue(recorder(runs, bad_spec))) as queue:
+        queue.add("k")
+        await asyncio.sleep(100)
+    assert [when for _, when in runs] == [0.0]

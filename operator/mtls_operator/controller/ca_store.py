@@ -22,6 +22,7 @@ from datetime import timedelta
 from mtls_operator import constants as c
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.k8s.views import ObjectMeta
 from mtls_operator.observability.metrics import Metrics
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, create_self_signed_ca, fingerprint, load_ca
 from mtls_operator.rules.plan import b64text, secret_data
@@ -161,7 +162,7 @@ class CAStore:
                 return
             self._fail(f"cannot read the CA {self.where}: {exc}")
             return
-        version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
+        version = ObjectMeta.of(secret).resource_version
         if self._ca is not None and version and version == self._loaded_version:
             return
         tls_crt = secret_data(secret, c.TLS_CRT)
@@ -177,7 +178,7 @@ class CAStore:
             return
         self.problem = None
         self.published = secret_data(secret, PUBLISHED_CRT)
-        annotations = (secret.get("metadata") or {}).get("annotations") or {}
+        annotations = ObjectMeta.of(secret).annotations
         rotation = read_rotation(annotations)
         held = self._ca
         if held is not None and held.fingerprint != ca.fingerprint and rotation.signing_fingerprint != ca.fingerprint:
@@ -239,8 +240,8 @@ class CAStore:
             )
             return None
         earlier = await self._cluster.list_config_maps_everywhere(f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}")
-        namespaces = sorted({str((cm.get("metadata") or {}).get("namespace")) for cm in earlier
-                             if (cm.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP})
+        namespaces = sorted({meta.namespace for meta in map(ObjectMeta.of, earlier)
+                             if meta.name == c.TRUST_BUNDLE_CONFIGMAP})
         if namespaces:
             self._fail(
                 f"the CA {self.where} is missing, but certificates of an earlier CA are in use (trust bundles in "

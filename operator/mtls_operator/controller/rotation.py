@@ -8,7 +8,6 @@ change is logged, posted as an Event on the CA Secret and mirrored on every iden
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -18,8 +17,10 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
+from mtls_operator.controller.loop import run_woken
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.k8s.views import ConfigMapView, ObjectMeta, SecretView
 from mtls_operator.pki import (
     CertificateAuthority,
     certs_to_pem,
@@ -28,7 +29,7 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.rules.plan import PodInfo, b64text, owner_pod_uid, pod_info, secret_data, secret_name_for_pod
+from mtls_operator.rules.plan import PodInfo, b64text, data_value, pod_info, secret_data, secret_name_for_pod
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -91,15 +92,7 @@ class RotationController:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                delay = await self.step()
-            except KubernetesAPIError as exc:
-                logger.warning("CA rotation: the API failed, retrying: %s", exc)
-                delay = self.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+        await run_woken(self.step, self._wake, retry_delay=self.poll_interval, logger=logger, what="CA rotation")
 
     async def step(self) -> float:
         """One look at the CA Secret: start, advance or finish a rotation; seconds until the next look."""
@@ -111,7 +104,7 @@ class RotationController:
             ca = self.ca_store.current()
         except CAError:
             return self.poll_interval
-        state = read_rotation((secret.get("metadata") or {}).get("annotations") or {})
+        state = read_rotation(ObjectMeta.of(secret).annotations)
         now = self.clock()
         if self.ca_store.problem:
             # Nothing moves while the Secret is broken: writing it would lose what the person put there.
@@ -131,7 +124,7 @@ class RotationController:
     # Idle: whether to start ----------------------------------------------------------------------
 
     async def _idle(self, secret: JSON, state: RotationState, ca: CertificateAuthority, now: datetime) -> float:
-        labels = (secret.get("metadata") or {}).get("labels") or {}
+        labels = ObjectMeta.of(secret).labels
         origin = state.origin or (
             ORIGIN_GENERATED if labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME else ORIGIN_SUPPLIED
         )
@@ -214,6 +207,8 @@ class RotationController:
             NEXT_TLS_CRT: certs_to_pem((incoming.cert, *incoming.chain)),
             NEXT_TLS_KEY: incoming.secret_data()[c.TLS_KEY],
         }
+        # Each transition names every field it sets (here and in ``_adopt``, alike in shape): a reader sees
+        # the whole state of the phase entered in one place.
         new_state = replace(
             enter(state, Phase.DISTRIBUTING, now),
             signing_fingerprint=ca.fingerprint,
@@ -384,38 +379,35 @@ class RotationController:
         identities = {_namespaced_name(body) for body in await self.cluster.list_identities_everywhere()}
         namespaces = {namespace for namespace, _ in identities}
         config_maps = [
-            cm for cm in await self.cluster.list_config_maps_everywhere(managed)
-            if (cm.get("metadata") or {}).get("name") == c.TRUST_BUNDLE_CONFIGMAP
-            and (cm.get("metadata") or {}).get("namespace") in namespaces
+            cm for cm in map(ConfigMapView.of, await self.cluster.list_config_maps_everywhere(managed))
+            if cm.name == c.TRUST_BUNDLE_CONFIGMAP and cm.meta.namespace in namespaces
         ]
         ours = []
         foreign = []
-        for secret in secrets:
-            meta = secret.get("metadata") or {}
-            identity = (str(meta.get("namespace")), str((meta.get("labels") or {}).get(c.IDENTITY_LABEL)))
-            pod = live_pods.get(owner_pod_uid(secret) or "")
+        for secret in map(SecretView.of, secrets):
+            identity = (secret.meta.namespace, str(secret.labels.get(c.IDENTITY_LABEL)))
+            pod = live_pods.get(secret.owner_pod_uid or "")
             if pod is not None and identity in identities and _is_pod_secret(secret, identity[1], pod):
                 ours.append(secret)
             else:
-                foreign.append(f"Secret {meta.get('namespace')}/{meta.get('name')}")
+                foreign.append(f"Secret {secret.meta.namespace}/{secret.name}")
         await self._report_foreign(foreign)
         bundle_text = bundle_pem.decode("ascii")
         stale = 0
         old_leaves = 0
         laggards: dict[str, int] = {}
         for secret in ours:
-            meta = secret.get("metadata") or {}
-            behind = secret_data(secret, c.CA_CRT) != bundle_pem
-            old = previous is not None and (meta.get("annotations") or {}).get(c.CA_FINGERPRINT_ANNOTATION) == previous
+            behind = data_value(secret.data, c.CA_CRT)[0] != bundle_pem
+            old = previous is not None and secret.annotations.get(c.CA_FINGERPRINT_ANNOTATION) == previous
             stale += behind
             old_leaves += old
             if behind or old:
-                where = f"{meta.get('namespace')}/{(meta.get('labels') or {}).get(c.IDENTITY_LABEL)}"
+                where = f"{secret.meta.namespace}/{secret.labels.get(c.IDENTITY_LABEL)}"
                 laggards[where] = laggards.get(where, 0) + 1
         for config_map in config_maps:
-            if (config_map.get("data") or {}).get(c.CA_CRT) != bundle_text:
+            if config_map.data.get(c.CA_CRT) != bundle_text:
                 stale += 1
-                where = f"ConfigMap {(config_map.get('metadata') or {}).get('namespace')}/{c.TRUST_BUNDLE_CONFIGMAP}"
+                where = f"ConfigMap {config_map.meta.namespace}/{c.TRUST_BUNDLE_CONFIGMAP}"
                 laggards[where] = laggards.get(where, 0) + 1
         named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
         fleet = Fleet(objects=len(ours) + len(config_maps), stale_bundle=stale,
@@ -440,7 +432,6 @@ class RotationController:
     # Writing -----------------------------------------------------------------------------------------
 
     async def _write(self, secret: JSON, state: RotationState, data: Mapping[str, bytes | None]) -> None:
-        meta = secret.get("metadata") or {}
         if data.get(c.CA_CRT) is not None:
             # The operator's own record of every bundle it publishes (see ``_adopt``).
             data = {**data, PUBLISHED_CRT: data[c.CA_CRT]}
@@ -448,7 +439,7 @@ class RotationController:
         if data:
             patch["data"] = {key: (b64text(value) if value is not None else None) for key, value in data.items()}
         await self.cluster.update_secret(self.ca_store.namespace, self.ca_store.secret_name, patch,
-                                         str(meta.get("resourceVersion")))
+                                         ObjectMeta.of(secret).resource_version)
         if state.phase is not read_rotation(_annotations(secret)).phase:
             logger.info("CA rotation: phase %s (signing %s)", state.phase, state.signing_fingerprint)
         self.ca_store.invalidate()
@@ -468,25 +459,24 @@ class RotationController:
             logger.warning("could not post event %s: %s", reason, exc)
 
 
-def _is_pod_secret(secret: JSON, identity: str, pod: PodInfo) -> bool:
+def _is_pod_secret(secret: SecretView, identity: str, pod: PodInfo) -> bool:
     """Whether ``secret`` is the one the operator writes for ``pod`` of ``identity``: in the pod's
     namespace, under the pod's Secret name, and not being deleted. A tenant can give a Secret of its own
     the labels and an ownerReference to a live pod of its own, and a finalizer keeps it, terminating,
     after the identity's pass deletes it: counted, it would hold a phase for ever."""
-    meta = secret.get("metadata") or {}
-    if meta.get("deletionTimestamp") or meta.get("namespace") != pod.namespace:
+    if secret.meta.deleting or secret.meta.namespace != pod.namespace:
         return False
     try:
-        return bool(meta.get("name") == secret_name_for_pod(identity, pod))
+        return secret.name == secret_name_for_pod(identity, pod)
     except ValueError:
         return False
 
 
 def _namespaced_name(body: JSON) -> tuple[str, str]:
-    meta = body.get("metadata") or {}
-    return str(meta.get("namespace")), str(meta.get("name"))
+    meta = ObjectMeta.of(body)
+    return meta.namespace, meta.name
 
 
 def _annotations(secret: JSON) -> dict[str, str]:
-    return dict((secret.get("metadata") or {}).get("annotations") or {})
+    return dict(ObjectMeta.of(secret).annotations)
 

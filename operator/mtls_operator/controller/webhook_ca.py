@@ -22,8 +22,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mtls_operator import constants as c
+from mtls_operator.controller.loop import run_woken
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, NotFoundError
 from mtls_operator.k8s import JSON, Cluster
+from mtls_operator.k8s.views import ObjectMeta
 from mtls_operator.pki import CertificateAuthority, certs_to_pem, load_ca, merge_bundles
 from mtls_operator.pki.serving import create_webhook_ca
 from mtls_operator.rules.plan import b64text, secret_data
@@ -80,6 +82,9 @@ class WebhookCAStore:
         # The Secret as last read (the leader writes it guarded by its resourceVersion).
         self.secret: JSON | None = None
 
+    # ``where``, ``current`` and the fields above have the shape of CAStore's on purpose, and no shared
+    # base: the two CAs are kept apart (rules/webhook_ca.py), so no code path can hand one's CA to the
+    # other's users.
     @property
     def where(self) -> str:
         return f"Secret {self.namespace}/{self.secret_name}"
@@ -125,7 +130,7 @@ class WebhookCAStore:
             self._fail(f"cannot read the webhook CA {self.where}: {exc}")
             return
         self.secret = secret
-        version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
+        version = ObjectMeta.of(secret).resource_version
         if self._ca is not None and version and version == self._loaded_version:
             return
         tls_crt, tls_key = secret_data(secret, c.TLS_CRT), secret_data(secret, c.TLS_KEY)
@@ -148,7 +153,7 @@ class WebhookCAStore:
                         self.where, ca.not_after.isoformat())
         self._ca = ca
         self._bundle = certs_to_pem(ca.trust)
-        self.state = read_webhook_ca_state((secret.get("metadata") or {}).get("annotations") or {})
+        self.state = read_webhook_ca_state(ObjectMeta.of(secret).annotations)
         self.problem = None
         self._error = None
         self._loaded_version = version
@@ -232,15 +237,7 @@ class WebhookCARotation:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                delay = await self.step()
-            except KubernetesAPIError as exc:
-                logger.warning("webhook CA: the API failed, retrying: %s", exc)
-                delay = self.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+        await run_woken(self.step, self._wake, retry_delay=self.poll_interval, logger=logger, what="webhook CA")
 
     async def step(self) -> float:
         """Publish the caBundle and take one step of the rotation; seconds until the next look."""
@@ -306,7 +303,7 @@ class WebhookCARotation:
         patch: dict[str, Any] = {"metadata": {"annotations": webhook_ca_annotations(state)}}
         if data:
             patch["data"] = {key: (b64text(value) if value is not None else None) for key, value in data.items()}
-        version = str((secret.get("metadata") or {}).get("resourceVersion"))
+        version = ObjectMeta.of(secret).resource_version
         try:
             await self.cluster.update_secret(self.store.namespace, self.store.secret_name, patch, version)
         except ConflictError:

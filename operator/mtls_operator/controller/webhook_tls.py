@@ -25,6 +25,7 @@ from typing import Final
 from mtls_operator.controller.webhook_ca import WebhookCAStore
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import Cluster
+from mtls_operator.k8s.views import ObjectMeta
 from mtls_operator.pki import IssuedLeaf
 from mtls_operator.pki.serving import issue_serving_certificate, placeholder_serving_certificate
 from mtls_operator.rules.admission import (
@@ -167,7 +168,7 @@ class WebhookCABundle:
             webhooks = webhooks_with_ca_bundle(found, bundle)
             if webhooks is None:
                 return True
-            version = str((found.get("metadata") or {}).get("resourceVersion") or "")
+            version = ObjectMeta.of(found).resource_version
             try:
                 await self._cluster.update_webhooks(kind, self.configuration, webhooks, version)
             except ConflictError:

@@ -16,16 +16,18 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from mtls_operator.controller.retry import FAILURE_BASE, BackOff, Backoff, Retry, verdict
+
 Key = TypeVar("Key", bound=Hashable)
 
-# Process result: seconds until this key wants to run again, or None for "only on events".
-Processor = Callable[[Key], Awaitable[float | None]]
-
-_MAX_BACKOFF = 300.0
+# Process result: seconds until this key wants to run again, None for "only on events", or BackOff
+# for a standing problem (the key's backoff, shared with its failures).
+Processor = Callable[[Key], Awaitable[float | BackOff | None]]
 
 
 class WorkQueue(Generic[Key]):
-    def __init__(self, process: Processor[Key], *, workers: int = 4, logger: logging.Logger | None = None) -> None:
+    def __init__(self, process: Processor[Key], *, workers: int = 4, logger: logging.Logger | None = None,
+                 backoff: Backoff[Key] | None = None) -> None:
         self._process = process
         self._workers = workers
         self._logger = logger or logging.getLogger(__name__)
@@ -34,7 +36,8 @@ class WorkQueue(Generic[Key]):
         self._active: set[Key] = set()
         self._again: set[Key] = set()
         self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
-        self._failures: dict[Key, int] = {}
+        # The one backoff: failures (exceptions) and standing problems (BackOff answers) of a key.
+        self.backoff: Backoff[Key] = backoff if backoff is not None else Backoff()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -106,14 +109,18 @@ class WorkQueue(Generic[Key]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            backoff = min(_MAX_BACKOFF, 2.0 ** (failures - 1))
+            if verdict(exc).retry is Retry.ON_CHANGE:
+                self._logger.warning("reconcile of %s failed, waiting for a change: %s", key, exc)
+                return None
+            backoff = self.backoff.next_delay(key, FAILURE_BASE)
             self._logger.warning(
-                "reconcile of %s failed (attempt %d), retrying in %.0fs: %s", key, failures, backoff, exc
+                "reconcile of %s failed (attempt %d), retrying in %.0fs: %s", key, self.backoff.streak(key), backoff,
+                exc,
             )
             return backoff
-        self._failures.pop(key, None)
+        if isinstance(delay, BackOff):
+            return self.backoff.next_delay(key, delay.base)
+        self.backoff.reset(key)
         return delay
 
 

@@ -89,7 +89,7 @@ async def role(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="identity-changed")
 async def identity_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
-    ref = runtime.reconciler.identity_ref(body)
+    ref = runtime.reconciler.index.identity_ref(body)
     key = (ref.namespace, ref.name)
     if event["type"] == "DELETED":
         runtime.identities.pop(key, None)

@@ -212,7 +212,7 @@ class Runtime:
             self._route_pod(body)
 
     def _route_pod(self, body: Mapping[str, Any]) -> None:
-        for key in self.reconciler.identities_for_pod(pod_info(body), self.identities):
+        for key in self.reconciler.index.identities_for_pod(pod_info(body), self.identities):
             self.queue.add(key)
 
     def _secret_changed(self, kind: str, metadata: Mapping[str, Any] | None) -> None:
@@ -232,8 +232,8 @@ class Runtime:
             keys = [key] if key in self.identities else []
             name = str(metadata.get("name"))
             if kind == "DELETED":
-                self.reconciler.secret_vanished(key[0], name)
-            elif self.reconciler.wrote(key[0], name, str(metadata.get("resourceVersion"))):
+                self.reconciler.gate.vanished((key[0], name))
+            elif self.reconciler.writer.wrote(key[0], name, str(metadata.get("resourceVersion"))):
                 return  # our own write coming back
         for key in keys:
             self.queue.add(key)

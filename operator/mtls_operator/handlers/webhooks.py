@@ -172,7 +172,7 @@ def _may_look_up(memo: kopf.Memo) -> bool:
 
 
 async def _listed(runtime: Runtime, namespace: str) -> list[IdentityRef]:
-    return [runtime.reconciler.identity_ref(body)
+    return [runtime.reconciler.index.identity_ref(body)
             for body in await runtime.reconciler.cluster.list_identities(namespace)]
 
 

@@ -17,6 +17,7 @@ from cryptography import x509
 from mtls_operator import constants as c
 from mtls_operator.errors import KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, core_path, group_path
+from mtls_operator.k8s.views import SecretView
 from mtls_operator.pki import fingerprint, parse_pem_certificates
 from mtls_operator.plugin import checks, render
 from mtls_operator.plugin.cluster import OperatorRef, PluginCluster, Unreadable
@@ -38,7 +39,7 @@ from mtls_operator.plugin.trust import (
     signer_of,
     subject_alt_names,
 )
-from mtls_operator.rules.plan import label_value, owner_pod_uid, secret_data
+from mtls_operator.rules.plan import label_value, secret_data
 from mtls_operator.rules.renewal import MANUAL_RENEWAL
 from mtls_operator.rules.rotation import ORIGIN_SUPPLIED, ROTATE_ANNOTATION, Phase, read_rotation
 from mtls_operator.times import format_time, parse_time
@@ -130,7 +131,7 @@ async def _pod_certificate(cluster: PluginCluster, namespace: str, name: str) ->
         else:
             candidates = await cluster.list_objects(core_path("secrets", namespace),
                                             f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.POD_LABEL}={label_value(name)}")
-            secret = next((s for s in candidates if owner_pod_uid(s) == meta.get("uid")), None)
+            secret = next((s for s in candidates if SecretView.of(s).owner_pod_uid == meta.get("uid")), None)
     except Unreadable as exc:
         raise CommandError(f"cannot read the Secrets of pod {namespace}/{name}: {exc}") from None
     if secret is None:

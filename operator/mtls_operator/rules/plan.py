@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 
@@ -63,6 +63,9 @@ class PodInfo:
         return self.labels.get(c.INJECT_LABEL) == c.INJECT_VALUE
 
 
+# pod_info and identity_ref are the edge parsing of pods and identities into the rules' own typed
+# views (PodInfo, IdentityRef). They stay here, not in k8s/views.py, because the pure admission rules
+# (rules/injection.py parses the pod of an AdmissionReview) use them, and rules/ may not import k8s/.
 def pod_info(body: Mapping[str, Any]) -> PodInfo:
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -209,24 +212,44 @@ def label_value(name: str) -> str:
 # Secrets ------------------------------------------------------------------------------------------
 
 
-def is_managed_by(secret: Mapping[str, Any], identity: str) -> bool:
-    labels = (secret.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME and labels.get(c.IDENTITY_LABEL) == identity)
+class StoredObject(Protocol):
+    """What the rules read of an object the cluster holds (``k8s.views.SecretView`` and
+    ``ConfigMapView`` are ones): parsed once at the edge, so no rule digs in raw JSON."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def owner_pod_uid(self) -> str | None: ...
 
 
-def is_managed(secret: Mapping[str, Any]) -> bool:
-    labels = (secret.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME)
+class StoredSecret(StoredObject, Protocol):
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
 
 
-def is_pod_secret_of(secret: Mapping[str, Any], identity: str) -> bool:
+def is_managed_by(obj: StoredObject, identity: str) -> bool:
+    return is_managed(obj) and obj.labels.get(c.IDENTITY_LABEL) == identity
+
+
+def is_managed(obj: StoredObject) -> bool:
+    return obj.labels.get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME
+
+
+def is_pod_secret_of(secret: StoredObject, identity: str) -> bool:
     """Whether a Secret looks like one the operator wrote for this identity: its labels and an
     ownerReference to a pod (every pod Secret the operator creates has both). Anything less, such as
     labels copied onto a Secret a person made, is not ours: never updated, never deleted."""
-    return is_managed_by(secret, identity) and owner_pod_uid(secret) is not None
+    return is_managed_by(secret, identity) and secret.owner_pod_uid is not None
 
 
-def ownership_problem(secret: Mapping[str, Any], identity: str, pod: PodInfo) -> str | None:
+def ownership_problem(secret: StoredObject, identity: str, pod: PodInfo) -> str | None:
     """Why the operator may not write this existing Secret for ``pod`` of ``identity``, or ``None``.
 
     The operator writes only Secrets it created for this identity: its labels, and an ownerReference
@@ -234,17 +257,15 @@ def ownership_problem(secret: Mapping[str, Any], identity: str, pod: PodInfo) ->
     the garbage collector has not removed yet. Labels alone can be forged by anyone who may write
     Secrets in the namespace.
     """
-    metadata = secret.get("metadata") or {}
-    name = metadata.get("name")
+    name = secret.name
     if not is_managed_by(secret, identity):
         owner = "another identity" if is_managed(secret) else "nobody we know"
         return f"Secret {name} already exists and is managed by {owner}"
-    owner_uid = owner_pod_uid(secret)
+    owner_uid = secret.owner_pod_uid
     if owner_uid is None:
         return f"Secret {name} carries the operator's labels but was not created by it (no owner pod)"
-    labels = metadata.get("labels") or {}
-    if owner_uid != pod.uid and labels.get(c.POD_LABEL) != label_value(pod.name):
-        return f"Secret {name} belongs to pod {labels.get(c.POD_LABEL)}"
+    if owner_uid != pod.uid and secret.labels.get(c.POD_LABEL) != label_value(pod.name):
+        return f"Secret {name} belongs to pod {secret.labels.get(c.POD_LABEL)}"
     return None
 
 
@@ -336,21 +357,21 @@ def keystore_data(chain_pem: bytes, key_pem: bytes, bundle_pem: bytes, request: 
     }
 
 
-def keystore_patch(secret: Mapping[str, Any], request: KeystoreRequest | None,
+def keystore_patch(secret: StoredSecret, request: KeystoreRequest | None,
                    bundle_pem: bytes) -> dict[str, Any] | None:
     """A merge patch that brings a Secret's keystores in line with ``request`` and ``bundle_pem`` (the
     bundle its ``ca.crt`` holds or is about to): written from its own key and chain when missing or
     stale, removed when no longer asked for; ``None`` when nothing is to change or the Secret's key
     and chain are unreadable (that is a re-issue, which writes the keystores with the new key)."""
-    data = secret.get("data") or {}
-    recorded = ((secret.get("metadata") or {}).get("annotations") or {}).get(c.KEYSTORE_ANNOTATION)
+    data = secret.data
+    recorded = secret.annotations.get(c.KEYSTORE_ANNOTATION)
     if request is None:
         if recorded is None and c.KEYSTORE_P12 not in data and c.TRUSTSTORE_P12 not in data:
             return None
         return {"metadata": {"annotations": {c.KEYSTORE_ANNOTATION: None}},
                 "data": {c.KEYSTORE_P12: None, c.TRUSTSTORE_P12: None}}
-    chain = secret_data(secret, c.TLS_CRT, max_bytes=CHAIN_LIMITS.max_bytes)
-    key = secret_data(secret, c.TLS_KEY, max_bytes=MAX_KEY_PEM_BYTES)
+    chain = data_value(data, c.TLS_CRT, CHAIN_LIMITS.max_bytes)[0]
+    key = data_value(data, c.TLS_KEY, MAX_KEY_PEM_BYTES)[0]
     if not chain or not key:
         return None
     digest = keystore_digest(chain, bundle_pem, request)
@@ -443,12 +464,6 @@ def reissue_patch(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def owner_pod_uid(secret: Mapping[str, Any]) -> str | None:
-    """The uid of the pod a Secret belongs to, from its ownerReferences."""
-    for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("kind") == "Pod" and ref.get("apiVersion") == "v1":
-            return str(ref.get("uid"))
-    return None
 
 
 def read_secret_value(
@@ -457,7 +472,14 @@ def read_secret_value(
     """A Secret's decoded value and ``None``, or ``None`` and why it is unusable (missing, too large,
     not base64). The size is checked on the base64 text, before anything is decoded."""
     data = secret.get("data")
-    value = data.get(key) if isinstance(data, Mapping) else None
+    return data_value(data if isinstance(data, Mapping) else {}, key, max_bytes)
+
+
+def data_value(
+    data: Mapping[str, Any], key: str, max_bytes: int = MAX_SECRET_VALUE_BYTES
+) -> tuple[bytes | None, str | None]:
+    """``read_secret_value`` of a Secret's ``data`` already at hand (a view's)."""
+    value = data.get(key)
     if not isinstance(value, str) or not value:
         return None, f"Secret is missing {key}"
     if len(value) > 4 * -(-max_bytes // 3):
@@ -485,7 +507,7 @@ class SecretReading:
     bundle_pem: bytes | None = None
 
 
-def read_secret(secret: Mapping[str, Any]) -> SecretReading:
+def read_secret(secret: StoredSecret) -> SecretReading:
     """Re-derive the issued state from a Secret's annotations, cross-checked with its certificate.
 
     This is what lets a restarted operator re-issue nothing that is still valid. A tenant may write
@@ -493,13 +515,10 @@ def read_secret(secret: Mapping[str, Any]) -> SecretReading:
     field is a problem, which means a repair), never raises, and does bounded work (each field is
     capped before it is decoded).
     """
-    metadata = secret.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    if not isinstance(annotations, Mapping):
-        annotations = {}
-    chain, chain_problem = read_secret_value(secret, c.TLS_CRT, CHAIN_LIMITS.max_bytes)
-    key, key_problem = read_secret_value(secret, c.TLS_KEY, MAX_KEY_PEM_BYTES)
-    bundle = secret_data(secret, c.CA_CRT, max_bytes=BUNDLE_LIMITS.max_bytes)
+    annotations = secret.annotations
+    chain, chain_problem = data_value(secret.data, c.TLS_CRT, CHAIN_LIMITS.max_bytes)
+    key, key_problem = data_value(secret.data, c.TLS_KEY, MAX_KEY_PEM_BYTES)
+    bundle = data_value(secret.data, c.CA_CRT, BUNDLE_LIMITS.max_bytes)[0]
     problems = [problem for problem in (chain_problem, key_problem) if problem is not None]
     not_after = parse_time(annotations.get(c.NOT_AFTER_ANNOTATION))
     renew_at = parse_time(annotations.get(c.RENEW_AT_ANNOTATION))
@@ -547,12 +566,11 @@ def _key_matches(key_pem: bytes, leaf: x509.Certificate) -> bool:
 
 
 def metadata_patch(
-    secret: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
+    secret: StoredSecret, labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> dict[str, Any] | None:
     """A merge patch adding template labels/annotations a Secret lacks, or ``None`` when it has them."""
-    metadata = secret.get("metadata") or {}
-    have_labels = metadata.get("labels") or {}
-    have_annotations = metadata.get("annotations") or {}
+    have_labels = secret.labels
+    have_annotations = secret.annotations
     missing_labels = {k: v for k, v in labels.items() if have_labels.get(k) != v}
     missing_annotations = {k: v for k, v in annotations.items() if have_annotations.get(k) != v}
     if not missing_labels and not missing_annotations:

@@ -1,33 +1,31 @@
-"""When to renew a certificate and why to re-issue one: plain data in, plain data out.
+"""When to renew a certificate, and the facts a re-issue is decided on: plain data in, plain data out.
 
 Pure: no kopf, no kubernetes, never reads the clock (``now`` is an argument, aware UTC) and takes
 its randomness (``jitter``) from the caller. Modelled on cert-manager: ``RenewalTime`` for the
-schedule, and a chain of small checks whose first answer becomes the log line, the event and the
-status message. Every time this module returns is truncated to whole seconds, so a value written
-to an annotation or the status reads back identical and never re-triggers a change.
+schedule; the checks that decide a re-issue are the chain in ``reissue.py``. Every time this module
+returns is truncated to whole seconds, so a value written to an annotation or the status reads back
+identical and never re-triggers a change.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from mtls_operator.rules.spec import default_renew_before, format_duration
-from mtls_operator.times import format_time
+from mtls_operator.rules.spec import default_renew_before
 
 __all__ = [
     "JITTER_FRACTION",
     "MANUAL_RENEWAL",
+    "MIN_RENEWAL_GAP",
     "Decision",
     "DesiredState",
     "IssuedState",
     "ReissueReason",
     "default_renew_before",
     "jittered_renewal_time",
-    "reissue_decision",
     "renewal_time",
 ]
 
@@ -35,6 +33,8 @@ __all__ = [
 # 48 minutes for the default 24h certificate (8h window). Earlier only, so jitter can never push a
 # renewal past the moment the user asked for.
 JITTER_FRACTION: Final = 0.1
+# The earliest a fresh certificate may be renewed again.
+MIN_RENEWAL_GAP: Final = timedelta(minutes=5)
 
 
 def _truncate(moment: datetime) -> datetime:
@@ -117,85 +117,3 @@ MANUAL_RENEWAL: Final = "manual"
 class Decision:
     reason: ReissueReason
     message: str
-
-
-_Check = Callable[[IssuedState, DesiredState, datetime], Decision | None]
-
-
-def _spiffe_id_changed(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
-    if current.spiffe_id == desired.spiffe_id:
-        return None
-    return Decision(
-        ReissueReason.SPEC_CHANGE,
-        f"Re-issuing: SPIFFE ID changed from {current.spiffe_id} to {desired.spiffe_id}",
-    )
-
-
-def _spec_changed(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
-    if current.spec_hash == desired.spec_hash:
-        return None
-    return Decision(ReissueReason.SPEC_CHANGE, "Re-issuing: spec changed")
-
-
-def _issuer_untrusted(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
-    if current.ca_fingerprint in desired.trusted_ca_fingerprints:
-        return None
-    return Decision(
-        ReissueReason.CA_ROTATION,
-        f"Re-issuing: issuer no longer trusted (CA {current.ca_fingerprint})",
-    )
-
-
-def _ca_rotated(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
-    if current.ca_fingerprint == desired.ca_fingerprint:
-        return None
-    return Decision(ReissueReason.CA_ROTATION, "Re-issuing: CA rotated")
-
-
-def _expired(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
-    if now < current.not_after:
-        return None
-    return Decision(ReissueReason.RENEWAL, f"Renewing: certificate expired at {format_time(current.not_after)}")
-
-
-def _renewal_due(current: IssuedState, desired: DesiredState, now: datetime) -> Decision | None:
-    if now < current.renew_at:
-        return None
-    if current.renew_reason == MANUAL_RENEWAL:
-        return Decision(ReissueReason.MANUAL, "Re-issuing: renewal requested (manual)")
-    return Decision(
-        ReissueReason.RENEWAL,
-        f"Renewing: certificate expires in {format_duration(current.not_after - now)}",
-    )
-
-
-_CHECKS: Final[tuple[_Check, ...]] = (
-    _spiffe_id_changed,
-    _spec_changed,
-    _issuer_untrusted,
-    _ca_rotated,
-    _expired,
-    _renewal_due,
-)
-
-
-def reissue_decision(
-    current: IssuedState | None, desired: DesiredState, now: datetime, *, problems: Sequence[str] = ()
-) -> Decision | None:
-    """Why the certificate must be (re-)issued now, or ``None`` if it is fine.
-
-    ``problems`` are what the caller found wrong with an existing Secret (unparsable certificate,
-    missing key, key mismatch); they win even when ``current`` is ``None`` because the Secret could
-    not be read, so a broken Secret is reported (and counted) as a repair, not as new. Then: no
-    state → new; then the first of SPIFFE ID, spec hash, untrusted issuer, rotated CA, expiry,
-    renewal time.
-    """
-    if problems:
-        return Decision(ReissueReason.REPAIR, f"Repairing: {problems[0]}")
-    if current is None:
-        return Decision(ReissueReason.NEW, "Issuing: no certificate yet")
-    for check in _CHECKS:
-        decision = check(current, desired, now)
-        if decision is not None:
-            return decision
-    return None

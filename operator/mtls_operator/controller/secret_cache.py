@@ -1,0 +1,120 @@
+"""What the controller knows about pod Secret versions: each parsed once, chain-checked once.
+
+A pass looks at every Secret of an identity; most are unchanged since the last pass. A reading
+(``rules.plan.read_secret``) and a chain check against the trust bundle are remembered per Secret
+version (uid, resourceVersion), so an unchanged Secret costs a dict look-up, and what is new is
+parsed in one worker thread per pass (``read_all``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from mtls_operator import constants as c
+from mtls_operator.controller.cache import BoundedCache
+from mtls_operator.errors import PKIError
+from mtls_operator.k8s.views import SecretView
+from mtls_operator.pki import BUNDLE_LIMITS, CHAIN_LIMITS, parse_pem_certificates, verify_leaf
+from mtls_operator.rules.plan import SecretReading, data_value, read_secret
+from mtls_operator.times import Clock
+
+ChainKey = tuple[str, str, bytes]
+
+
+class SecretCache:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._readings: BoundedCache[tuple[str, str], SecretReading] = BoundedCache()
+        # Why a Secret version does not chain to a bundle (None: it does), by (uid, resourceVersion, bundle).
+        self._chains: BoundedCache[ChainKey, str | None] = BoundedCache()
+        self._anchors: tuple[bytes, list[Any]] | None = None
+
+    def read(self, secret: SecretView) -> SecretReading:
+        """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass.
+
+        ``read_all`` has parsed it already, in a worker thread; parsing here, on the loop, happens only
+        when the cache was cleared in between."""
+        reading = self._readings.get(secret.version)
+        if reading is None:
+            reading = read_secret(secret)
+            self._readings.put(secret.version, reading)
+        return reading
+
+    def chain_problem(self, secret: SecretView, reading: SecretReading, bundle_pem: bytes) -> str | None:
+        """Why the Secret's certificate does not chain to the current trust bundle (a hand-edited Secret
+        may not), or None; remembered per Secret version and bundle."""
+        key = (*secret.version, bundle_pem)
+        if key not in self._chains:
+            self._chains.put(key, self._check_chain(secret, reading, bundle_pem, self.clock()))
+        return self._chains.get(key)
+
+    async def read_all(self, secrets: list[SecretView], bundle_pem: bytes) -> None:
+        """Read and chain-check every Secret not seen in this version yet, in one worker thread for all.
+
+        Their data is the tenants' to write (up to 1 MiB a Secret): parsing it on the event loop would
+        hold up the webhooks, the Lease and the health endpoint. One thread hop per pass, not one per
+        Secret, keeps the CPU per certificate low; each parse step is capped and linear (pki/bundle.py),
+        so the worker never holds the GIL for long and the loop keeps its turns.
+        """
+        pending = [secret for secret in secrets if self._needs_parsing(secret, bundle_pem)]
+        if not pending:
+            return
+        cached = [self._readings.get(secret.version) for secret in pending]
+        moment = self.clock()
+
+        def parse() -> list[tuple[SecretReading, str | None]]:
+            done = []
+            for secret, known in zip(pending, cached, strict=True):
+                reading = known if known is not None else read_secret(secret)
+                checked = _checkable(reading)
+                done.append((reading, self._check_chain(secret, reading, bundle_pem, moment) if checked else None))
+            return done
+
+        for secret, (reading, problem) in zip(pending, await asyncio.to_thread(parse), strict=True):
+            self._readings.put(secret.version, reading)
+            if _checkable(reading):
+                self._chains.put((*secret.version, bundle_pem), problem)
+
+    def _needs_parsing(self, secret: SecretView, bundle_pem: bytes) -> bool:
+        reading = self._readings.get(secret.version)
+        if reading is None:
+            return True
+        return _checkable(reading) and (*secret.version, bundle_pem) not in self._chains
+
+    def _check_chain(self, secret: SecretView, reading: SecretReading, bundle_pem: bytes, now: datetime) -> str | None:
+        try:
+            anchors = self._trust_anchors(bundle_pem)
+        except PKIError as exc:
+            return f"tls.crt does not chain to the trust bundle: {exc}"
+        return chain_problem(secret, reading, anchors, now)
+
+    def _trust_anchors(self, bundle_pem: bytes) -> list[Any]:
+        """The bundle's certificates; the bundle is the operator's own, but parsed off the loop all the same
+        (``read_all`` calls this in its worker thread: the tuple is replaced whole, never mutated)."""
+        anchors = self._anchors
+        if anchors is None or anchors[0] != bundle_pem:
+            anchors = self._anchors = (bundle_pem, parse_pem_certificates(bundle_pem, BUNDLE_LIMITS))
+        return anchors[1]
+
+
+def _checkable(reading: SecretReading) -> bool:
+    return reading.state is not None and not reading.problems
+
+
+def chain_problem(secret: SecretView, reading: SecretReading, anchors: list[Any], now: datetime) -> str | None:
+    """Why the Secret's certificate does not chain to ``anchors``, or None (pure: runs in worker threads)."""
+    chain_pem = data_value(secret.data, c.TLS_CRT, CHAIN_LIMITS.max_bytes)[0]
+    if reading.state is None or not chain_pem:
+        return None
+    try:
+        certs = parse_pem_certificates(chain_pem, CHAIN_LIMITS)
+        leaf = certs[0]
+        # Within the leaf's own validity: expiry is a renewal, not a broken chain.
+        latest = leaf.not_valid_after_utc - timedelta(seconds=1)
+        moment = max(leaf.not_valid_before_utc, min(now, latest))
+        verify_leaf(leaf, certs[1:], anchors, moment)
+    except PKIError as exc:  # ChainError included
+        return f"tls.crt does not chain to the trust bundle: {exc}"
+    return None

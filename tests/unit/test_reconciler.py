@@ -1,0 +1,126 @@
+"""The reconciler's orchestration against a fake cluster: read -> assign -> decide -> write -> report."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from mtls_operator import constants as c
+from mtls_operator.controller.retry import BackOff
+from mtls_operator.errors import KubernetesAPIError
+from mtls_operator.rules.plan import pod_info
+from tests.unit.fake_cluster import FakeCluster
+from tests.unit.parts import NS, WEB, Clock, reconciler
+
+
+async def test_a_pass_issues_once_reports_and_a_second_pass_writes_nothing() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", WEB)
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    cluster.add_pod(NS, "web-1", {"app": "web"})
+    cluster.add_pod(NS, "other", {"app": "other"})
+    rec = await reconciler(cluster, clock)
+    wait = await rec.reconcile((NS, "web"))
+    assert sorted(name for verb, kind, _, name in cluster.writes if kind == "Secret") == ["web-web-0", "web-web-1"]
+    status = cluster.identities[(NS, "web")]["status"]
+    assert (status["pods"], status["issued"]) == (2, 2)
+    assert status["conditions"][0]["reason"] == "Issued"
+    assert [e["reason"] for e in cluster.events] == ["Issued"]
+    # The first pod done names the batch (pods are served concurrently).
+    assert re.fullmatch(r"issued 2 certificate\(s\) \(new: 2\); pod web-[01]: Issuing: no certificate yet",
+                        cluster.events[0]["message"])
+    assert rec.index.served[(NS, "web")] == {"web-0", "web-1"}
+    assert isinstance(wait, float)
+    assert wait == 3600.0  # the renewal is 16h away: the longest sleep
+    writes = len(cluster.writes)
+    await rec.reconcile((NS, "web"))
+    assert len(cluster.writes) == writes
+
+
+async def test_a_foreign_secret_under_the_name_is_never_written_and_backs_off() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", WEB)
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    cluster.put_secret(NS, {"metadata": {"name": "web-web-0", "labels": {"team": "x"}}, "data": {"a": "Yg=="}})
+    rec = await reconciler(cluster, clock)
+    assert await rec.reconcile((NS, "web")) == BackOff(rec.retry_delay)
+    assert cluster.secrets[(NS, "web-web-0")]["data"] == {"a": "Yg=="}
+    status = cluster.identities[(NS, "web")]["status"]
+    assert status["conditions"][0]["reason"] == "SecretConflict"
+    assert rec.gate.clashed((NS, "web-web-0"))
+
+
+async def test_a_deleted_secret_is_repaired_and_a_gone_pod_loses_its_secret() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", WEB)
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    cluster.add_pod(NS, "web-1", {"app": "web"})
+    rec = await reconciler(cluster, clock)
+    await rec.reconcile((NS, "web"))
+    del cluster.secrets[(NS, "web-web-0")]
+    rec.gate.vanished((NS, "web-web-0"))
+    del cluster.pods[(NS, "web-1")]
+    clock.advance(timedelta(minutes=1))
+    await rec.reconcile((NS, "web"))
+    assert (NS, "web-web-0") in cluster.secrets
+    assert (NS, "web-web-1") not in cluster.secrets
+    last = cluster.identities[(NS, "web")]["status"]["lastIssuance"]
+    assert (last["reason"], last["message"]) == ("repair", "pod web-0: Repairing: the Secret was deleted")
+
+
+async def test_a_bad_spec_touches_no_secret_and_reports_once() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", WEB)
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    rec = await reconciler(cluster, clock)
+    await rec.reconcile((NS, "web"))
+    cluster.identities[(NS, "web")]["spec"] = {"selector": {"matchLabels": {"app": "web"}}, "duration": "1s"}
+    cluster.identities[(NS, "web")]["metadata"]["generation"] = 2
+    writes = len(cluster.writes)
+    assert await rec.reconcile((NS, "web")) is None
+    assert await rec.reconcile((NS, "web")) is None
+    assert len(cluster.writes) == writes
+    assert [e["reason"] for e in cluster.events] == ["Issued", "InvalidSpec"]
+    assert cluster.identities[(NS, "web")]["status"]["issued"] == 1  # the last known counts stay
+
+
+async def test_a_first_issue_is_claimed_by_the_next_pass_and_reported_with_it() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    identity = cluster.add_identity(NS, "web", WEB)
+    rec = await reconciler(cluster, clock)
+    await rec.reconcile((NS, "web"))  # learns the spec
+    pod = pod_info(cluster.add_pod(NS, "web-0", {"app": "web"}))
+    version = (identity["metadata"]["uid"], 1)
+    assert await rec.issue_first((NS, "web"), version, pod)
+    assert not await rec.issue_first((NS, "web"), ("another-uid", 1), pod)
+    writes = len(cluster.writes)
+    await rec.reconcile((NS, "web"))
+    assert [w for w in cluster.writes[writes:] if w[1] == "Secret"] == []
+    assert cluster.identities[(NS, "web")]["status"]["lastIssuance"]["message"] == \
+        "pod web-0: Issuing: no certificate yet"
+
+
+async def test_an_api_failure_reaches_the_queue_and_is_counted() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", WEB)
+    rec = await reconciler(cluster, clock)
+    cluster.fail("get_identity")
+    with pytest.raises(KubernetesAPIError, match="503"):
+        await rec.reconcile((NS, "web"))
+    assert rec.metrics.registry.get_sample_value("mtls_issuance_errors_total", {"reason": "api"}) == 1.0
+
+
+async def test_cleanup_deletes_only_pod_secrets_of_the_identity() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", WEB)
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    rec = await reconciler(cluster, clock)
+    await rec.reconcile((NS, "web"))
+    labels = {c.MANAGED_BY_LABEL: c.MANAGER_NAME, c.IDENTITY_LABEL: "web"}
+    cluster.put_secret(NS, {"metadata": {"name": "look-alike", "labels": labels}})
+    del cluster.identities[(NS, "web")]
+    await rec.reconcile((NS, "web"))
+    assert sorted(name for (_, name) in cluster.secrets if name != c.DEFAULT_CA_SECRET) == ["look-alike"]
+    assert (NS, "web") not in rec.index.served
