@@ -17,6 +17,7 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
+from mtls_operator.controller.retry import BackOff
 from mtls_operator.controller.rotation import RotationController
 from mtls_operator.controller.shard import NamespaceShard
 from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStore
@@ -85,7 +86,7 @@ class Runtime:
         """Whether this operator's shard serves the namespace (always, unsharded)."""
         return self.shard is None or self.shard.serves(namespace)
 
-    async def _reconcile(self, key: IdentityKey) -> float | None:
+    async def _reconcile(self, key: IdentityKey) -> float | BackOff | None:
         if self.shard is not None:
             await self.shard.ready.wait()
             if not self.shard.serves(key[0]):
