@@ -29,6 +29,9 @@ NOT_AFTER_ANNOTATION: Final = "mtls.dev/not-after"
 RENEW_AT_ANNOTATION: Final = "mtls.dev/renew-at"
 CA_FINGERPRINT_ANNOTATION: Final = "mtls.dev/ca-fingerprint"
 SPEC_HASH_ANNOTATION: Final = "mtls.dev/spec-hash"
+# The SHA-256 of the trust bundle written to ``ca.crt`` with it: what a metadata-only look at the Secret
+# (a restart, the CA rotation's count) compares with the current bundle, without reading any data.
+BUNDLE_HASH_ANNOTATION: Final = "mtls.dev/ca-bundle-hash"
 # Set beside ``mtls.dev/renew-at`` by ``kubectl mtls renew`` (value ``manual``): the re-issue it triggers
 # is counted and reported with that reason; the operator removes it when it re-issues.
 RENEW_REASON_ANNOTATION: Final = "mtls.dev/renew-reason"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,12 +15,14 @@ from mtls_operator.k8s.views import SecretView
 from mtls_operator.rules.plan import (
     Readiness,
     SecretContent,
+    bundle_hash,
     identity_ref,
     identity_status,
     metadata_patch,
     pod_info,
     pod_spec,
     read_secret,
+    read_secret_metadata,
     ready_condition,
     reissue_patch,
     secret_body,
@@ -182,7 +185,8 @@ def test_secret_body_follows_the_design() -> None:
     assert meta["annotations"][c.RENEW_AT_ANNOTATION] == "2026-11-28T04:00:00Z"
     assert {k for k in meta["annotations"] if k.startswith("mtls.dev/")} == {
         c.SPIFFE_ID_ANNOTATION, c.SERIAL_ANNOTATION, c.NOT_AFTER_ANNOTATION, c.RENEW_AT_ANNOTATION,
-        c.CA_FINGERPRINT_ANNOTATION, c.SPEC_HASH_ANNOTATION}
+        c.CA_FINGERPRINT_ANNOTATION, c.SPEC_HASH_ANNOTATION, c.BUNDLE_HASH_ANNOTATION}
+    assert meta["annotations"][c.BUNDLE_HASH_ANNOTATION] == bundle_hash(b"bundle")
     assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "payments-0",
                                         "uid": "uid-payments-0", "controller": False, "blockOwnerDeletion": False}]
 
@@ -224,8 +228,34 @@ def test_read_secret_round_trips_the_annotations() -> None:
     assert reading.state.not_after == CONTENT.not_after
     assert reading.state.renew_at == CONTENT.renew_at
     assert reading.state.spec_hash == "hash"
-    assert reading.bundle_pem == b"bundle"
+    assert reading.bundle_hash == bundle_hash(b"bundle")
     assert reading.state.renew_reason is None
+
+
+def test_read_secret_metadata_reads_what_read_secret_reads_without_the_data() -> None:
+    body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={}, template_annotations={})
+    full = read_secret(SecretView.of(body))
+    facts = read_secret_metadata(SecretView.of(body).annotations)
+    assert facts is not None
+    assert facts.state is not None
+    assert full.state is not None
+    assert facts.state == replace(full.state, not_before=None)
+    assert facts.bundle_hash == full.bundle_hash
+    assert not facts.problems
+
+
+def test_read_secret_metadata_needs_the_bundle_hash_and_names_bad_annotations() -> None:
+    body = secret_body(name="s", identity="payments", pod=pod_info(pod()), content=CONTENT,
+                       template_labels={}, template_annotations={})
+    annotations = dict(SecretView.of(body).annotations)
+    del annotations[c.BUNDLE_HASH_ANNOTATION]
+    assert read_secret_metadata(annotations) is None  # written before the hash existed: read the data
+    broken = {**SecretView.of(body).annotations, c.NOT_AFTER_ANNOTATION: "soon"}
+    reading = read_secret_metadata(broken)
+    assert reading is not None
+    assert reading.state is None
+    assert reading.problems
 
 
 def test_read_secret_reads_a_manual_renewal_request() -> None:

@@ -28,6 +28,7 @@ from mtls_operator.controller.gate import IssuanceGate
 from mtls_operator.controller.index import IdentityIndex
 from mtls_operator.controller.issuer import ISSUE_CONCURRENCY, Issuer
 from mtls_operator.controller.keystores import KEYSTORE_RECHECK, KEYSTORE_UNAVAILABLE, KeystorePasswords
+from mtls_operator.controller.objects import WatchedObjects
 from mtls_operator.controller.reporter import Reporter
 from mtls_operator.controller.retry import BackOff, issuance_error, verdict
 from mtls_operator.controller.secret_cache import SecretCache
@@ -48,6 +49,7 @@ from mtls_operator.rules.plan import (
     SecretContent,
     SecretReading,
     b64text,
+    bundle_hash,
     is_pod_secret_of,
     keystore_patch,
     merge_patches,
@@ -56,6 +58,7 @@ from mtls_operator.rules.plan import (
     pod_info,
     pod_query,
     pod_spec,
+    read_secret_metadata,
     reissue_patch,
     secret_body,
     secret_metadata,
@@ -88,6 +91,7 @@ class _Pass:
     spec: IdentitySpec
     ca: CertificateAuthority
     bundle_pem: bytes
+    bundle_hash: str
     trusted: frozenset[str]
     spec_hash: str
     now: datetime
@@ -131,8 +135,10 @@ class Reconciler:
         self.metrics = metrics if metrics is not None else Metrics()
         self.index = IdentityIndex(settings)
         self.secrets = SecretCache(clock)
+        # Pods and Secrets as the watches report them (the runtime feeds it); passes read it once synced.
+        self.objects = WatchedObjects()
         self.gate = IssuanceGate()
-        self.writer = SecretWriter(cluster)
+        self.writer = SecretWriter(cluster, on_written=self._written, on_deleted=self.objects.deleted)
         self.issuer = Issuer(trust_domain=settings.trust_domain, clock=clock, limiter=limiter, metrics=self.metrics,
                              jitter=jitter)
         self.reporter = Reporter(cluster, ca_store, self.metrics, clock)
@@ -268,16 +274,70 @@ class Reconciler:
         secrets = map(SecretView.of, await self.cluster.list_secrets(namespace, secrets_query(name)))
         return [secret for secret in secrets if is_pod_secret_of(secret, name)]
 
+    def _written(self, secret: SecretView) -> None:
+        """Every Secret write, as the API answered it: into the store, and its reading from the annotations
+        just written (no parse: the operator wrote the certificate, the key and the bundle itself)."""
+        self.objects.wrote(secret)
+        reading = read_secret_metadata(secret.annotations)
+        if reading is not None:
+            self.secrets.remember(secret, reading)
+
     # The pods of one identity ------------------------------------------------------------------
+
+    async def _pods_and_secrets(self, key: IdentityKey,
+                                spec: IdentitySpec) -> tuple[list[PodInfo], dict[str, SecretView], bool]:
+        """The identity's pods and Secrets: from the watched store once it is synced, else from the API.
+        Also whether they came from the store (Secrets without data: read from their annotations).
+
+        Keystores are built from a Secret's own key and chain, so identities that ask for them still list
+        their Secrets with data."""
+        namespace, name = key
+        if self.objects.synced and spec.pkcs12 is None:
+            return self.objects.pods(namespace, spec.selector), self.objects.secrets(namespace, name), True
+        pods = [pod_info(body) for body in await self.cluster.list_pods(namespace, pod_query(spec.selector))]
+        listed = map(SecretView.of, await self.cluster.list_secrets(namespace, secrets_query(name)))
+        return pods, {secret.name: secret for secret in listed}, False
+
+    async def _read_stored(self, key: IdentityKey, existing: dict[str, SecretView], names: list[str],
+                           bundle_pem: bytes) -> None:
+        """Readings for the stored (metadata-only) Secrets ``names`` of ``existing``, which is updated.
+
+        A version the operator wrote, or one listed at start-up, is read from its annotations; any other
+        (edited behind our back: the watch reported a version we did not write) is read from the API
+        with its data and parsed, as before."""
+        unknown = []
+        for secret_name in names:
+            secret = existing[secret_name]
+            if self.secrets.known(secret):
+                continue
+            reading = read_secret_metadata(secret.annotations) if self.objects.listed(secret) else None
+            if reading is not None:
+                self.secrets.remember(secret, reading)
+            else:
+                unknown.append(secret_name)
+        if not unknown:
+            return
+        namespace = key[0]
+        slots = asyncio.Semaphore(ISSUE_CONCURRENCY)
+
+        async def fetch(secret_name: str) -> SecretView | None:
+            async with slots:
+                return await self._get_secret(namespace, secret_name)
+
+        fetched = await asyncio.gather(*(fetch(secret_name) for secret_name in unknown))
+        for secret_name, found in zip(unknown, fetched, strict=True):
+            if found is None:
+                existing.pop(secret_name)  # deleted meanwhile: its DELETED event is on its way
+            else:
+                existing[secret_name] = found
+        await self.secrets.read_all([found for found in fetched if found is not None], bundle_pem)
 
     async def _serve_pods(self, key: IdentityKey, identity: IdentityView, spec: IdentitySpec,
                           ca: CertificateAuthority, bundle_pem: bytes, now: datetime) -> PassTally:
         namespace, name = key
         me = self.index.identity_ref(identity.body)
         others = [self.index.identity_ref(body) for body in await self.cluster.list_identities(namespace)]
-        pods = [pod_info(body) for body in await self.cluster.list_pods(namespace, pod_query(spec.selector))]
-        listed = map(SecretView.of, await self.cluster.list_secrets(namespace, secrets_query(name)))
-        existing = {secret.name: secret for secret in listed}
+        pods, existing, stored = await self._pods_and_secrets(key, spec)
         plan = assign_pods(me, others, pods, spec=spec, cluster_domain=self.settings.cluster_domain,
                            owners={secret_name: secret.owner_pod_uid for secret_name, secret in existing.items()})
         tally = PassTally(pods=plan.pods, conflicts=plan.conflicts, served={pod.name for _, pod in plan.assigned})
@@ -285,10 +345,13 @@ class Reconciler:
             tally.fail(IssuanceError.INVALID_SPEC, message, pod_name)
         for pod_name, message in plan.duplicates:
             tally.fail(IssuanceError.SECRET_CONFLICT, message, pod_name)
-        job = _Pass(namespace, name, spec, ca, bundle_pem, self.ca_store.trusted_fingerprints,
-                    spec.certificate_hash(), now, existing, tally)
-        # Every uncached Secret of the pass parsed in one worker thread, before anything reads it.
-        await self.secrets.read_all([existing[n] for n, _ in plan.assigned if n in existing], bundle_pem)
+        job = _Pass(namespace, name, spec, ca, bundle_pem, bundle_hash(bundle_pem),
+                    self.ca_store.trusted_fingerprints, spec.certificate_hash(), now, existing, tally)
+        if stored:
+            await self._read_stored(key, existing, [n for n, _ in plan.assigned if n in existing], bundle_pem)
+        else:
+            # Every uncached Secret of the pass parsed in one worker thread, before anything reads it.
+            await self.secrets.read_all([existing[n] for n, _ in plan.assigned if n in existing], bundle_pem)
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
         assigned = sorted(plan.assigned, key=lambda item: self._urgency(existing.get(item[0]), now))
         # Pods are served concurrently (API round trips overlap); the rate limit stays global.
@@ -374,8 +437,10 @@ class Reconciler:
                     state: IssuedState) -> None:
         """A certificate that stays: its Secret only gets missing template metadata and a stale ca.crt."""
         labels, annotations = secret_metadata(job.identity, pod, job.spec.secret_labels, job.spec.secret_annotations)
+        if secret.annotations.get(c.BUNDLE_HASH_ANNOTATION) != job.bundle_hash:
+            annotations[c.BUNDLE_HASH_ANNOTATION] = job.bundle_hash
         patch = metadata_patch(secret, labels, annotations) or {}
-        if reading.bundle_pem != job.bundle_pem:
+        if reading.bundle_hash != job.bundle_hash:
             patch.setdefault("data", {})[c.CA_CRT] = b64text(job.bundle_pem)
         stores = keystore_patch(secret, self.keystores.get((job.namespace, job.identity)), job.bundle_pem)
         if stores is not None:

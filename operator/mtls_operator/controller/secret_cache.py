@@ -30,6 +30,18 @@ class SecretCache:
         # Why a Secret version does not chain to a bundle (None: it does), by (uid, resourceVersion, bundle).
         self._chains: BoundedCache[ChainKey, str | None] = BoundedCache()
         self._anchors: tuple[bytes, list[Any]] | None = None
+        # Versions read from their annotations alone (written by the operator, or listed metadata-only):
+        # no data to check a chain with; what the operator wrote chains by construction.
+        self._facts_only: BoundedCache[tuple[str, str], bool] = BoundedCache()
+
+    def known(self, secret: SecretView) -> bool:
+        """Whether a reading of this Secret version is at hand (no data needed to decide on it)."""
+        return secret.version in self._readings
+
+    def remember(self, secret: SecretView, reading: SecretReading) -> None:
+        """A version's reading from its annotations (``rules.plan.read_secret_metadata``), not its data."""
+        self._readings.put(secret.version, reading)
+        self._facts_only.put(secret.version, True)
 
     def read(self, secret: SecretView) -> SecretReading:
         """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass.
@@ -45,6 +57,8 @@ class SecretCache:
     def chain_problem(self, secret: SecretView, reading: SecretReading, bundle_pem: bytes) -> str | None:
         """Why the Secret's certificate does not chain to the current trust bundle (a hand-edited Secret
         may not), or None; remembered per Secret version and bundle."""
+        if secret.version in self._facts_only:
+            return None
         key = (*secret.version, bundle_pem)
         if key not in self._chains:
             self._chains.put(key, self._check_chain(secret, reading, bundle_pem, self.clock()))
@@ -81,6 +95,8 @@ class SecretCache:
         reading = self._readings.get(secret.version)
         if reading is None:
             return True
+        if secret.version in self._facts_only:
+            return False
         return _checkable(reading) and (*secret.version, bundle_pem) not in self._chains
 
     def _check_chain(self, secret: SecretView, reading: SecretReading, bundle_pem: bytes, now: datetime) -> str | None:

@@ -6,7 +6,7 @@ preconditioned on uid and resourceVersion, updates on resourceVersion.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mtls_operator.controller.cache import BoundedCache
@@ -15,8 +15,12 @@ from mtls_operator.k8s.views import SecretView
 
 
 class SecretWriter:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, *, on_written: Callable[[SecretView], None] | None = None,
+                 on_deleted: Callable[[SecretView], None] | None = None) -> None:
         self.cluster = cluster
+        # Told of every write as the API answered it (the reconciler's store of watched objects).
+        self._on_written = on_written
+        self._on_deleted = on_deleted
         # The resourceVersion of our last write per Secret (namespace, name).
         self._written: BoundedCache[tuple[str, str], str] = BoundedCache()
 
@@ -32,6 +36,8 @@ class SecretWriter:
     async def delete(self, secret: SecretView) -> None:
         await self.cluster.delete_secret(secret.meta.namespace, secret.name, secret.meta.uid,
                                          secret.meta.resource_version)
+        if self._on_deleted is not None:
+            self._on_deleted(secret)
 
     def wrote(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether this version of a Secret is one the operator wrote itself."""
@@ -39,4 +45,6 @@ class SecretWriter:
 
     def _remember(self, written: SecretView) -> SecretView:
         self._written.put((written.meta.namespace, written.name), written.meta.resource_version)
+        if self._on_written is not None:
+            self._on_written(written)
         return written

@@ -23,7 +23,7 @@ from mtls_operator.controller.shard import NamespaceShard
 from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStore
 from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
-from mtls_operator.k8s import Cluster, KubeAPI, core_path
+from mtls_operator.k8s import JSON, Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import RESYNC, ResourceWatch
 from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
@@ -171,11 +171,20 @@ class Runtime:
 
     def _secret_watch(self) -> ResourceWatch:
         """Managed Secrets edited or deleted behind our back, metadata only (never their keys)."""
+        objects = self.reconciler.objects
+
         def changed(kind: str, secret: Mapping[str, Any] | None) -> None:
-            self._secret_changed(kind, secret.get("metadata") or {} if secret is not None else None)
+            if secret is not None:
+                objects.secret_event(kind, secret)
+            if kind != "ADDED":  # created: by us (a first issue, a pass), or a clash the pass reports
+                self._secret_changed(kind, secret.get("metadata") or {} if secret is not None else None)
+
+        def listed(secrets: list[JSON]) -> None:
+            objects.secrets_listed(secrets)
+            self._secret_changed(RESYNC, None)
 
         return ResourceWatch(self.api, core_path("secrets"), f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}", changed,
-                             types=("MODIFIED", "DELETED"), metadata_only=True, timeout_seconds=self.watch_timeout)
+                             metadata_only=True, timeout_seconds=self.watch_timeout, on_list=listed)
 
     async def _watch_pods(self) -> None:
         """Opted-in pods (a server-side label selector), outside kopf: a new pod gets its first certificate
@@ -187,7 +196,11 @@ class Runtime:
         """
         first_issues: set[asyncio.Task[None]] = set()
 
+        objects = self.reconciler.objects
+
         def changed(kind: str, pod: Mapping[str, Any] | None) -> None:
+            if pod is not None:
+                objects.pod_event(kind, pod)
             if pod is None:
                 self._ca_changed()  # RESYNC: every identity looks at its pods again
             elif kind == "ADDED":
@@ -197,8 +210,12 @@ class Runtime:
             else:
                 self._route_pod(pod)
 
+        def listed(pods: list[JSON]) -> None:
+            objects.pods_listed(pods)
+            self._ca_changed()  # every identity looks at its pods again
+
         watch = ResourceWatch(self.api, core_path("pods"), f"{c.INJECT_LABEL}={c.INJECT_VALUE}", changed,
-                              timeout_seconds=self.watch_timeout)
+                              timeout_seconds=self.watch_timeout, on_list=listed)
         try:
             await watch.run()
         finally:
@@ -269,7 +286,9 @@ class Runtime:
 
     async def _lead(self) -> None:
         """Everything only the leader does; cancelled as a whole when leadership is lost."""
-        # A new leader knows nothing of the schedule: every identity is looked at once.
+        # A new leader knows nothing of the schedule: every identity is looked at once. What the watches
+        # reported while it led before went stale meanwhile: passes read the API until they list again.
+        self.reconciler.objects.reset()
         for key in self.identities:
             self.queue.add(key)
         async with asyncio.TaskGroup() as group:

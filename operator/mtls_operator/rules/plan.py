@@ -417,6 +417,7 @@ def secret_body(
             c.RENEW_AT_ANNOTATION: format_time(content.renew_at),
             c.CA_FINGERPRINT_ANNOTATION: content.ca_fingerprint,
             c.SPEC_HASH_ANNOTATION: content.spec_hash,
+            c.BUNDLE_HASH_ANNOTATION: bundle_hash(content.bundle_pem),
         }
     )
     data = {
@@ -500,11 +501,58 @@ def secret_data(secret: Mapping[str, Any], key: str, *, max_bytes: int = MAX_SEC
 
 @dataclass(frozen=True)
 class SecretReading:
-    """What an existing pod Secret says about its certificate, and what is wrong with it."""
+    """What an existing pod Secret says about its certificate, and what is wrong with it.
+
+    ``bundle_hash`` is ``bundle_hash()`` of the bundle its ``ca.crt`` holds (None: none readable): a
+    reading is kept per Secret version, so it holds facts, never PEM."""
 
     state: IssuedState | None
     problems: tuple[str, ...] = field(default_factory=tuple)
-    bundle_pem: bytes | None = None
+    bundle_hash: str | None = None
+
+
+def bundle_hash(bundle_pem: bytes) -> str:
+    """The fingerprint of a trust bundle as the ``mtls.dev/ca-bundle-hash`` annotation records it."""
+    return "sha256:" + hashlib.sha256(bundle_pem).hexdigest()
+
+
+def _annotated_state(annotations: Mapping[str, str], not_before: datetime | None = None) -> IssuedState | None:
+    """The issued state the Secret's annotations record, or None when one is missing or unreadable."""
+    not_after = parse_time(annotations.get(c.NOT_AFTER_ANNOTATION))
+    renew_at = parse_time(annotations.get(c.RENEW_AT_ANNOTATION))
+    required = (
+        c.SPIFFE_ID_ANNOTATION,
+        c.SERIAL_ANNOTATION,
+        c.CA_FINGERPRINT_ANNOTATION,
+        c.SPEC_HASH_ANNOTATION,
+    )
+    if not_after is None or renew_at is None or any(not annotations.get(name) for name in required):
+        return None
+    return IssuedState(
+        spiffe_id=str(annotations[c.SPIFFE_ID_ANNOTATION]),
+        serial=str(annotations[c.SERIAL_ANNOTATION]),
+        not_before=not_before,
+        not_after=not_after,
+        renew_at=renew_at,
+        ca_fingerprint=str(annotations[c.CA_FINGERPRINT_ANNOTATION]),
+        spec_hash=str(annotations[c.SPEC_HASH_ANNOTATION]),
+        dns_names=(),
+        renew_reason=annotations.get(c.RENEW_REASON_ANNOTATION) or None,
+    )
+
+
+def read_secret_metadata(annotations: Mapping[str, str]) -> SecretReading | None:
+    """The reading of a Secret from its annotations alone (a metadata-only list or watch): for a version
+    the operator wrote itself, or one listed at start-up, whose data is then checked in the background.
+    None when the annotations do not say enough (no bundle hash: a Secret written before it existed),
+    so the caller reads the data."""
+    recorded_bundle = annotations.get(c.BUNDLE_HASH_ANNOTATION)
+    if not recorded_bundle:
+        return None
+    state = _annotated_state(annotations)
+    if state is None:
+        return SecretReading(state=None, problems=("Secret annotations are missing or unreadable",))
+    return SecretReading(state=state, bundle_hash=recorded_bundle)
 
 
 def read_secret(secret: StoredSecret) -> SecretReading:
@@ -520,17 +568,8 @@ def read_secret(secret: StoredSecret) -> SecretReading:
     key, key_problem = data_value(secret.data, c.TLS_KEY, MAX_KEY_PEM_BYTES)
     bundle = data_value(secret.data, c.CA_CRT, BUNDLE_LIMITS.max_bytes)[0]
     problems = [problem for problem in (chain_problem, key_problem) if problem is not None]
-    not_after = parse_time(annotations.get(c.NOT_AFTER_ANNOTATION))
-    renew_at = parse_time(annotations.get(c.RENEW_AT_ANNOTATION))
-    required = (
-        c.SPIFFE_ID_ANNOTATION,
-        c.SERIAL_ANNOTATION,
-        c.CA_FINGERPRINT_ANNOTATION,
-        c.SPEC_HASH_ANNOTATION,
-    )
-    if not_after is None or renew_at is None or any(not annotations.get(name) for name in required):
+    if _annotated_state(annotations) is None:
         return SecretReading(state=None, problems=(*problems, "Secret annotations are missing or unreadable"))
-    dns_names: tuple[str, ...] = ()
     not_before: datetime | None = None
     if chain:
         try:
@@ -543,18 +582,9 @@ def read_secret(secret: StoredSecret) -> SecretReading:
             elif key and not _key_matches(key, leaf):
                 problems.append("tls.key does not match the certificate in tls.crt")
             not_before = leaf.not_valid_before_utc
-    state = IssuedState(
-        spiffe_id=str(annotations[c.SPIFFE_ID_ANNOTATION]),
-        serial=str(annotations[c.SERIAL_ANNOTATION]),
-        not_before=not_before,
-        not_after=not_after,
-        renew_at=renew_at,
-        ca_fingerprint=str(annotations[c.CA_FINGERPRINT_ANNOTATION]),
-        spec_hash=str(annotations[c.SPEC_HASH_ANNOTATION]),
-        dns_names=dns_names,
-        renew_reason=annotations.get(c.RENEW_REASON_ANNOTATION) or None,
-    )
-    return SecretReading(state=state, problems=tuple(problems), bundle_pem=bundle)
+    state = _annotated_state(annotations, not_before)
+    return SecretReading(state=state, problems=tuple(problems),
+                         bundle_hash=bundle_hash(bundle) if bundle is not None else None)
 
 
 def _key_matches(key_pem: bytes, leaf: x509.Certificate) -> bool:
