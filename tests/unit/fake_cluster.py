@@ -133,6 +133,18 @@ class FakeCluster:
         return [copy.deepcopy(body) for (ns, _), body in sorted(self.secrets.items())
                 if ns == namespace and _matches(body["metadata"].get("labels") or {}, label_selector)]
 
+    async def list_secrets_page(self, label_selector: str, limit: int,
+                                continue_token: str | None = None) -> tuple[list[JSON], str | None]:
+        self._check("list_secrets_page")
+        # ``<label>`` alone (the label exists) is the one term past equality this takes.
+        equality = label_selector.replace(f",{c.IDENTITY_LABEL}", "")
+        matching = [copy.deepcopy(body) for _, body in sorted(self.secrets.items())
+                    if _matches(body["metadata"].get("labels") or {}, equality)
+                    and c.IDENTITY_LABEL in (body["metadata"].get("labels") or {})]
+        start = int(continue_token or 0)
+        rest = start + limit
+        return matching[start:rest], str(rest) if rest < len(matching) else None
+
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JSON:
         self._check("create_secret")
         name = body["metadata"]["name"]

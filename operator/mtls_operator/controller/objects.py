@@ -49,6 +49,8 @@ class WatchedObjects:
         self._secrets: dict[str, dict[str, SecretView]] = {}
         self.pods_synced = False
         self.secrets_synced = False
+        # How many times the Secrets were listed: each list's versions get their data checked once.
+        self.secret_lists = 0
         # Secret versions seen in a list (start-up, a lost watch): read from their annotations for the
         # first look, their data checked in the background (``Reconciler.verify_listed``).
         self._listed: BoundedCache[tuple[str, str], bool] = BoundedCache()
@@ -100,6 +102,7 @@ class WatchedObjects:
             self._listed.put(secret.version, True)
             self._secrets.setdefault(secret.meta.namespace, {})[secret.name] = secret
         self.secrets_synced = True
+        self.secret_lists += 1
 
     def secret_event(self, kind: str, body: Mapping[str, Any]) -> None:
         secret = metadata_view(body)

@@ -80,6 +80,10 @@ RETRY_SOON = 15.0
 MAX_SLEEP = 3600.0
 # When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
 DEFERRED_DELAY = 1.0
+# Secrets whose data is checked at once in the background after a list (``verify_listed``), and the
+# pause between pages, so the check never competes with issuing for long.
+VERIFY_PAGE = 250
+VERIFY_PAUSE = 0.05
 
 
 @dataclass(frozen=True)
@@ -547,6 +551,27 @@ class Reconciler:
                 continue
             logger.info("deleted Secret %s/%s: pod %s is no longer served by %s", job.namespace, secret_name,
                         secret.labels.get(c.POD_LABEL), job.identity)
+
+    # Secrets read from their annotations when listed: their data checked in the background ---------
+
+    async def verify_listed(self, pause: float = VERIFY_PAUSE) -> set[IdentityKey]:
+        """Page once through the managed Secrets with their data, and check every version that a pass read
+        from its annotations because it was listed (a restart, a lost watch): a Secret edited while no
+        operator watched is found here. Returns the identities holding one whose data disagrees; their
+        next pass decides on what the data says (a repair)."""
+        wrong: set[IdentityKey] = set()
+        selector = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.IDENTITY_LABEL}"
+        token: str | None = None
+        while True:
+            items, token = await self.cluster.list_secrets_page(selector, VERIFY_PAGE, token)
+            for secret in await self.secrets.verify([SecretView.of(item) for item in items],
+                                                    self.ca_store.bundle_pem):
+                logger.warning("Secret %s/%s does not hold what its annotations record (changed while no operator "
+                               "watched): its identity looks at it again", secret.meta.namespace, secret.name)
+                wrong.add((secret.meta.namespace, secret.labels.get(c.IDENTITY_LABEL, "")))
+            if token is None:
+                return wrong
+            await asyncio.sleep(pause)
 
     # A new pod's first certificate, outside any pass --------------------------------------------
 

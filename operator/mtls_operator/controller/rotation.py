@@ -18,6 +18,7 @@ from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
 from mtls_operator.controller.loop import run_woken
+from mtls_operator.controller.objects import WatchedObjects
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
 from mtls_operator.k8s.views import ConfigMapView, ObjectMeta, SecretView
@@ -29,7 +30,15 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
-from mtls_operator.rules.plan import PodInfo, b64text, data_value, pod_info, secret_data, secret_name_for_pod
+from mtls_operator.rules.plan import (
+    PodInfo,
+    b64text,
+    bundle_hash,
+    data_value,
+    pod_info,
+    secret_data,
+    secret_name_for_pod,
+)
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -67,8 +76,11 @@ class RotationController:
         on_change: Callable[[], None],
         poll_interval: float = 5.0,
         idle_interval: float = 60.0,
+        objects: WatchedObjects | None = None,
     ) -> None:
         self.cluster = cluster
+        # The pods and Secrets the watches keep: once synced, the count walks memory, not the API.
+        self.objects = objects
         self.ca_store = ca_store
         self.settings = settings
         self.clock = clock
@@ -373,9 +385,7 @@ class RotationController:
         hold every rotation, and the CA's expiry, hostage.
         """
         managed = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}"
-        secrets = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
-        live_pods = {info.uid: info for info in map(pod_info, await self.cluster.list_pods_everywhere(
-            f"{c.INJECT_LABEL}={c.INJECT_VALUE}"))}
+        secrets, live_pods = await self._secrets_and_pods(managed)
         identities = {_namespaced_name(body) for body in await self.cluster.list_identities_everywhere()}
         namespaces = {namespace for namespace, _ in identities}
         config_maps = [
@@ -384,7 +394,7 @@ class RotationController:
         ]
         ours = []
         foreign = []
-        for secret in map(SecretView.of, secrets):
+        for secret in secrets:
             identity = (secret.meta.namespace, str(secret.labels.get(c.IDENTITY_LABEL)))
             pod = live_pods.get(secret.owner_pod_uid or "")
             if pod is not None and identity in identities and _is_pod_secret(secret, identity[1], pod):
@@ -393,11 +403,15 @@ class RotationController:
                 foreign.append(f"Secret {secret.meta.namespace}/{secret.name}")
         await self._report_foreign(foreign)
         bundle_text = bundle_pem.decode("ascii")
+        current_hash = bundle_hash(bundle_pem)
         stale = 0
         old_leaves = 0
         laggards: dict[str, int] = {}
         for secret in ours:
-            behind = data_value(secret.data, c.CA_CRT)[0] != bundle_pem
+            if secret.data:
+                behind = data_value(secret.data, c.CA_CRT)[0] != bundle_pem
+            else:  # metadata only: the hash the operator recorded with the ca.crt it wrote
+                behind = secret.annotations.get(c.BUNDLE_HASH_ANNOTATION) != current_hash
             old = previous is not None and secret.annotations.get(c.CA_FINGERPRINT_ANNOTATION) == previous
             stale += behind
             old_leaves += old
@@ -413,6 +427,16 @@ class RotationController:
         fleet = Fleet(objects=len(ours) + len(config_maps), stale_bundle=stale,
                       leaves_of_previous=old_leaves)
         return fleet, named
+
+    async def _secrets_and_pods(self, managed: str) -> tuple[list[SecretView], dict[str, PodInfo]]:
+        """Every pod Secret (labelled with an identity) and every live opted-in pod by uid: from the watched
+        store once it is synced (Secrets metadata-only), else listed from the API with their data."""
+        if self.objects is not None and self.objects.synced:
+            secrets = [secret for secret in self.objects.all_secrets() if c.IDENTITY_LABEL in secret.labels]
+            return secrets, {pod.uid: pod for pod in self.objects.all_pods()}
+        listed = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
+        pods = await self.cluster.list_pods_everywhere(f"{c.INJECT_LABEL}={c.INJECT_VALUE}")
+        return list(map(SecretView.of, listed)), {info.uid: info for info in map(pod_info, pods)}
 
     async def _report_foreign(self, foreign: list[str]) -> None:
         new = sorted(set(foreign) - self._foreign_reported)

@@ -9,6 +9,7 @@ parsed in one worker thread per pass (``read_all``), never on the event loop.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +91,40 @@ class SecretCache:
             self._readings.put(secret.version, reading)
             if _checkable(reading):
                 self._chains.put((*secret.version, bundle_pem), problem)
+
+    async def verify(self, secrets: list[SecretView], bundle_pem: bytes) -> list[SecretView]:
+        """Check the data of Secret versions read from their annotations (``remember``) against those
+        annotations, in one worker thread: returns the ones whose data says otherwise (a key or
+        certificate edited, a bundle not the one recorded, a broken chain), whose reading is from now on
+        the one their data gives."""
+        pending = [secret for secret in secrets if secret.version in self._facts_only]
+        if not pending:
+            return []
+        moment = self.clock()
+
+        def check() -> list[tuple[SecretReading, str | None]]:
+            done = []
+            for secret in pending:
+                reading = read_secret(secret)
+                done.append((reading, self._check_chain(secret, reading, bundle_pem, moment)
+                             if _checkable(reading) else None))
+            return done
+
+        wrong = []
+        for secret, (reading, problem) in zip(pending, await asyncio.to_thread(check), strict=True):
+            facts = self._readings.get(secret.version)
+            if facts is None or secret.version not in self._facts_only:
+                continue  # forgotten or replaced meanwhile
+            if (problem is None and not reading.problems and reading.bundle_hash == facts.bundle_hash
+                    and reading.state is not None and facts.state is not None
+                    and replace(reading.state, not_before=None) == facts.state):
+                continue
+            self._facts_only.pop(secret.version)
+            self._readings.put(secret.version, reading)
+            if _checkable(reading):
+                self._chains.put((*secret.version, bundle_pem), problem)
+            wrong.append(secret)
+        return wrong
 
     def _needs_parsing(self, secret: SecretView, bundle_pem: bytes) -> bool:
         reading = self._readings.get(secret.version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +24,17 @@ from mtls_operator.controller.shard import NamespaceShard
 from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStore
 from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
+from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.k8s import JSON, Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import RESYNC, ResourceWatch
 from mtls_operator.observability.metrics import Metrics
 from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
 from mtls_operator.times import Clock
+
+logger = logging.getLogger(__name__)
+
+# How often the leader looks whether the Secrets were listed again (their data to be checked).
+VERIFY_INTERVAL = 5.0
 
 
 def wall_clock() -> datetime:
@@ -73,6 +80,7 @@ class Runtime:
             self.reconciler.cluster, self.reconciler.ca_store, self.settings, clock=self.clock,
             on_change=self._ca_changed, poll_interval=self.rotation_poll,
             idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
+            objects=self.reconciler.objects,
         )
         if self.serving is not None and self.webhook_ca is not None:
             self.webhook_ca_bundle = WebhookCABundle(self.reconciler.cluster, self.webhook_ca,
@@ -296,7 +304,8 @@ class Runtime:
                 group.create_task(work)
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
-        work = [self.queue.run(), self._watch_ca(), self._secret_watch().run(), self._watch_pods()]
+        work = [self.queue.run(), self._watch_ca(), self._secret_watch().run(), self._watch_pods(),
+                self._verify_listed()]
         # Sharded, one shard drives the rotations of the CAs all shards share (MTLS_CA_ROTATION); the
         # others follow the CA Secret (``_watch_ca`` and the Secret watch).
         if self.settings.ca_rotation:
@@ -304,6 +313,27 @@ class Runtime:
             if self.webhook_ca_rotation is not None:
                 work.append(self.webhook_ca_rotation.run())
         return work
+
+    async def _verify_listed(self) -> None:
+        """After each list of the Secrets (start-up, a lost watch), their data checked once in the background:
+        passes read listed Secrets from their annotations (a fast first look), this finds any edited while
+        nobody watched, and queues its identity for the repair."""
+        objects = self.reconciler.objects
+        checked = 0
+        while True:
+            await asyncio.sleep(VERIFY_INTERVAL)
+            lists = objects.secret_lists
+            if not objects.secrets_synced or lists == checked:
+                continue
+            try:
+                wrong = await self.reconciler.verify_listed()
+            except KubernetesAPIError as exc:
+                logger.warning("checking the listed Secrets' data failed, retrying: %s", exc)
+                continue
+            checked = lists
+            for key in wrong:
+                if key in self.identities:
+                    self.queue.add(key)
 
     async def _watch_ca(self) -> None:
         """Re-read the CA periodically; its listener requeues every identity when it changed."""

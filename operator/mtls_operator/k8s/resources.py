@@ -78,6 +78,16 @@ class Cluster:
         query = {"labelSelector": label_selector}
         return _items(await self.api.request("GET", core_path("secrets"), query=query))
 
+    async def list_secrets_page(self, label_selector: str, limit: int,
+                                continue_token: str | None = None) -> tuple[list[JSON], str | None]:
+        """One page of the Secrets of every namespace, and the token of the next (None: the last)."""
+        query = {"labelSelector": label_selector, "limit": str(limit)}
+        if continue_token:
+            query["continue"] = continue_token
+        listing = await self.api.request("GET", core_path("secrets"), query=query)
+        token = (listing.get("metadata") or {}).get("continue")
+        return _items(listing), str(token) if token else None
+
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JSON:
         """Create; raises ``ConflictError`` when the name is taken (by anyone)."""
         return await self.api.request("POST", core_path("secrets", namespace), body=dict(body))

@@ -1,0 +1,142 @@
+"""The store of watched pods and Secrets, and passes that read it instead of the API (controller/objects.py)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from datetime import timedelta
+from typing import Any
+
+from mtls_operator import constants as c
+from mtls_operator.controller.objects import WatchedObjects, metadata_view
+from mtls_operator.controller.reconciler import Reconciler
+from mtls_operator.rules.spec import parse_label_selector
+from tests.unit.fake_cluster import FakeCluster
+from tests.unit.parts import NS, WEB, Clock, reconciler
+
+
+def _metadata_only(body: dict[str, Any]) -> dict[str, Any]:
+    """A Secret as a metadata-only list or watch serves it."""
+    return {"kind": "PartialObjectMetadata", "metadata": copy.deepcopy(body["metadata"])}
+
+
+def _synced(rec: Reconciler, cluster: FakeCluster) -> None:
+    """What the runtime's watches do at start: one list of the pods, one metadata-only list of the Secrets."""
+    rec.objects.pods_listed(list(cluster.pods.values()))
+    rec.objects.secrets_listed([_metadata_only(body) for body in cluster.secrets.values()
+                                if body["metadata"].get("labels", {}).get(c.MANAGED_BY_LABEL) == c.MANAGER_NAME])
+
+
+def _tamper(cluster: FakeCluster, name: str) -> dict[str, Any]:
+    """A person swaps the key of a pod Secret (a new resourceVersion, the annotations left as they were)."""
+    stored = cluster.secrets[(NS, name)]
+    stored["data"][c.TLS_KEY] = base64.b64encode(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+                                                 ).decode()
+    stored["metadata"]["resourceVersion"] = "9000"
+    return stored
+
+
+async def _issued(cluster: FakeCluster, clock: Clock) -> None:
+    cluster.add_identity(NS, "web", WEB)
+    for name in ("web-0", "web-1", "web-2"):
+        cluster.add_pod(NS, name, {"app": "web"})
+    cluster.add_pod(NS, "other", {"app": "other"})
+    await (await reconciler(cluster, clock)).reconcile((NS, "web"))
+    assert len([key for key in cluster.secrets if key[0] == NS]) == 3
+
+
+async def test_a_restart_reads_the_store_lists_nothing_and_writes_nothing() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    rec = await reconciler(cluster, clock)  # a new process (its CA store reads the CA written before)
+    _synced(rec, cluster)
+    cluster.fail("list_secrets")  # a pass over the store never lists Secrets (nor reads one)
+    cluster.fail("get_secret")
+    await rec.reconcile((NS, "web"))
+    assert cluster.writes == []
+    status = cluster.identities[(NS, "web")]["status"]
+    assert (status["pods"], status["issued"]) == (3, 3)
+
+
+async def test_a_secret_edited_while_nobody_watched_is_found_by_the_check_and_repaired() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    _tamper(cluster, "web-web-1")
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    await rec.reconcile((NS, "web"))  # the first look trusts the annotations: nothing written yet
+    assert ("update", "Secret", NS, "web-web-1") not in cluster.writes
+    assert await rec.verify_listed(pause=0) == {(NS, "web")}
+    clock.advance(timedelta(seconds=5))
+    await rec.reconcile((NS, "web"))
+    assert cluster.writes[-1] == ("update", "Secret", NS, "web-web-1")
+    last = cluster.identities[(NS, "web")]["status"]["lastIssuance"]
+    assert last["reason"] == "repair"
+    assert await rec.verify_listed(pause=0) == set()  # what the repair wrote is the operator's own
+
+
+async def test_a_secret_edited_behind_our_back_is_read_with_its_data_and_repaired() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    await rec.reconcile((NS, "web"))
+    rec.objects.secret_event("MODIFIED", _metadata_only(_tamper(cluster, "web-web-2")))
+    clock.advance(timedelta(seconds=5))
+    await rec.reconcile((NS, "web"))
+    assert cluster.writes[-1] == ("update", "Secret", NS, "web-web-2")
+
+
+async def test_a_pass_over_the_store_issues_new_pods_and_deletes_for_gone_ones() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    cluster.fail("list_secrets")
+    rec.objects.pod_event("ADDED", cluster.add_pod(NS, "web-3", {"app": "web"}))
+    rec.objects.pod_event("DELETED", cluster.pods.pop((NS, "web-0")))
+    await rec.reconcile((NS, "web"))
+    assert sorted(name for ns, name in cluster.secrets if ns == NS) == ["web-web-1", "web-web-2", "web-web-3"]
+    # The store has the operator's own writes at once: the next pass does nothing again.
+    writes = len(cluster.writes)
+    await rec.reconcile((NS, "web"))
+    assert len(cluster.writes) == writes
+
+
+def test_a_late_event_never_undoes_the_operators_own_write_or_delete() -> None:
+    objects = WatchedObjects()
+    old = {"metadata": {"name": "s", "namespace": NS, "uid": "u1", "resourceVersion": "5",
+                        "labels": {c.IDENTITY_LABEL: "web"}}}
+    newer = copy.deepcopy(old)
+    newer["metadata"]["resourceVersion"] = "7"
+    objects.secrets_listed([old])
+    objects.wrote(metadata_view(newer))
+    objects.secret_event("MODIFIED", old)  # the watch catching up with an older version
+    assert objects.secrets(NS, "web")["s"].meta.resource_version == "7"
+    objects.deleted(metadata_view(newer))
+    objects.secret_event("MODIFIED", newer)
+    assert objects.secrets(NS, "web") == {}
+    objects.secret_event("DELETED", newer)
+    objects.secret_event("ADDED", {"metadata": {**newer["metadata"], "uid": "u2", "resourceVersion": "9"}})
+    assert objects.secrets(NS, "web")["s"].meta.uid == "u2"  # a new Secret under the name
+
+
+def test_pods_follow_their_events_and_the_selector() -> None:
+    objects = WatchedObjects()
+    assert not objects.synced
+    pod = {"metadata": {"name": "a", "namespace": NS, "uid": "p1",
+                        "labels": {c.INJECT_LABEL: c.INJECT_VALUE, "app": "web"}}}
+    objects.pods_listed([pod])
+    objects.secrets_listed([])
+    assert objects.synced
+    selector = parse_label_selector({"matchLabels": {"app": "web"}})
+    assert [p.name for p in objects.pods(NS, selector)] == ["a"]
+    left = copy.deepcopy(pod)
+    left["metadata"]["labels"] = {"app": "web"}  # opted out: the selector's watch reports it gone
+    objects.pod_event("MODIFIED", left)
+    assert objects.pods(NS, selector) == []
+    objects.pod_event("ADDED", pod)
+    objects.pod_event("DELETED", pod)
+    assert objects.pods(NS, selector) == []
+    objects.reset()
+    assert not objects.synced
