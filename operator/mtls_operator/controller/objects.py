@@ -15,6 +15,7 @@ passes read the API as before.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -51,6 +52,7 @@ class WatchedObjects:
         self.secrets_synced = False
         # How many times the Secrets were listed: each list's versions get their data checked once.
         self.secret_lists = 0
+        self._synced_event = asyncio.Event()
         # Secret versions seen in a list (start-up, a lost watch): read from their annotations for the
         # first look, their data checked in the background (``Reconciler.verify_listed``).
         self._listed: BoundedCache[tuple[str, str], bool] = BoundedCache()
@@ -61,11 +63,20 @@ class WatchedObjects:
     def synced(self) -> bool:
         return self.pods_synced and self.secrets_synced
 
+    async def wait_synced(self) -> None:
+        """Until both watches have listed."""
+        await self._synced_event.wait()
+
+    def _listed_one(self) -> None:
+        if self.synced:
+            self._synced_event.set()
+
     def reset(self) -> None:
         """Forget everything (leadership lost: the watches stop, so what is here goes stale)."""
         self._pods.clear()
         self._secrets.clear()
         self.pods_synced = self.secrets_synced = False
+        self._synced_event.clear()
 
     # Pods ------------------------------------------------------------------------------------------
 
@@ -74,6 +85,7 @@ class WatchedObjects:
         for body in bodies:
             self._put_pod(pod_info(body))
         self.pods_synced = True
+        self._listed_one()
 
     def pod_event(self, kind: str, body: Mapping[str, Any]) -> None:
         pod = pod_info(body)
@@ -103,6 +115,7 @@ class WatchedObjects:
             self._secrets.setdefault(secret.meta.namespace, {})[secret.name] = secret
         self.secrets_synced = True
         self.secret_lists += 1
+        self._listed_one()
 
     def secret_event(self, kind: str, body: Mapping[str, Any]) -> None:
         secret = metadata_view(body)

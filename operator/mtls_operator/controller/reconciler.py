@@ -65,7 +65,7 @@ from mtls_operator.rules.plan import (
     secret_name_for_pod,
     secrets_query,
 )
-from mtls_operator.rules.reissue import ReissueInput, reissue_decision
+from mtls_operator.rules.reissue import RENEWAL_HORIZON, ReissueInput, reissue_decision
 from mtls_operator.rules.renewal import Decision, DesiredState, IssuedState, ReissueReason
 from mtls_operator.rules.spec import IdentitySpec, PolicyRefusal
 from mtls_operator.times import Clock
@@ -87,6 +87,28 @@ VERIFY_PAUSE = 0.05
 
 
 @dataclass(frozen=True)
+class _Kept:
+    """A pod whose certificate a pass kept without writing, and what that answer rested on: while the pod,
+    its Secret's version and the pass's inputs stay the same, and until the renewal comes near, the next
+    pass counts it as it is instead of deciding again."""
+
+    pod: PodInfo
+    secret_version: tuple[str, str]
+    until: datetime
+    spiffe_id: str
+    renew_at: datetime
+    not_after: datetime
+
+
+@dataclass
+class _KeptPods:
+    """An identity's kept pods by Secret name, valid for one set of pass inputs (``inputs``)."""
+
+    inputs: tuple[object, ...]
+    pods: dict[str, _Kept]
+
+
+@dataclass(frozen=True)
 class _Pass:
     """One pass over an identity's pods: what every pod's decision and write needs."""
 
@@ -101,6 +123,9 @@ class _Pass:
     now: datetime
     existing: dict[str, SecretView]
     tally: PassTally
+    ca_fingerprint: str
+    # Pods kept at this pass, remembered for the next (None: the pass read the API, nothing is kept).
+    kept: dict[str, _Kept] | None = None
 
     def for_pod(self, pod: PodInfo, cluster_domain: str) -> _Pass:
         """This pass as one pod's certificate sees it: the spec with the pod's own headless names."""
@@ -148,6 +173,8 @@ class Reconciler:
         self.reporter = Reporter(cluster, ca_store, self.metrics, clock)
         self.bundles = TrustBundlePublisher(cluster, ca_store, self.writer)
         self.keystores = KeystorePasswords(cluster)
+        # Per identity, the pods its last passes kept untouched (passes over the watched store only).
+        self._kept: dict[IdentityKey, _KeptPods] = {}
 
     # One identity: read -> assign -> decide -> write -> report --------------------------------
 
@@ -265,6 +292,7 @@ class Reconciler:
             await self.writer.delete(secret)
             deleted += 1
         self.index.forget(key)
+        self._kept.pop(key, None)
         self.gate.forget(key)
         self.reporter.forget(key)
         self.keystores.forget(key)
@@ -350,19 +378,50 @@ class Reconciler:
         for pod_name, message in plan.duplicates:
             tally.fail(IssuanceError.SECRET_CONFLICT, message, pod_name)
         job = _Pass(namespace, name, spec, ca, bundle_pem, bundle_hash(bundle_pem),
-                    self.ca_store.trusted_fingerprints, spec.certificate_hash(), now, existing, tally)
+                    self.ca_store.trusted_fingerprints, spec.certificate_hash(), now, existing, tally, ca.fingerprint,
+                    kept=self._kept_pods(key, spec, ca.fingerprint, bundle_pem) if stored else None)
+        assigned = plan.assigned
+        if job.kept is not None:
+            assigned = self._count_kept(job, assigned)
         if stored:
-            await self._read_stored(key, existing, [n for n, _ in plan.assigned if n in existing], bundle_pem)
+            await self._read_stored(key, existing, [n for n, _ in assigned if n in existing], bundle_pem)
         else:
+            self._kept.pop(key, None)
             # Every uncached Secret of the pass parsed in one worker thread, before anything reads it.
-            await self.secrets.read_all([existing[n] for n, _ in plan.assigned if n in existing], bundle_pem)
+            await self.secrets.read_all([existing[n] for n, _ in assigned if n in existing], bundle_pem)
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
-        assigned = sorted(plan.assigned, key=lambda item: self._urgency(existing.get(item[0]), now))
+        assigned = sorted(assigned, key=lambda item: self._urgency(existing.get(item[0]), now))
         # Pods are served concurrently (API round trips overlap); the rate limit stays global.
         slots = asyncio.Semaphore(ISSUE_CONCURRENCY)
         await asyncio.gather(*(self._serve_slot(job, slots, secret_name, pod) for secret_name, pod in assigned))
         await self._delete_unserved(job, plan.keep)
         return tally
+
+    def _kept_pods(self, key: IdentityKey, spec: IdentitySpec, ca_fingerprint: str,
+                   bundle_pem: bytes) -> dict[str, _Kept]:
+        """The pods kept by the identity's last passes, if those passes had the same inputs as this one."""
+        inputs: tuple[object, ...] = (spec, ca_fingerprint, bundle_pem, self.ca_store.trusted_fingerprints)
+        kept = self._kept.get(key)
+        if kept is None or kept.inputs != inputs:
+            kept = self._kept[key] = _KeptPods(inputs, {})
+        return kept.pods
+
+    def _count_kept(self, job: _Pass, assigned: list[tuple[str, PodInfo]]) -> list[tuple[str, PodInfo]]:
+        """Count the pods nothing changed for since a pass kept them; return the others, to be served.
+
+        A pass for one new pod so touches that pod only: the rest is a look-up each."""
+        kept = job.kept if job.kept is not None else {}
+        serve = []
+        for secret_name, pod in assigned:
+            was = kept.get(secret_name)
+            secret = job.existing.get(secret_name)
+            if (was is not None and secret is not None and was.secret_version == secret.version
+                    and job.now < was.until and was.pod == pod):
+                job.tally.count_valid(was.spiffe_id, was.renew_at, was.not_after)
+            else:
+                kept.pop(secret_name, None)
+                serve.append((secret_name, pod))
+        return serve
 
     def _urgency(self, secret: SecretView | None, now: datetime) -> IssuePriority:
         state = self.secrets.read(secret).state if secret is not None else None
@@ -426,7 +485,7 @@ class Reconciler:
             chain_problem = self.secrets.chain_problem(secret, reading, job.bundle_pem)
         return reissue_decision(ReissueInput(
             desired=DesiredState(spiffe_id=self.issuer.spiffe_id(pod), spec_hash=job.spec_hash,
-                                 ca_fingerprint=job.ca.fingerprint, trusted_ca_fingerprints=job.trusted),
+                                 ca_fingerprint=job.ca_fingerprint, trusted_ca_fingerprints=job.trusted),
             now=job.now,
             pod_uid=pod.uid,
             secret_exists=secret is not None,
@@ -457,7 +516,11 @@ class Reconciler:
                                pod.name)
                 job.keep_held(reading)
                 return
-        job.tally.count_valid(self.issuer.spiffe_id(pod), state.renew_at, state.not_after)
+        spiffe = self.issuer.spiffe_id(pod)
+        job.tally.count_valid(spiffe, state.renew_at, state.not_after)
+        if job.kept is not None and not patch:
+            job.kept[secret.name] = _Kept(pod, secret.version, state.renew_at - RENEWAL_HORIZON, spiffe,
+                                          state.renew_at, state.not_after)
 
     def _priority(self, job: _Pass, pod: PodInfo, decision: Decision,
                   reading: SecretReading | None) -> IssuePriority | None:
@@ -568,7 +631,10 @@ class Reconciler:
                                                     self.ca_store.bundle_pem):
                 logger.warning("Secret %s/%s does not hold what its annotations record (changed while no operator "
                                "watched): its identity looks at it again", secret.meta.namespace, secret.name)
-                wrong.add((secret.meta.namespace, secret.labels.get(c.IDENTITY_LABEL, "")))
+                key = (secret.meta.namespace, secret.labels.get(c.IDENTITY_LABEL, ""))
+                wrong.add(key)
+                if (kept := self._kept.get(key)) is not None:
+                    kept.pods.pop(secret.name, None)  # its version is the same, what it holds is not
             if token is None:
                 return wrong
             await asyncio.sleep(pause)

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # How often the leader looks whether the Secrets were listed again (their data to be checked).
 VERIFY_INTERVAL = 5.0
+# How long a pass waits for the watches' first lists before it reads the API itself.
+STORE_WAIT = 10.0
 
 
 def wall_clock() -> datetime:
@@ -99,6 +101,12 @@ class Runtime:
             await self.shard.ready.wait()
             if not self.shard.serves(key[0]):
                 return None  # another shard's: its leader serves it
+        objects = self.reconciler.objects
+        if not objects.synced:
+            # At start (and after a lost watch) a pass over the watches' store beats one over the API: the
+            # store's lists are one per resource type, a pass's are per identity and carry every key.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(objects.wait_synced(), STORE_WAIT)
         return await self.reconciler.reconcile(key)
 
     def _namespace_joined(self, namespace: str) -> None:
