@@ -16,6 +16,7 @@ passes read the API as before.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -41,7 +42,19 @@ def _newer(candidate: str, stored: str) -> bool:
 
 def metadata_view(body: Mapping[str, Any]) -> SecretView:
     """A Secret as the store keeps it: metadata, no data (whatever the body carried)."""
-    return SecretView(meta=ObjectMeta.of(body), data=_NO_DATA)
+    return _compact(SecretView(meta=ObjectMeta.of(body), data=_NO_DATA))
+
+
+def _interned(values: Mapping[str, str]) -> dict[str, str]:
+    return {sys.intern(key): sys.intern(value) for key, value in values.items()}
+
+
+def _compact(secret: SecretView) -> SecretView:
+    """One copy of each string that thousands of Secrets share (label and annotation names, the namespace,
+    the identity, the CA fingerprint, the bundle and spec hashes), not one per Secret."""
+    meta = secret.meta
+    return replace(secret, meta=replace(meta, namespace=sys.intern(meta.namespace), labels=_interned(meta.labels),
+                                        annotations=_interned(meta.annotations)))
 
 
 class WatchedObjects:
@@ -95,7 +108,10 @@ class WatchedObjects:
             self._put_pod(pod)
 
     def _put_pod(self, pod: PodInfo) -> None:
-        self._pods.setdefault(pod.namespace, {})[pod.name] = pod
+        namespace = sys.intern(pod.namespace)
+        pod = replace(pod, namespace=namespace, labels=_interned(pod.labels),
+                      service_account=sys.intern(pod.service_account))
+        self._pods.setdefault(namespace, {})[pod.name] = pod
 
     def pods(self, namespace: str, selector: LabelSelector) -> list[PodInfo]:
         """The opted-in pods of the namespace that the selector matches (what ``pod_query`` asks the API)."""
@@ -130,9 +146,11 @@ class WatchedObjects:
             return
         self._put_secret(secret)
 
-    def wrote(self, written: SecretView) -> None:
-        """A Secret the operator just created or updated (the API's answer to the write)."""
-        self._put_secret(replace(written, data=_NO_DATA))
+    def wrote(self, written: SecretView) -> SecretView:
+        """A Secret the operator just created or updated (the API's answer to the write); returns it as kept."""
+        kept = _compact(replace(written, data=_NO_DATA))
+        self._put_secret(kept)
+        return kept
 
     def deleted(self, secret: SecretView) -> None:
         self._deleted.put(secret.meta.uid, True)

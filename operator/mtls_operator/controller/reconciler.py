@@ -309,8 +309,8 @@ class Reconciler:
     def _written(self, secret: SecretView) -> None:
         """Every Secret write, as the API answered it: into the store, and its reading from the annotations
         just written (no parse: the operator wrote the certificate, the key and the bundle itself)."""
-        self.objects.wrote(secret)
-        reading = read_secret_metadata(secret.annotations)
+        kept = self.objects.wrote(secret)
+        reading = read_secret_metadata(kept.annotations)
         if reading is not None:
             self.secrets.remember(secret, reading)
 
