@@ -44,6 +44,10 @@ class IssuanceGate:
         self._issuing.add(slot)
         return True
 
+    def busy(self, slot: Slot) -> bool:
+        """Whether a pass or a first issue is writing the slot right now."""
+        return slot in self._issuing
+
     def release(self, slot: Slot) -> None:
         self._issuing.discard(slot)
 

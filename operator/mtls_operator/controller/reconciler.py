@@ -389,6 +389,7 @@ class Reconciler:
             self._kept.pop(key, None)
             # Every uncached Secret of the pass parsed in one worker thread, before anything reads it.
             await self.secrets.read_all([existing[n] for n, _ in assigned if n in existing], bundle_pem)
+        assigned = [(name_, pod) for name_, pod in assigned if not self._kept_at_once(job, name_, pod)]
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
         assigned = sorted(assigned, key=lambda item: self._urgency(existing.get(item[0]), now))
         # Pods are served concurrently (API round trips overlap); the rate limit stays global.
@@ -499,6 +500,19 @@ class Reconciler:
     async def _keep(self, job: _Pass, pod: PodInfo, secret: SecretView, reading: SecretReading,
                     state: IssuedState) -> None:
         """A certificate that stays: its Secret only gets missing template metadata and a stale ca.crt."""
+        patch = self._keep_patch(job, pod, secret, reading)
+        if patch:
+            try:
+                await self.writer.update(secret, patch)
+            except KubernetesAPIError as exc:
+                job.tally.fail(issuance_error(exc), f"pod {pod.name}: updating Secret {secret.name} failed: {exc}",
+                               pod.name)
+                job.keep_held(reading)
+                return
+        self._count_kept_pod(job, pod, secret, state, remember=not patch)
+
+    def _keep_patch(self, job: _Pass, pod: PodInfo, secret: SecretView, reading: SecretReading) -> dict[str, Any]:
+        """What a Secret whose certificate stays needs written: missing template metadata, a stale ca.crt."""
         labels, annotations = secret_metadata(job.identity, pod, job.spec.secret_labels, job.spec.secret_annotations)
         if secret.annotations.get(c.BUNDLE_HASH_ANNOTATION) != job.bundle_hash:
             annotations[c.BUNDLE_HASH_ANNOTATION] = job.bundle_hash
@@ -508,19 +522,39 @@ class Reconciler:
         stores = keystore_patch(secret, self.keystores.get((job.namespace, job.identity)), job.bundle_pem)
         if stores is not None:
             patch = merge_patches(patch, stores)
-        if patch:
-            try:
-                await self.writer.update(secret, patch)
-            except KubernetesAPIError as exc:
-                job.tally.fail(issuance_error(exc), f"pod {pod.name}: updating Secret {secret.name} failed: {exc}",
-                               pod.name)
-                job.keep_held(reading)
-                return
+        return patch
+
+    def _count_kept_pod(self, job: _Pass, pod: PodInfo, secret: SecretView, state: IssuedState, *,
+                        remember: bool) -> None:
         spiffe = self.issuer.spiffe_id(pod)
         job.tally.count_valid(spiffe, state.renew_at, state.not_after)
-        if job.kept is not None and not patch:
+        if job.kept is not None and remember:
             job.kept[secret.name] = _Kept(pod, secret.version, state.renew_at - RENEWAL_HORIZON, spiffe,
                                           state.renew_at, state.not_after)
+
+    def _kept_at_once(self, job: _Pass, secret_name: str, pod: PodInfo) -> bool:
+        """Serve a pod on the spot, without a task of its own, when its certificate stays and its Secret needs
+        no write (most pods of a pass at start-up, of a CA rotation's passes): the same checks as ``_serve``,
+        and anything else — a write, a Secret to read, a slot being issued — goes the long way."""
+        secret = job.existing.get(secret_name)
+        slot = job.slot(secret_name)
+        if secret is None or not self.secrets.known(secret) or self.gate.busy(slot):
+            return False
+        if ownership_problem(secret, job.identity, pod) is not None:
+            return False
+        reading = self.secrets.read(secret)
+        if reading.state is None or reading.problems:
+            return False
+        if self.secrets.needs_parsing(secret, job.bundle_pem):
+            return False  # a chain check still to run in a worker thread
+        pod_job = job.for_pod(pod, self.settings.cluster_domain)
+        if self._decide(pod_job, pod, secret_name, secret, reading) is not None:
+            return False
+        if self._keep_patch(pod_job, pod, secret, reading):
+            return False
+        self.gate.clear_clash(slot)
+        self._count_kept_pod(pod_job, pod, secret, reading.state, remember=True)
+        return True
 
     def _priority(self, job: _Pass, pod: PodInfo, decision: Decision,
                   reading: SecretReading | None) -> IssuePriority | None:

@@ -73,7 +73,7 @@ class SecretCache:
         Secret, keeps the CPU per certificate low; each parse step is capped and linear (pki/bundle.py),
         so the worker never holds the GIL for long and the loop keeps its turns.
         """
-        pending = [secret for secret in secrets if self._needs_parsing(secret, bundle_pem)]
+        pending = [secret for secret in secrets if self.needs_parsing(secret, bundle_pem)]
         if not pending:
             return
         cached = [self._readings.get(secret.version) for secret in pending]
@@ -126,7 +126,7 @@ class SecretCache:
             wrong.append(secret)
         return wrong
 
-    def _needs_parsing(self, secret: SecretView, bundle_pem: bytes) -> bool:
+    def needs_parsing(self, secret: SecretView, bundle_pem: bytes) -> bool:
         reading = self._readings.get(secret.version)
         if reading is None:
             return True
