@@ -215,3 +215,136 @@ def test_the_emulator_answers_as_the_api_server(cluster: Cluster, release: Relea
     assert not unexplained, f"the emulator differs from kube-apiserver:\n{report}"
     stale = sorted(set(known) - set(differences))
     assert not stale, f"listed as different but answered the same now (remove them here and in the docstring): {stale}"
+
+
+# ------------------------------------------------------------------ metadata-only lists and watches
+# What the operator's Secret and Namespace watches (k8s/watch.py) ask for: a list takes the list type,
+# a watch the object type. The emulator must answer both, and the wrong pairings, as kube-apiserver does.
+META_NS = "parity-meta"
+META_SECRETS = f"/api/v1/namespaces/{META_NS}/secrets"
+AS_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+AS_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+META_LABEL = "parity=meta"
+META_WATCH_SECONDS = "2"
+NUMBER = re.compile(r"\d+")
+
+
+def _shape(obj: Any) -> dict[str, Any]:
+    """What is compared of one object of a metadata-only answer: its type, its top-level fields (no
+    data), the metadata the operator reads, and which metadata fields are set (not their values)."""
+    if not isinstance(obj, dict):
+        return {"not-an-object": repr(obj)}
+    metadata = obj.get("metadata") or {}
+    if obj.get("kind") == "Status":
+        return {"kind": "Status", "code": obj.get("code"), "reason": obj.get("reason"),
+                "message": NUMBER.sub("<n>", str(obj.get("message")))}
+    return {"kind": obj.get("kind"), "apiVersion": obj.get("apiVersion"), "fields": sorted(obj),
+            "name": metadata.get("name"), "namespace": metadata.get("namespace"), "labels": metadata.get("labels"),
+            "annotations": metadata.get("annotations"),
+            "set": sorted(key for key in ("uid", "resourceVersion", "creationTimestamp", "generation")
+                          if metadata.get(key) is not None)}
+
+
+def _list_shape(answer: Answer) -> dict[str, Any]:
+    if answer.body.get("kind") == "Status":
+        return {"code": answer.status, **_shape(answer.body)}
+    return {"code": answer.status, "kind": answer.body.get("kind"), "apiVersion": answer.body.get("apiVersion"),
+            "has-resourceVersion": bool((answer.body.get("metadata") or {}).get("resourceVersion")),
+            "items": [_shape(item) for item in answer.body.get("items") or []]}
+
+
+def _events(status: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A watch's events in order, bookmarks apart: whether one came and what the first looked like."""
+    shown = [{"type": event.get("type"), **_shape(event.get("object"))}
+             for event in events if event.get("type") != "BOOKMARK"]
+    bookmarks = [event for event in events if event.get("type") == "BOOKMARK"]
+    first = bookmarks[0].get("object") if bookmarks else None
+    return {"code": status, "events": shown, "bookmark": bool(bookmarks),
+            "bookmark-object": None if first is None else {
+                "kind": first.get("kind"), "apiVersion": first.get("apiVersion"), "fields": sorted(first),
+                "metadata": sorted(first.get("metadata") or {}),
+                "resourceVersion-set": bool((first.get("metadata") or {}).get("resourceVersion"))}}
+
+
+def _run_metadata_only(client: Client) -> dict[str, Any]:
+    assert client.create("/api/v1/namespaces", {"metadata": {"name": META_NS}}).ok
+    labels = {"parity": "meta"}
+    for name, secret_labels in (("a", labels), ("other", None)):
+        created = client.create(META_SECRETS, {"metadata": {"name": name, "labels": secret_labels},
+                                               "data": {"tls.key": CERT}})
+        assert created.ok, created.body
+    seen: dict[str, Any] = {}
+    listing = client.request("GET", META_SECRETS, query={"labelSelector": META_LABEL}, accept=AS_LIST)
+    seen["list"] = _list_shape(listing)
+    seen["list-as-object"] = _list_shape(client.request("GET", META_SECRETS, query={"labelSelector": META_LABEL},
+                                                        accept=AS_OBJECT))
+    seen["get"] = _list_shape(client.request("GET", f"{META_SECRETS}/a", accept=AS_OBJECT))
+    seen["get-as-list"] = _list_shape(client.request("GET", f"{META_SECRETS}/a", accept=AS_LIST))
+    since = str(listing.body["metadata"]["resourceVersion"])
+    # What happens after the list: a Secret edited, one created, one deleted (the watch replays them).
+    assert client.patch(f"{META_SECRETS}/a", {"metadata": {"annotations": {"edited": "yes"}}}).ok
+    assert client.create(META_SECRETS, {"metadata": {"name": "b", "labels": labels}, "data": {"x": CERT}}).ok
+    assert client.delete(f"{META_SECRETS}/a").ok
+    query = {"labelSelector": META_LABEL, "resourceVersion": since, "allowWatchBookmarks": "true",
+             "timeoutSeconds": META_WATCH_SECONDS}
+    seen["watch"] = _events(*client.watch(META_SECRETS, query, accept=AS_OBJECT))
+    # Asked for the list type, a watch's stream ends at its first event without writing it (a watch
+    # event carries one object, which the API server cannot turn into a list).
+    seen["watch-as-list"] = _events(*client.watch(META_SECRETS, query, accept=AS_LIST))
+    # The state first, then a bookmark that marks its end (annotated k8s.io/initial-events-end).
+    initial = {"labelSelector": META_LABEL, "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+               "allowWatchBookmarks": "true", "timeoutSeconds": META_WATCH_SECONDS}
+    seen["watch-initial-events"] = _events(*client.watch(META_SECRETS, initial, accept=AS_OBJECT))
+    client.delete(f"/api/v1/namespaces/{META_NS}")
+    return seen
+
+
+def _run_metadata_only(client: Client) -> dict[str, Any]:
+    assert client.create("/api/v1/namespaces", {"metadata": {"name": META_NS}}).ok
+    labels = {"parity": "meta"}
+    for name, secret_labels in (("a", labels), ("other", None)):
+        created = client.create(META_SECRETS, {"metadata": {"name": name, "labels": secret_labels},
+                                               "data": {"tls.key": CERT}})
+        assert created.ok, created.body
+    seen: dict[str, Any] = {}
+    listing = client.request("GET", META_SECRETS, query={"labelSelector": META_LABEL}, accept=AS_LIST)
+    seen["list"] = _list_shape(listing)
+    seen["list-as-object"] = _list_shape(client.request("GET", META_SECRETS, query={"labelSelector": META_LABEL},
+                                                        accept=AS_OBJECT))
+    seen["get"] = _list_shape(client.request("GET", f"{META_SECRETS}/a", accept=AS_OBJECT))
+    seen["get-as-list"] = _list_shape(client.request("GET", f"{META_SECRETS}/a", accept=AS_LIST))
+    since = str(listing.body["metadata"]["resourceVersion"])
+    # What happens after the list: a Secret edited, one created, one deleted (the watch replays them).
+    assert client.patch(f"{META_SECRETS}/a", {"metadata": {"annotations": {"edited": "yes"}}}).ok
+    assert client.create(META_SECRETS, {"metadata": {"name": "b", "labels": labels}, "data": {"x": CERT}}).ok
+    assert client.delete(f"{META_SECRETS}/a").ok
+    query = {"labelSelector": META_LABEL, "resourceVersion": since, "allowWatchBookmarks": "true",
+             "timeoutSeconds": META_WATCH_SECONDS}
+    seen["watch"] = _events(*client.watch(META_SECRETS, query, accept=AS_OBJECT))
+    # Asked for the list type, a watch's stream ends at its first event without writing it (a watch
+    # event carries one object, which the API server cannot turn into a list).
+    seen["watch-as-list"] = _events(*client.watch(META_SECRETS, query, accept=AS_LIST))
+    # The state first, then a bookmark that marks its end (annotated k8s.io/initial-events-end).
+    initial = {"labelSelector": META_LABEL, "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+               "allowWatchBookmarks": "true", "timeoutSeconds": META_WATCH_SECONDS}
+    seen["watch-initial-events"] = _events(*client.watch(META_SECRETS, initial, accept=AS_OBJECT))
+    client.delete(f"/api/v1/namespaces/{META_NS}")
+    return seen
+
+
+def test_metadata_only_lists_and_watches_answer_as_the_api_server(cluster: Cluster, tmp_path: Any) -> None:
+    """A 410 (a watch from a resourceVersion older than the history) is left out: kube-apiserver's watch
+    cache replays from any version it has seen since it started, so no short test can expire one."""
+    real = _run_metadata_only(cluster.api)
+    with EmulatorThread() as server:
+        client = Client(str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        try:
+            emulated = _run_metadata_only(client)
+        finally:
+            client.close()
+    assert real["watch"]["events"], "the API server replayed the changes after the list"
+    assert real["watch-initial-events"]["bookmark"], "the API server marked the end of the initial events"
+    differences = {step: (real[step], emulated[step]) for step in real if real[step] != emulated[step]}
+    report = "\n".join(f"  {step}:\n    api server: {want!r}\n    emulator:   {got!r}"
+                       for step, (want, got) in differences.items())
+    assert not differences, f"the emulator's metadata-only answers differ from kube-apiserver:\n{report}"
