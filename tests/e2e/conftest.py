@@ -39,6 +39,7 @@ import yaml
 from tests.chart.conftest import CHART, ROOT, Rendered, parse, tool
 from tests.e2e.client import Answer, Client
 from tests.e2e.controlplane import Binaries, ControlPlane, ControlPlaneError, _kill_with_parent
+from tests.e2e.kubelet import Kubelet, served_version
 
 RELEASE = "mtls-operator"
 NAMESPACE = "mtls-system"
@@ -57,8 +58,9 @@ OPERATOR_PORTS = {"mtls-operator-0": (9443, 8080, 9090), "mtls-operator-1": (944
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the modules in the order of a cluster's life: the audit comparison after everything the
     operator does, helm upgrade and uninstall last."""
-    order = ["test_install", "test_parity", "test_issuance", "test_admission", "test_renewal", "test_rotation",
-             "test_ha", "test_secret_policy", "test_rbac_audit", "test_lifecycle"]
+    order = ["test_install", "test_parity", "test_pod_certificate_requests", "test_issuance", "test_admission",
+             "test_renewal", "test_rotation", "test_pod_certificate_signer", "test_ha", "test_secret_policy",
+             "test_rbac_audit", "test_lifecycle"]
 
     def rank(item: pytest.Item) -> int:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
@@ -409,3 +411,26 @@ def ready_condition(answer: Answer) -> dict[str, Any] | None:
             found: dict[str, Any] = condition
             return found
     return None
+
+
+def pod_certificate_api(cluster: Cluster) -> str:
+    """The version of certificates.k8s.io that serves PodCertificateRequests and ClusterTrustBundles; the
+    test skips, saying why, on a release without them."""
+    version = served_version(cluster.api)
+    if version is None or served_version(cluster.api, "clustertrustbundles") != version:
+        reason = cluster.control_plane.pod_certificates.reason if cluster.control_plane else ""
+        pytest.skip(reason or "the API server serves no PodCertificateRequests and ClusterTrustBundles at one "
+                    "version of certificates.k8s.io (Kubernetes >= 1.35 with the PodCertificateRequest gate)")
+    return version
+
+
+def kubelet_for(cluster: Cluster, node_name: str, version: str) -> Kubelet:
+    """A registered node played by the test, with a client certificate of its own (local control plane only:
+    it needs the cluster CA's key)."""
+    needs_local(cluster)
+    assert cluster.control_plane is not None
+    kubeconfig = cluster.control_plane.client_kubeconfig(
+        f"node-{node_name}", f"system:node:{node_name}", ("system:nodes",))
+    kubelet = Kubelet(cluster.api, Client(str(kubeconfig)), node_name, version)
+    kubelet.register()
+    return kubelet
