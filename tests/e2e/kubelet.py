@@ -54,9 +54,9 @@ def generate_key(key_type: str) -> PrivateKey:
 
 def stub_pkcs10(key: PrivateKey) -> bytes:
     """The DER of an empty certificate request signed by ``key``, with the hash Go's x509 picks for it."""
-    algorithm: hashes.HashAlgorithm | None = hashes.SHA256()
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        algorithm = {384: hashes.SHA384(), 521: hashes.SHA512()}.get(key.curve.key_size, hashes.SHA256())
+    algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = hashes.SHA256()
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
+        algorithm = hashes.SHA384() if key.curve.key_size == 384 else hashes.SHA512()
     elif isinstance(key, ed25519.Ed25519PrivateKey):
         algorithm = None
     request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, algorithm)
