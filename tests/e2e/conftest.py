@@ -51,6 +51,7 @@ VALUES: dict[str, Any] = {
     "ca": {"propagationDelay": "0s"},
     "leaderElection": {"leaseDuration": "6s"},
 }
+DEFAULT_SIGNER = "mtls.dev/spiffe"
 # Each operator process gets its own ports (they share the network namespace).
 OPERATOR_PORTS = {"mtls-operator-0": (9443, 8080, 9090), "mtls-operator-1": (9444, 8081, 9091)}
 
@@ -189,6 +190,15 @@ class Release:
         return any(item["name"] == "MTLS_WEBHOOK_PORT" and item["value"] != "0" for item in self.env_items)
 
     @property
+    def pod_certificates(self) -> bool:
+        return any(item["name"] == "MTLS_POD_CERTIFICATES" and item.get("value") == "true" for item in self.env_items)
+
+    @property
+    def signer_name(self) -> str:
+        return next((item.get("value") or DEFAULT_SIGNER for item in self.env_items
+                     if item["name"] == "MTLS_POD_CERTIFICATE_SIGNER"), DEFAULT_SIGNER)
+
+    @property
     def env_items(self) -> list[dict[str, Any]]:
         (container,) = self.deployment["spec"]["template"]["spec"]["containers"]
         items: list[dict[str, Any]] = container["env"]
@@ -228,10 +238,28 @@ def _service_account_kubeconfig(cluster: Cluster, service_account: str) -> Path:
     return path
 
 
+def pod_certificates_missing() -> str:
+    """Why this checkout cannot serve pod certificates ('' when it can): the chart's
+    ``podCertificates.enabled``, the identity's ``spec.delivery`` and the operator's MTLS_POD_CERTIFICATES
+    come with the signer (PCR.md: branches pcrsigner and pcrdelivery)."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    crd = (ROOT / "crds" / "mtlsidentity.yaml").read_text()
+    config = (ROOT / "operator" / "mtls_operator" / "config.py").read_text()
+    missing = [what for what, present in (
+        ("the chart's podCertificates.enabled", "podCertificates" in schema.get("properties", {})),
+        ("the identity's spec.delivery", "delivery:" in crd),
+        ("the operator's MTLS_POD_CERTIFICATES", "MTLS_POD_CERTIFICATES" in config)) if not present]
+    return f"this checkout lacks {', '.join(missing)} (the pod-certificate signer and delivery)" if missing else ""
+
+
 def helm_install(cluster: Cluster) -> Release:
     values = dict(VALUES)
     if not cluster.local:
         values["webhook"] = {"enabled": False}
+    if not pod_certificates_missing() and served_version(cluster.api) is not None:
+        # The signer and the ClusterTrustBundle publisher run for the whole session, so the RBAC audit
+        # holds the chart's pod-certificate rules to what the operator does with them.
+        values["podCertificates"] = {"enabled": True}
     values_file = cluster.workdir / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     cluster.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace", "-f", str(values_file))
