@@ -787,18 +787,21 @@ def validate_status_update(new: Obj, old: Obj, now: datetime.datetime) -> list[F
     problems: list[FieldError] = []
     known = 0
     for index, condition in enumerate(conditions):
+        # kube-apiserver names these fields "status.conditions.[0].type": its formatIndex("[0]") is a child
+        # name there, not an index (measured by tests/e2e/test_parity.py).
+        at = f"status.conditions.[{index}]"
         kind = str(condition.get("type") or "")
         if kind in TERMINAL_CONDITIONS:
             known += 1
             if known > 1:
-                problems.append(invalid(f"status.conditions[{index}].type", kind,
+                problems.append(invalid(f"{at}.type", kind,
                                         'There may be at most one condition with type "Issued", "Denied", or '
                                         '"Failed"'))
             if condition.get("status") != "True":
-                problems.append(not_supported(f"status.conditions[{index}].status", str(condition.get("status") or ""),
+                problems.append(not_supported(f"{at}.status", str(condition.get("status") or ""),
                                               ("True",)))
         else:
-            problems.append(not_supported(f"status.conditions[{index}].type", kind, TERMINAL_CONDITIONS))
+            problems.append(not_supported(f"{at}.type", kind, TERMINAL_CONDITIONS))
     problems.extend(validate_conditions(conditions, "status.conditions"))
     if problems:
         return problems
