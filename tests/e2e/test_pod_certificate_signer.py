@@ -214,8 +214,8 @@ def _denied(signer: Signer, pod: dict[str, Any], source: dict[str, Any]) -> dict
 
 
 def test_refusals_arrive_as_denied_conditions(signer: Signer, web: str, namespace: str) -> None:
-    # A pod that no identity selects, with the volume written by hand (the webhook injects nothing for it).
-    stray = signer.kubelet.bind_pod(namespace, "stray-0", labels={"app": "stray", "mtls.dev/inject": "true"},
+    # A pod that no identity serves (not opted in), with the volume written by hand.
+    stray = signer.kubelet.bind_pod(namespace, "stray-0", labels={"app": "web"},
                                     volumes=[pod_certificate_volume(signer.name, "ECDSAP256")])
     found = _denied(signer, stray, signer.kubelet.pod_sources(stray)[0])
     assert "stray-0" in found["message"] or "identity" in found["message"].lower(), found
