@@ -49,7 +49,7 @@ import dataclasses
 import datetime
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -63,8 +63,14 @@ from kube_emulator.resources import Obj, ResourceInfo
 from kube_emulator.schema import FieldError, go_json
 from kube_emulator.selectors import is_dns1123_label, is_dns1123_subdomain, is_qualified_name
 
-if TYPE_CHECKING:
-    from kube_emulator.store import Emulator
+
+class Objects(Protocol):
+    """What node restriction reads from the store: declared here, so that the store imports this module
+    and nothing here imports the store (no import cycle)."""
+
+    def resource(self, api_version: str, kind_or_plural: str) -> ResourceInfo: ...
+
+    def _find(self, info: ResourceInfo, namespace: str | None, name: str) -> Obj | None: ...
 
 GROUP = "certificates.k8s.io"
 PCR_KIND = "PodCertificateRequest"
@@ -926,7 +932,7 @@ def _plain(message: str) -> ApiError:
     return ApiError(500, message, "")
 
 
-def node_restriction(emulator: Emulator, node_name: str, namespace: str, body: Obj) -> None:
+def node_restriction(emulator: Objects, node_name: str, namespace: str, body: Obj) -> None:
     """The NodeRestriction admission plugin for a node (``system:node:<node_name>``) creating a request.
 
     Checks, in the plugin's order: the request names this node, the node exists with the request's
