@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mtls_operator import constants as c
-from operator_bench import NS, Emulator, SecretWatch, identity, identity_status, operator_flags, pod, wait_until
+from operator_bench import (
+    NS,
+    Emulator,
+    Operator,
+    SecretWatch,
+    identity,
+    identity_status,
+    operator_flags,
+    pod,
+    wait_until,
+)
 
 N = int(os.environ.get("VERSUS_N", "3000"))
 ROUNDS = int(os.environ.get("VERSUS_ROUNDS", "3"))
@@ -47,32 +56,18 @@ TARGET_RATIO = 1.5
 TARGET_CPU_MS = 1.0
 
 
-class Process:
-    """An operator process, its CPU time and peak RSS read from /proc."""
+class Process(Operator):
+    """An operator process (the project's or the baseline's, from ``command``), its CPU time and peak
+    RSS read from /proc the way the operator bench reads them (``Operator``'s methods)."""
 
     def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self.log.close()
+        value = self.status("VmHWM")
+        return int(value.split()[0]) / 1024 if value != "?" else float("nan")
 
 
 @dataclass

@@ -27,7 +27,11 @@ admission webhooks (Mutating/ValidatingWebhookConfigurations are called over HTT
 update and patch in the apiserver's order, with its selectors, failure policies, timeouts, JSON
 patches and ``Warning`` headers; ``clientConfig.service`` through :meth:`Emulator.route_service`;
 ``Emulator(admission_webhooks=False)`` only stores them); fault injection
-(:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
+(:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`); certificates.k8s.io
+PodCertificateRequests (with ``/status``) and ClusterTrustBundles at v1 and v1beta1 with kube-apiserver
+1.37's validation, and NodeRestriction's checks for a request created ``as_node`` (``certificates.py``);
+Nodes (stored only); a kubelet stand-in (:class:`Kubelet`, ``kubelet.py``) that gives the pods of a node
+their pod certificates and trust bundles as their projected volumes would.
 
 Simplified:
 
@@ -73,7 +77,9 @@ codes, reasons, field paths and messages (tests/e2e/test_parity.py). Known diffe
   then (1.30: ``Invalid value: "null"`` for a nil, ``0x0`` for a zero resourceVersion).
 
 Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
-RBAC objects are only stored), admission plugins other than webhooks (no quotas, limit ranges,
+RBAC objects are only stored; so neither the ``sign`` permission a PodCertificateRequest status change
+needs nor the ``attest`` permission of ClusterTrustBundles is checked; node restriction only for
+in-process creates made ``as_node``), admission plugins other than webhooks (no quotas, limit ranges,
 pod security, defaulting beyond the above), API priority and fairness, controllers (nothing
 schedules or runs pods, no Deployment/StatefulSet/ReplicaSet/Job controllers, no endpoints, no
 service IPs, no token or root-CA publishing), CEL (``x-kubernetes-validations``) and
@@ -101,6 +107,7 @@ import yaml
 
 from kube_emulator.errors import ApiError
 from kube_emulator.faults import Fault, FaultInjector
+from kube_emulator.kubelet import Kubelet, VolumeNotReady
 from kube_emulator.requestlog import LoggedRequest, RequestLog
 from kube_emulator.resources import ResourceInfo
 from kube_emulator.server import EmulatorServer, EmulatorThread, kubeconfig_document
@@ -113,9 +120,11 @@ __all__ = [
     "EmulatorThread",
     "Fault",
     "FaultInjector",
+    "Kubelet",
     "LoggedRequest",
     "RequestLog",
     "ResourceInfo",
+    "VolumeNotReady",
     "kubeconfig_document",
     "load_crds",
     "serve",

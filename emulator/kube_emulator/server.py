@@ -50,6 +50,10 @@ logger = logging.getLogger("kube_emulator")
 # The request log as JSON ({"reads", "writes", "counts": [{verb, resource, subresource, count}]}).
 REQUEST_LOG_PATH = "/_emulator/requests"
 JSON_TYPE = "application/json"
+# The metadata-only forms (``Accept: application/json;as=<form>;g=meta.k8s.io;v=v1``): one object (a get,
+# and each object of a watch stream) or a list.
+METADATA = "PartialObjectMetadata"
+METADATA_LIST = "PartialObjectMetadataList"
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -100,6 +104,25 @@ def _error_response(exc: ApiError) -> aiohttp.web.Response:
 def _partial(obj: Obj) -> Obj:
     """An object's metadata only, as a ``meta.k8s.io/v1`` ``PartialObjectMetadata``."""
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
+def _go_type(info: ResourceInfo, *, listed: bool) -> str:
+    """The Go type kube-apiserver names in a NotAcceptable message: its internal type for a built-in
+    (``*core.Secret``, ``*apps.DeploymentList``), ``*unstructured.Unstructured`` for a custom resource."""
+    if info.crd is not None:
+        return "*unstructured.UnstructuredList" if listed else "*unstructured.Unstructured"
+    package = info.group.split(".")[0] if info.group else "core"
+    return f"*{package}.{info.kind}{'List' if listed else ''}"
+
+
+def _not_acceptable(info: ResourceInfo, wants: str) -> ApiError:
+    """kube-apiserver's answer to a metadata-only media type that does not fit the answer: the list type
+    for one object, or the object type for a list."""
+    if wants == METADATA_LIST:
+        return ApiError(406, "you requested PartialObjectMetadataList, but the requested object is not a list "
+                             f"({_go_type(info, listed=False)})", "NotAcceptable")
+    return ApiError(406, "you requested PartialObjectMetadata, but the requested object is a list "
+                         f"({_go_type(info, listed=True)})", "NotAcceptable")
 
 
 def _flag(value: str | None) -> bool:
@@ -425,8 +448,10 @@ class HttpApi:
         accept = request.headers.get("Accept", "")
         if "as=Table" in accept:
             return "Table"
+        if "as=PartialObjectMetadataList" in accept:
+            return METADATA_LIST
         if "as=PartialObjectMetadata" in accept:
-            return "PartialObjectMetadata"
+            return METADATA
         return None
 
     def _columns(self, info: ResourceInfo) -> list[Column]:
@@ -451,13 +476,17 @@ class HttpApi:
         if wants == "Table":
             return _json_response(self._table(request, info, objects))
         obj = info.present(objects[0])
-        if wants == "PartialObjectMetadata":
+        if wants == METADATA_LIST:
+            raise _not_acceptable(info, wants)
+        if wants == METADATA:
             return _json_response(_partial(obj))
         return _json_response(obj)
 
     def _list(self, request: aiohttp.web.BaseRequest, info: ResourceInfo, route: Route) -> aiohttp.web.Response:
         emulator = self.emulator
         labels, fields = self._selectors(request, info)
+        if self._wants(request) == METADATA:
+            raise _not_acceptable(info, METADATA)
         objects = emulator.select(info, route.namespace, labels, fields)
         continue_token = ""
         start = request.query.get("continue")
@@ -488,7 +517,7 @@ class HttpApi:
         if continue_token:
             meta["continue"] = continue_token
             meta["remainingItemCount"] = remaining
-        if wants == "PartialObjectMetadata":
+        if wants == METADATA_LIST:
             items: list[Obj] = [_partial(o) for o in objects]
             return _json_response({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
                                    "metadata": meta, "items": items})
@@ -530,6 +559,11 @@ class HttpApi:
         emulator.requests.record("watch", info.group, info.plural, None, route.namespace, route.name, 200)
         try:
             await response.prepare(request)
+            if form == METADATA_LIST:
+                # kube-apiserver cannot turn a watch event's one object into a list: the stream ends at
+                # the first event (a bookmark too), unwritten, and nothing tells the client why.
+                await self._end_at_first_event(watcher, timeout, bookmarks)
+                return response
             initial = watcher.queue.qsize()
             if initial:
                 await self._drain(response, watcher, form, initial)
@@ -545,6 +579,14 @@ class HttpApi:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
+
+    async def _end_at_first_event(self, watcher: Watcher, duration: float | None, bookmarks: bool) -> None:
+        waits = [t for t in (duration, self.bookmark_interval if bookmarks else None) if t is not None]
+        if not watcher.queue.empty():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(waits) if waits else None):
+                await watcher.queue.get()
 
     async def _stream(self, response: aiohttp.web.StreamResponse, watcher: Watcher, form: str | None,
                       duration: float | None, bookmarks: bool) -> None:
@@ -595,10 +637,10 @@ class HttpApi:
 
     def _encode(self, watcher: Watcher, item: tuple[str, Obj, Any], form: str | None) -> bytes:
         """One event line: the object, its Table row, or (``PartialObjectMetadata``) its metadata only,
-        as the apiserver streams for an ``Accept: ...;as=PartialObjectMetadataList`` watch."""
+        as the apiserver streams for an ``Accept: ...;as=PartialObjectMetadata`` watch."""
         kind, obj, event = item
         info = watcher.info
-        if form == "PartialObjectMetadata":
+        if form == METADATA:
             return encode_event(kind, _partial(info.present(obj)))
         if form == "Table":
             shown = make_table([info.present(obj)], self._columns(info), now=self.emulator.clock(),
@@ -612,7 +654,7 @@ class HttpApi:
         meta: Obj = {"resourceVersion": self.emulator.resource_version}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        if form == "PartialObjectMetadata":
+        if form == METADATA:
             return encode_event(BOOKMARK, _partial({"metadata": meta}))
         return encode_event(BOOKMARK, {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta})
 

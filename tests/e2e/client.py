@@ -47,8 +47,10 @@ class Client:
         )
 
     def request(self, method: str, path: str, body: object = None, *, query: dict[str, str] | None = None,
-                content_type: str = "application/json", timeout: float = 30) -> Answer:
+                content_type: str = "application/json", timeout: float = 30, accept: str | None = None) -> Answer:
         headers = dict(self._headers)
+        if accept:
+            headers["Accept"] = accept
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -64,6 +66,23 @@ class Client:
             parsed = {"value": parsed}
         warnings = tuple(response.headers.getlist("Warning")) if hasattr(response.headers, "getlist") else ()
         return Answer(response.status, parsed, warnings)
+
+    def watch(self, path: str, query: dict[str, str], *, accept: str | None = None,
+              timeout: float = 60) -> tuple[int, list[dict[str, Any]]]:
+        """One watch stream read to its end (``timeoutSeconds`` in ``query`` ends it): the HTTP status
+        and every event, parsed; an answer that is not a stream comes back as its one body."""
+        headers = dict(self._headers)
+        if accept:
+            headers["Accept"] = accept
+        url = self.host + path + "?" + urllib.parse.urlencode({**query, "watch": "true"})
+        response = self._pool.request("GET", url, headers=headers, timeout=timeout, retries=False,
+                                      preload_content=False)
+        try:
+            raw = b"".join(response.stream(65536))
+        finally:
+            response.release_conn()
+        events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        return response.status, [event if isinstance(event, dict) else {"value": event} for event in events]
 
     def get(self, path: str, **query: str) -> Answer:
         return self.request("GET", path, query=query or None)

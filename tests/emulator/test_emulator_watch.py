@@ -247,7 +247,7 @@ async def test_metadata_only_watch_streams_partial_objects(server: EmulatorServe
              "allowWatchBookmarks": "true"}
     task = asyncio.create_task(change())
     async with asyncio.timeout(5), aiohttp.ClientSession() as session, session.get(
-        f"{server.url}{SECRETS}", params=query, headers={"Accept": METADATA_LIST}
+        f"{server.url}{SECRETS}", params=query, headers={"Accept": METADATA_OBJECT}
     ) as resp:
         assert resp.status == 200
         async for line in resp.content:
@@ -266,10 +266,35 @@ async def test_metadata_only_watch_streams_partial_objects(server: EmulatorServe
 
 async def test_metadata_only_watch_bookmarks_are_partial_objects(emulator: Emulator) -> None:
     async with EmulatorServer(emulator, bookmark_interval=0.1) as server, aiohttp.ClientSession() as session, \
-            session.get(f"{server.url}{SECRETS}", headers={"Accept": METADATA_LIST},
+            session.get(f"{server.url}{SECRETS}", headers={"Accept": METADATA_OBJECT},
                         params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": "0"}) as resp:
         line = await asyncio.wait_for(resp.content.readline(), 5)
     event = json.loads(line)
     assert event["type"] == "BOOKMARK"
     assert event["object"] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                "metadata": {"resourceVersion": emulator.resource_version}}
+
+
+async def test_metadata_only_media_types_that_do_not_fit_are_refused_as_by_the_apiserver(http: Http) -> None:
+    await http.post(SECRETS, labelled("a", app="x"))
+    status, body = await http.get(SECRETS, headers={"Accept": METADATA_OBJECT})
+    assert (status, body["reason"], body["message"]) == (
+        406, "NotAcceptable",
+        "you requested PartialObjectMetadata, but the requested object is a list (*core.SecretList)")
+    status, body = await http.get(f"{SECRETS}/a", headers={"Accept": METADATA_LIST})
+    assert (status, body["reason"], body["message"]) == (
+        406, "NotAcceptable", "you requested PartialObjectMetadataList, but the requested object is not a list "
+                              "(*core.Secret)")
+
+
+async def test_a_watch_that_asks_for_the_list_type_ends_at_its_first_event_unwritten(server: EmulatorServer) -> None:
+    # kube-apiserver cannot encode a watch event's object as a list: a 200 stream that ends, empty, at
+    # the first event (what made the operator's Secret watch re-connect in a tight loop).
+    first = server.emulator.create(secret("a"))
+    server.emulator.patch("v1", "secrets", "a", "default", {"metadata": {"labels": {"x": "1"}}})
+    query = {"watch": "true", "resourceVersion": first["metadata"]["resourceVersion"], "timeoutSeconds": "30"}
+    async with asyncio.timeout(5), aiohttp.ClientSession() as session, session.get(
+        f"{server.url}{SECRETS}", params=query, headers={"Accept": METADATA_LIST}
+    ) as resp:
+        assert resp.status == 200
+        assert await resp.read() == b""

@@ -316,6 +316,10 @@ async def test_managed_secret_deleted_is_reissued(emulator: Emulator, operator: 
     assert _serial(second) != _serial(first)
     await eventually(lambda: any("repair: 1" in e["message"] for e in emulator.list("v1", "events", NS)),
                      what="an Event counting the repair")
+    # The deletion came through the metadata-only Secret watch, opened once and kept (the emulator ends a
+    # watch that asks for the wrong media type as kube-apiserver does; it was re-opened in a tight loop).
+    assert emulator.requests.count(verb="watch", resource="secrets") == 1
+    assert emulator.requests.count(verb="watch", resource="pods") == 1
 
 
 async def test_pod_recreated_under_same_name_gets_new_key_and_owner(

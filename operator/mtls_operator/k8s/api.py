@@ -35,9 +35,10 @@ from mtls_operator.errors import ConflictError, KubernetesAPIError, NotFoundErro
 JSON = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
-# Lists and watches of object metadata only (no data, no spec), as the API server serves them.
+# Lists of object metadata only (no data, no spec), as the API server serves them.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-# For a single object (and the objects of a watch stream): the same, one object at a time.
+# For a single object and for a watch (each event carries one object): the same, one object at a time.
+# A watch asking for the list type gets a stream kube-apiserver ends at its first event, unwritten.
 METADATA_ONLY_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 # Statuses a retry can fix: conflicts, throttling, server trouble, timeouts.

@@ -9,7 +9,13 @@ and starts again from a fresh list.
 
 Secrets are watched metadata-only (``PartialObjectMetadata``): the operator only needs to know
 that a managed Secret was edited or deleted behind its back, never its keys, so none crosses the
-wire for the watch.
+wire for the watch. The API server takes two media types for that: a list asks for
+``as=PartialObjectMetadataList``, a watch for ``as=PartialObjectMetadata`` (each event carries one
+object). A watch that asks for the list type gets a 200 stream that kube-apiserver closes at its
+first event, unwritten (it cannot turn one object into a list) — so a watch that ends at once and
+empty is never re-opened at once: it backs off like a failure (1 s, doubling up to 30 s) and keeps
+its place. A stream counts as healthy when it delivered an event (a bookmark included) or lasted
+half its ``timeoutSeconds``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from mtls_operator.errors import KubernetesAPIError
-from mtls_operator.k8s.api import JSON, METADATA_ONLY, KubeAPI
+from mtls_operator.k8s.api import JSON, METADATA_ONLY, METADATA_ONLY_OBJECT, KubeAPI
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +62,21 @@ class ResourceWatch:
         self._label_selector = label_selector
         self._on_event = on_event
         self._types = frozenset(types)
-        self._accept = METADATA_ONLY if metadata_only else None
+        # Lists and watches ask for different media types (see the module docstring).
+        self._list_accept = METADATA_ONLY if metadata_only else None
+        self._watch_accept = METADATA_ONLY_OBJECT if metadata_only else None
         self._timeout_seconds = timeout_seconds
         self._on_list = on_list
 
     async def run(self) -> None:
         """Follow the collection until cancelled."""
-        backoff = 1.0
+        delay = 0.0  # before the next attempt: none after a healthy stream, growing after failures
+        relist_now = True  # one 410 Gone re-lists at once; another before a healthy stream backs off
         version: str | None = None
+        loop = asyncio.get_running_loop()
         while True:
+            if delay:
+                await asyncio.sleep(delay)
             try:
                 if version is None and self._on_list is not None:
                     version, items = await self._list_all()
@@ -72,47 +84,68 @@ class ResourceWatch:
                 elif version is None:
                     version = await self._resource_version()
                     self._on_event(RESYNC, None)  # anything may have happened while we were not watching
-                version = await self._stream(version)
-                backoff = 1.0
+                started = loop.time()
+                version, delivered = await self._stream(version)
             except KubernetesAPIError as exc:
-                logger.warning("watch on %s failed, retrying in %.0fs: %s", self._path, backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                delay = _backoff(delay)
+                logger.warning("watch on %s failed, retrying in %.0fs: %s", self._path, delay, exc)
                 version = None
+                continue
+            if delivered or loop.time() - started >= self._timeout_seconds / 2:
+                delay, relist_now = 0.0, True
+            elif version is None and relist_now:
+                delay, relist_now = 0.0, False
+            else:
+                delay = _backoff(delay)
+                logger.warning("watch on %s ended at once with no event, next in %.0fs", self._path, delay)
 
     async def _resource_version(self) -> str:
         query = {"labelSelector": self._label_selector, "limit": "1"}
-        listing = await self._api.request("GET", self._path, query=query, accept=self._accept)
+        listing = await self._api.request("GET", self._path, query=query, accept=self._list_accept)
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
     async def _list_all(self) -> tuple[str, list[JSON]]:
         items: list[JSON] = []
         query = {"labelSelector": self._label_selector, "limit": str(_PAGE)}
         while True:
-            listing = await self._api.request("GET", self._path, query=query, accept=self._accept)
+            listing = await self._api.request("GET", self._path, query=query, accept=self._list_accept)
             items.extend(item for item in listing.get("items") or [] if isinstance(item, dict))
             metadata = listing.get("metadata") or {}
             if not metadata.get("continue"):
                 return str(metadata.get("resourceVersion") or ""), items
             query = {**query, "continue": str(metadata["continue"])}
 
-    async def _stream(self, version: str) -> str | None:
-        """Follow the stream from ``version``; return where to resume (None: re-list first)."""
+    async def _stream(self, version: str) -> tuple[str | None, bool]:
+        """Follow the stream from ``version``; return where to resume (None: re-list first) and whether
+        any event came (an ERROR apart)."""
         query = {
             "labelSelector": self._label_selector,
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self._timeout_seconds),
         }
-        events = self._api.watch(self._path, query=query, accept=self._accept,
+        delivered = False
+        events = self._api.watch(self._path, query=query, accept=self._watch_accept,
                                  read_timeout=self._timeout_seconds + 30.0)
         async with contextlib.aclosing(events):  # an early return closes the stream's connection
             async for event in events:
                 kind = str(event.get("type"))
                 body = event.get("object")
-                if kind == "ERROR" or not isinstance(body, dict):
-                    return None  # 410 Gone and friends: our place in history is lost
+                if not isinstance(body, dict):
+                    raise KubernetesAPIError(f"WATCH {self._path}: an event of type {kind} without an object",
+                                             status=None, retryable=True)
+                if kind == "ERROR":
+                    code = body.get("code")
+                    if code == 410:  # 410 Gone (Expired): our place in history is lost, re-list
+                        return None, delivered
+                    raise KubernetesAPIError(f"WATCH {self._path}: {body.get('message') or body.get('reason')}",
+                                             status=code if isinstance(code, int) else None, retryable=True)
+                delivered = True
                 version = str((body.get("metadata") or {}).get("resourceVersion") or version)
                 if kind in self._types:
                     self._on_event(kind, body)
-        return version
+        return version, delivered
+
+
+def _backoff(delay: float) -> float:
+    return min(max(1.0, delay * 2), _MAX_BACKOFF)

@@ -94,6 +94,9 @@ class WebhookCAStep(enum.StrEnum):
     RETIRE = "retire"  # the old CA leaves ca.crt: Idle
 
 
+# Shaped like rules/rotation.py's Decision, _text and read_rotation on purpose and not shared with
+# them: the webhook CA's state machine has its own phases and annotations, and the two CAs are kept
+# apart so that no code path can mix one's state with the other's.
 @dataclass(frozen=True)
 class WebhookCADecision:
     step: WebhookCAStep
