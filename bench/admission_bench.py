@@ -161,7 +161,7 @@ def run(folder: Path) -> None:
         refused: list[str] = []
         lock = threading.Lock()
         cpu_before = operator.cpu_seconds()
-        passes_before = emulator.count("list", "pods")
+        passes_before = emulator.count("list", c.PLURAL)
         started = time.monotonic() + 0.5
 
         def create(index: int) -> None:
@@ -181,7 +181,7 @@ def run(folder: Path) -> None:
         created_in = time.monotonic() - started
         wait_until(lambda: all(name in watch.seen for name in admitted), 300, f"{len(admitted)} Secrets")
         cpu = operator.cpu_seconds() - cpu_before
-        passes = emulator.count("list", "pods") - passes_before
+        passes = emulator.count("list", c.PLURAL) - passes_before
         latencies = sorted(watch.seen[name] - admitted[name] for name in admitted)
         round_trips.sort()
         print(f"admission: {total} pods through the webhook at {total / created_in:.0f} pods/s, the identity "
@@ -202,9 +202,10 @@ def run(folder: Path) -> None:
             f"{index * fifth}-{(index + 1) * fifth - 1}: "
             f"{percentile(sorted(in_order[index * fifth:(index + 1) * fifth]), 0.99) * 1000:.0f} ms"
             for index in range(5)))
-        # Each reconcile of the identity lists all its pods and Secrets: passes, and pods per pass.
+        # Each reconcile of the identity lists the namespace's identities (its pods and Secrets come from the
+        # watches): passes, and pods per pass.
         print(f"admission: {passes} reconcile passes of the identity ({len(admitted) / max(passes, 1):.1f} new pods "
-              f"per pass; each lists all the identity's pods and Secrets, {len(admitted)} at the end)")
+              f"per pass; each reads the identity's pods and Secrets from the watches' store)")
         print(f"admission: operator CPU {cpu:.1f}s ({cpu * 1000 / total:.2f} ms per pod: admission and issuance), "
               f"peak RSS {operator.status('VmHWM')}")
     finally:

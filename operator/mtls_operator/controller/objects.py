@@ -100,18 +100,23 @@ class WatchedObjects:
         self.pods_synced = True
         self._listed_one()
 
-    def pod_event(self, kind: str, body: Mapping[str, Any]) -> None:
+    def pod_event(self, kind: str, body: Mapping[str, Any]) -> bool:
+        """Apply a watch event; returns whether anything a pass reads of the pod changed."""
         pod = pod_info(body)
         if kind == "DELETED" or not pod.opted_in:
             self._pods.get(pod.namespace, {}).pop(pod.name, None)
-        else:
-            self._put_pod(pod)
+            return True
+        return self._put_pod(pod)
 
-    def _put_pod(self, pod: PodInfo) -> None:
+    def _put_pod(self, pod: PodInfo) -> bool:
         namespace = sys.intern(pod.namespace)
         pod = replace(pod, namespace=namespace, labels=_interned(pod.labels),
                       service_account=sys.intern(pod.service_account))
-        self._pods.setdefault(namespace, {})[pod.name] = pod
+        by_name = self._pods.setdefault(namespace, {})
+        if by_name.get(pod.name) == pod:
+            return False
+        by_name[pod.name] = pod
+        return True
 
     def pods(self, namespace: str, selector: LabelSelector) -> list[PodInfo]:
         """The opted-in pods of the namespace that the selector matches (what ``pod_query`` asks the API)."""

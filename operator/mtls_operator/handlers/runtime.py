@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 VERIFY_INTERVAL = 5.0
 # How long a pass waits for the watches' first lists before it reads the API itself.
 STORE_WAIT = 10.0
+# How soon the pass that reports a first issue runs: the issues of a burst are reported together.
+STATUS_DELAY = 1.0
 
 
 def wall_clock() -> datetime:
@@ -120,18 +122,21 @@ class Runtime:
             if key[0] == namespace:
                 self.metrics.identity_removed(*key)
 
-    async def issue_first(self, body: Mapping[str, Any]) -> None:
-        """A pod just created: its first certificate now (the leader only), then a pass for the status."""
+    async def issue_first(self, body: Mapping[str, Any]) -> bool:
+        """A pod just created: its first certificate now (the leader only), then a pass for the status.
+        Returns whether it issued."""
         pod = pod_info(body)
         if not self.leading or not self.serves(pod.namespace):
-            return
+            return False
         owner = serving_identity(pod, [ref for key, ref in self.identities.items() if key[0] == pod.namespace])
         if owner is None:
-            return
+            return False
         key = (owner.namespace, owner.name)
         version = self.generations.get(key)
         if version is not None and await self.reconciler.issue_first(key, version, pod):
-            self.queue.add(key)
+            self.queue.add(key, STATUS_DELAY)
+            return True
+        return False
 
     def _ca_changed(self) -> None:
         for key in self.identities:
@@ -215,8 +220,8 @@ class Runtime:
         objects = self.reconciler.objects
 
         def changed(kind: str, pod: Mapping[str, Any] | None) -> None:
-            if pod is not None:
-                objects.pod_event(kind, pod)
+            if pod is not None and not objects.pod_event(kind, pod):
+                return  # a change of nothing a pass reads (the pod's status, its IP): no pass
             if pod is None:
                 self._ca_changed()  # RESYNC: every identity looks at its pods again
             elif kind == "ADDED":
@@ -239,15 +244,17 @@ class Runtime:
                 task.cancel()
 
     async def _pod_added(self, body: Mapping[str, Any]) -> None:
-        # A new pod (not one listed at start-up or after a lost watch): issue before the pass.
+        # A new pod (not one listed at start-up or after a lost watch): issue before the pass. Issued, the
+        # pass only reports it: a burst's passes then come at most every STATUS_DELAY, not one per pod.
+        issued = False
         try:
-            await self.issue_first(body)
+            issued = await self.issue_first(body)
         finally:
-            self._route_pod(body)
+            self._route_pod(body, STATUS_DELAY if issued else 0.0)
 
-    def _route_pod(self, body: Mapping[str, Any]) -> None:
+    def _route_pod(self, body: Mapping[str, Any], delay: float = 0.0) -> None:
         for key in self.reconciler.index.identities_for_pod(pod_info(body), self.identities):
-            self.queue.add(key)
+            self.queue.add(key, delay)
 
     def _secret_changed(self, kind: str, metadata: Mapping[str, Any] | None) -> None:
         """A managed Secret deleted or edited behind our back is repaired now, not at the next renewal."""
