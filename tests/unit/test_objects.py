@@ -140,3 +140,17 @@ def test_pods_follow_their_events_and_the_selector() -> None:
     assert objects.pods(NS, selector) == []
     objects.reset()
     assert not objects.synced
+
+
+async def test_a_pass_leaves_an_arriving_pod_to_its_first_issue_and_serves_it_after() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    rec.objects.pod_event("ADDED", cluster.add_pod(NS, "web-3", {"app": "web"}))
+    rec.gate.arriving((NS, "web-3"))
+    await rec.reconcile((NS, "web"))
+    assert (NS, "web-web-3") not in cluster.secrets
+    rec.gate.arrived((NS, "web-3"))  # its first issue did not issue (no token): the pass after it does
+    await rec.reconcile((NS, "web"))
+    assert (NS, "web-web-3") in cluster.secrets

@@ -34,6 +34,8 @@ class IssuanceGate:
         self._clashes: set[Slot] = set()
         # Managed Secrets seen deleted: issuing one again is a repair, not a first issue.
         self._vanished: BoundedCache[Slot, bool] = BoundedCache()
+        # New pods (namespace, name) whose first issue is being tried: a pass leaves them to it.
+        self._arriving: set[tuple[str, str]] = set()
 
     # A pass ---------------------------------------------------------------------------------
 
@@ -60,6 +62,21 @@ class IssuanceGate:
         return self._first_issued.pop(key, None)
 
     # First issues -----------------------------------------------------------------------------
+
+    def arriving(self, pod: tuple[str, str]) -> None:
+        """A pod was just created: its first issue is about to be tried (the pass that follows serves it
+        if that does not issue)."""
+        self._arriving.add(pod)
+
+    def arrived(self, pod: tuple[str, str]) -> None:
+        self._arriving.discard(pod)
+
+    def is_arriving(self, pod: tuple[str, str]) -> bool:
+        return pod in self._arriving
+
+    def forget_arrivals(self) -> None:
+        """A new term as leader: first issues of the last one were cancelled, maybe before they began."""
+        self._arriving.clear()
 
     def may_start_first(self, slot: Slot) -> bool:
         return (slot not in self._clashes and slot not in self._issuing

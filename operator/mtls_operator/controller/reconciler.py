@@ -84,6 +84,8 @@ DEFERRED_DELAY = 1.0
 # pause between pages, so the check never competes with issuing for long.
 VERIFY_PAGE = 250
 VERIFY_PAUSE = 0.05
+# A pass's loops over every pod of an identity give the event loop a turn this often.
+YIELD_EVERY = 2000
 
 
 @dataclass(frozen=True)
@@ -380,9 +382,12 @@ class Reconciler:
         job = _Pass(namespace, name, spec, ca, bundle_pem, bundle_hash(bundle_pem),
                     self.ca_store.trusted_fingerprints, spec.certificate_hash(), now, existing, tally, ca.fingerprint,
                     kept=self._kept_pods(key, spec, ca.fingerprint, bundle_pem) if stored else None)
-        assigned = plan.assigned
+        # A pod whose first issue is being tried right now is left to it (the pass after it reports it):
+        # a pass that took it would make it wait for the pass's other work.
+        assigned = [(secret_name, pod) for secret_name, pod in plan.assigned
+                    if secret_name in existing or not self.gate.is_arriving((pod.namespace, pod.name))]
         if job.kept is not None:
-            assigned = self._count_kept(job, assigned)
+            assigned = await self._count_kept(job, assigned)
         if stored:
             await self._read_stored(key, existing, [n for n, _ in assigned if n in existing], bundle_pem)
         else:
@@ -407,13 +412,16 @@ class Reconciler:
             kept = self._kept[key] = _KeptPods(inputs, {})
         return kept.pods
 
-    def _count_kept(self, job: _Pass, assigned: list[tuple[str, PodInfo]]) -> list[tuple[str, PodInfo]]:
+    async def _count_kept(self, job: _Pass, assigned: list[tuple[str, PodInfo]]) -> list[tuple[str, PodInfo]]:
         """Count the pods nothing changed for since a pass kept them; return the others, to be served.
 
-        A pass for one new pod so touches that pod only: the rest is a look-up each."""
+        A pass for one new pod so touches that pod only: the rest is a look-up each (with a turn for the
+        loop every few thousand, for the webhooks and first issues)."""
         kept = job.kept if job.kept is not None else {}
         serve = []
-        for secret_name, pod in assigned:
+        for index, (secret_name, pod) in enumerate(assigned):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             was = kept.get(secret_name)
             secret = job.existing.get(secret_name)
             if (was is not None and secret is not None and was.secret_version == secret.version

@@ -13,7 +13,7 @@ from mtls_operator.controller.writer import SecretWriter
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError
 from mtls_operator.k8s import Cluster
 from mtls_operator.k8s.views import ConfigMapView, SecretView
-from mtls_operator.rules.plan import b64text, data_value, is_managed, is_pod_secret_of, secrets_query
+from mtls_operator.rules.plan import b64text, bundle_hash, data_value, is_managed, is_pod_secret_of, secrets_query
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +65,16 @@ class TrustBundlePublisher:
             bundle_pem = self.ca_store.bundle_pem
         except CAError:
             return
+        recorded = bundle_hash(bundle_pem)
         for body in await self.cluster.list_secrets(namespace, secrets_query(identity)):
             secret = SecretView.of(body)
-            if not is_pod_secret_of(secret, identity) or data_value(secret.data, c.CA_CRT)[0] == bundle_pem:
+            if not is_pod_secret_of(secret, identity) or (
+                    data_value(secret.data, c.CA_CRT)[0] == bundle_pem
+                    and secret.annotations.get(c.BUNDLE_HASH_ANNOTATION) == recorded):
                 continue
             try:
-                await self.writer.update(secret, {"data": {c.CA_CRT: b64text(bundle_pem)}})
+                # The hash beside ca.crt, as every write of it: the CA rotation counts Secrets by it.
+                await self.writer.update(secret, {"metadata": {"annotations": {c.BUNDLE_HASH_ANNOTATION: recorded}},
+                                                  "data": {c.CA_CRT: b64text(bundle_pem)}})
             except KubernetesAPIError as exc:
                 logger.warning("could not refresh the trust bundle of Secret %s/%s: %s", namespace, secret.name, exc)

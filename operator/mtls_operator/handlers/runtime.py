@@ -225,6 +225,8 @@ class Runtime:
             if pod is None:
                 self._ca_changed()  # RESYNC: every identity looks at its pods again
             elif kind == "ADDED":
+                meta = pod.get("metadata") or {}
+                self.reconciler.gate.arriving((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
                 task = asyncio.create_task(self._pod_added(pod))
                 first_issues.add(task)
                 task.add_done_callback(first_issues.discard)
@@ -250,6 +252,8 @@ class Runtime:
         try:
             issued = await self.issue_first(body)
         finally:
+            pod = pod_info(body)
+            self.reconciler.gate.arrived((pod.namespace, pod.name))
             self._route_pod(body, STATUS_DELAY if issued else 0.0)
 
     def _route_pod(self, body: Mapping[str, Any], delay: float = 0.0) -> None:
@@ -312,6 +316,7 @@ class Runtime:
         # A new leader knows nothing of the schedule: every identity is looked at once. What the watches
         # reported while it led before went stale meanwhile: passes read the API until they list again.
         self.reconciler.objects.reset()
+        self.reconciler.gate.forget_arrivals()
         for key in self.identities:
             self.queue.add(key)
         async with asyncio.TaskGroup() as group:
