@@ -15,8 +15,10 @@ Slot = tuple[str, str]  # (namespace, Secret name)
 IdentityKey = tuple[str, str]  # (namespace, name)
 
 # First issues outside a pass only while fewer than this are under way: a burst of new pods goes
-# through the passes, which batch it.
-FIRST_ISSUE_LIMIT = 8
+# through the passes, which batch it. Their status pass comes a moment later for all of them
+# (runtime's STATUS_DELAY), so a steady arrival of pods (100/s, API round trips of tens of
+# milliseconds under load) stays on this path.
+FIRST_ISSUE_LIMIT = 32
 
 
 class IssuanceGate:
