@@ -34,6 +34,8 @@ _SETTING_FLAGS = {
     "pod_name": "MTLS_POD_NAME",
     "health_port": "MTLS_HEALTH_PORT",
     "log_format": "MTLS_LOG_FORMAT",
+    "pod_certificates": "MTLS_POD_CERTIFICATES",
+    "pod_certificate_signer": "MTLS_POD_CERTIFICATE_SIGNER",
 }
 
 

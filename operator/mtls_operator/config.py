@@ -28,6 +28,7 @@ from typing import Final, TypeVar
 from mtls_operator.constants import DEFAULT_CA_SECRET, DEFAULT_WEBHOOK_CA_SECRET
 from mtls_operator.errors import ConfigError
 from mtls_operator.rules import policy
+from mtls_operator.rules.podcert import DEFAULT_SIGNER_NAME, signer_name_problem
 from mtls_operator.rules.spec import MAX_DURATION, MIN_DURATION, format_duration, parse_duration
 
 MAX_ISSUANCE_PER_SECOND: Final = 10_000.0
@@ -71,6 +72,10 @@ class Settings:
     health_port: int = 8080
     # Log lines as text for people, or one JSON object per line for log pipelines (logs.py).
     log_format: str = "text"
+    # Kubelet-held keys (certificates.k8s.io PodCertificateRequests, ClusterTrustBundles): off unless
+    # asked for; the signer name pods' podCertificate volumes address.
+    pod_certificates: bool = False
+    pod_certificate_signer: str = DEFAULT_SIGNER_NAME
 
     @property
     def metrics_enabled(self) -> bool:
@@ -108,6 +113,8 @@ ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
 ENV_POD_NAME: Final = "MTLS_POD_NAME"
 ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
 ENV_LOG_FORMAT: Final = "MTLS_LOG_FORMAT"
+ENV_POD_CERTIFICATES: Final = "MTLS_POD_CERTIFICATES"
+ENV_POD_CERTIFICATE_SIGNER: Final = "MTLS_POD_CERTIFICATE_SIGNER"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -131,6 +138,8 @@ ENV_VARS: Final = (
     ENV_POD_NAME,
     ENV_HEALTH_PORT,
     ENV_LOG_FORMAT,
+    ENV_POD_CERTIFICATES,
+    ENV_POD_CERTIFICATE_SIGNER,
 )
 
 _T = TypeVar("_T")
@@ -250,6 +259,13 @@ def _log_format(value: str) -> str:
     return lowered
 
 
+def _signer_name(value: str) -> str:
+    problem = signer_name_problem(value)
+    if problem is not None:
+        raise ValueError(f"a signer name {problem}")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
     """Read and validate the settings; ``overrides`` (CLI flags) win over ``env``."""
     unknown = sorted(set(overrides) - set(ENV_VARS))
@@ -308,6 +324,8 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
         health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
         log_format=read(ENV_LOG_FORMAT, _log_format, defaults.log_format),
+        pod_certificates=read(ENV_POD_CERTIFICATES, _boolean, defaults.pod_certificates),
+        pod_certificate_signer=read(ENV_POD_CERTIFICATE_SIGNER, _signer_name, defaults.pod_certificate_signer),
     )
     if settings.webhook_ca_secret == settings.ca_secret:
         # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA
