@@ -54,6 +54,7 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "logFormat": "json",
     "metrics": {"port": 9191},
     "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail", "caSecret": "corp-webhook-ca"},
+    "podCertificates": {"enabled": True, "signerName": "example.com/spiffe"},
 }
 
 
