@@ -16,6 +16,7 @@ from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.leader import LeaderElector
+from mtls_operator.controller.podcert import PodCertificateSigner
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.rotation import RotationController
 from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStore
@@ -59,6 +60,8 @@ class Runtime:
     elector: LeaderElector | None = None
     # The pod webhook's lookups past the watch's view (see handlers/webhooks.py, LOOKUP_RATE).
     identity_lookups: RateLimiter = field(default_factory=lambda: RateLimiter(5.0, burst=10.0))
+    # The PodCertificateRequest signer (None unless MTLS_POD_CERTIFICATES=true): the leader's.
+    signer: PodCertificateSigner | None = None
 
     def __post_init__(self) -> None:
         self.reconciler.ca_store.listeners.append(self._ca_changed)
@@ -131,9 +134,14 @@ class Runtime:
             cluster, namespace=settings.namespace, name=settings.lease_name, identity=settings.holder_identity,
             lease_duration=settings.lease_duration, metrics=metrics,
         ) if settings.leader_election else None
+        # Pod certificates sign with the same CA, under the same identities and the same rate limit.
+        signer = PodCertificateSigner(
+            cluster, settings, ca_store, reconciler.index, limiter=limiter, metrics=metrics, clock=clock,
+            watch_timeout=watch_timeout,
+        ) if settings.pod_certificates else None
         return cls(settings=settings, api=api, reconciler=reconciler, queue=queue, metrics=metrics,
                    watch_timeout=watch_timeout, serving=serving, webhook_ca=webhook_ca, clock=clock,
-                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector)
+                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector, signer=signer)
 
     def start(self) -> None:
         """Start the metrics endpoint (first: a port in use fails start-up) and the background work."""
@@ -227,6 +235,8 @@ class Runtime:
         work = [self.queue.run(), self._watch_ca(), self.rotation.run()]
         if self.webhook_ca_rotation is not None:
             work.append(self.webhook_ca_rotation.run())
+        if self.signer is not None:
+            work.append(self.signer.run())
         return work
 
     async def _watch_ca(self) -> None:

@@ -28,6 +28,9 @@ OnChange = Callable[[str, Mapping[str, Any] | None], None]
 
 
 class SecretWatch:
+    """``events``: the event types reported (DELETED and MODIFIED for Secrets); ``bodies``: report each
+    event's whole object instead of its metadata (the PodCertificateRequest signer needs the spec)."""
+
     def __init__(
         self,
         api_client: k8s_client.ApiClient,
@@ -36,12 +39,18 @@ class SecretWatch:
         on_change: OnChange,
         *,
         timeout_seconds: int = 60,
+        field_selector: str = "",
+        events: frozenset[str] = frozenset({"DELETED", "MODIFIED"}),
+        bodies: bool = False,
     ) -> None:
         self._api_client = api_client
         self._path = path
-        self._label_selector = label_selector
+        self._selectors = [(name, value) for name, value in (("labelSelector", label_selector),
+                                                             ("fieldSelector", field_selector)) if value]
         self._on_change = on_change
         self._timeout_seconds = timeout_seconds
+        self._events = events
+        self._bodies = bodies
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch {path}", daemon=True)
 
@@ -66,7 +75,7 @@ class SecretWatch:
         return response.response
 
     def _resource_version(self) -> str:
-        raw = self._request([("labelSelector", self._label_selector), ("limit", "1")], 30.0)
+        raw = self._request([*self._selectors, ("limit", "1")], 30.0)
         try:
             listing = json.loads(raw.data)
         finally:
@@ -95,7 +104,7 @@ class SecretWatch:
         """Follow the stream from ``version``; return where to resume (None: re-list first)."""
         query = [
             ("watch", "true"),
-            ("labelSelector", self._label_selector),
+            *self._selectors,
             ("resourceVersion", version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(self._timeout_seconds)),
@@ -115,8 +124,8 @@ class SecretWatch:
                     if kind == "ERROR":
                         return None  # 410 Gone and friends: our place in history is lost
                     version = str((body.get("metadata") or {}).get("resourceVersion") or version)
-                    if kind in ("DELETED", "MODIFIED"):
-                        self._on_change(str(kind), body.get("metadata") or {})
+                    if kind in self._events:
+                        self._on_change(str(kind), body if self._bodies else body.get("metadata") or {})
                 if self._stop.is_set():
                     break
         finally:
