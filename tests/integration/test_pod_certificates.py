@@ -152,3 +152,36 @@ async def test_the_signer_is_off_unless_asked(emulator: Emulator, operator: Oper
     await asyncio.sleep(1.0)
     assert request_status(emulator, "req-1") == {}
     assert operator.runtime.signer is None
+
+
+async def test_no_ca_is_a_failure_the_operator_owns(server: EmulatorServer, clock: FakeClock) -> None:
+    """A user-named CA Secret that does not exist: the operator never creates it, so it cannot sign."""
+    emulator = server.emulator
+    handle = OperatorHandle(server, clock, operator_settings(pod_certificates=True, ca_secret="corp-ca"))
+    await handle.start()
+    try:
+        emulator.create(identity("web"))
+        create_request(emulator, kubelet_key(), kubelet_world(emulator))
+        status = await answered(emulator, "req-1")
+        assert condition(status) == (pc.FAILED, pc.CA_UNAVAILABLE)
+        assert "corp-ca" in status["conditions"][0]["message"]
+    finally:
+        await handle.stop()
+
+
+async def test_answered_requests_are_never_answered_again(server: EmulatorServer, clock: FakeClock) -> None:
+    """A restart (or a new leader) lists the request again: its status stays as first written."""
+    emulator = server.emulator
+    emulator.create(identity("web"))
+    create_request(emulator, kubelet_key(), kubelet_world(emulator))
+    seen = []
+    for _ in range(2):
+        handle = OperatorHandle(server, clock, operator_settings(pod_certificates=True))
+        await handle.start()
+        try:
+            await answered(emulator, "req-1")
+            await asyncio.sleep(1.0)
+            seen.append(emulator.get(f"{GROUP}/v1", "podcertificaterequests", "req-1", NS))
+        finally:
+            await handle.stop()
+    assert seen[0] == seen[1]

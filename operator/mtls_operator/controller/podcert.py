@@ -44,11 +44,17 @@ logger = logging.getLogger(__name__)
 
 RequestKey = tuple[str, str]  # (namespace, name)
 
+# Requests waiting for a worker whose bodies are kept (the API caps a body at about 40 KiB).
+MAX_PENDING_BODIES: Final = 1000
 # Requests judged at once; each waits for its token of the rate limit first.
 WORKERS: Final = 4
 # A write that failed for a reason a retry may fix is tried again after this long (doubling, capped).
 RETRY_DELAY: Final = 2.0
 MAX_RETRY_DELAY: Final = 60.0
+# Attempts per request before it waits for the next resync (a worker is never held for long).
+MAX_ATTEMPTS: Final = 5
+# How often every request still waiting is listed again (see _resync_periodically).
+RESYNC_INTERVAL: Final = 300.0
 # The version that still has v1beta1's pkixPublicKey and proofOfPossession.
 LEGACY_VERSION: Final = "v1beta1"
 # Discovery failures (the API server restarting) are retried this often.
@@ -69,6 +75,7 @@ class PodCertificateSigner:
         jitter: Callable[[], float] = random.random,
         watch_timeout: int = 60,
         retry_delay: float = RETRY_DELAY,
+        resync_interval: float = RESYNC_INTERVAL,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
@@ -81,11 +88,12 @@ class PodCertificateSigner:
         self.jitter = jitter
         self.watch_timeout = watch_timeout
         self.retry_delay = retry_delay
+        self.resync_interval = resync_interval
         # The API versions served, and the newest, in use, once discovery found one.
         self.served: list[str] = []
         self.version: str | None = None
         # Requests waiting for a worker, with the latest body seen; a key is queued at most once.
-        self._pending: dict[RequestKey, JSON] = {}
+        self._pending: dict[RequestKey, JSON | None] = {}
         self._queue: asyncio.Queue[RequestKey] = asyncio.Queue()
         self._watch: SecretWatch | None = None
 
@@ -118,6 +126,7 @@ class PodCertificateSigner:
             async with asyncio.TaskGroup() as group:
                 for number in range(WORKERS):
                     group.create_task(self._work(), name=f"pod certificate signer {number}")
+                group.create_task(self._resync_periodically(), name="pod certificate resync")
         finally:
             self._stop_watch()
 
@@ -146,6 +155,13 @@ class PodCertificateSigner:
             return
         self.offer(body)
 
+    async def _resync_periodically(self) -> None:
+        """A request whose answer could not be written (the API refused a read or a write for a reason a
+        retry does not fix at once) is not lost: every so often, every request still waiting is offered."""
+        while True:
+            await asyncio.sleep(self.resync_interval)
+            await self._resync()
+
     async def _resync(self) -> None:
         assert self.version is not None
         try:
@@ -164,7 +180,9 @@ class PodCertificateSigner:
             return False
         key = (request.namespace, request.name)
         fresh = key not in self._pending
-        self._pending[key] = dict(body)
+        # Past a cap only the name is kept (a worker reads the request again): a flood of requests
+        # costs memory by their number, never by their size.
+        self._pending[key] = dict(body) if len(self._pending) < MAX_PENDING_BODIES else None
         if fresh:
             self._queue.put_nowait(key)
         return True
@@ -172,11 +190,17 @@ class PodCertificateSigner:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
-            body = self._pending.pop(key, None)
-            if body is None:
+            if key not in self._pending:
                 continue
+            body = self._pending.pop(key)
             try:
-                await self.answer(body)
+                if body is None:
+                    assert self.version is not None
+                    body = await self.cluster.get_pod_certificate_request(self.version, *key)
+                if body is not None:
+                    await self.answer(body)
+            except KubernetesAPIError as exc:
+                logger.warning("PodCertificateRequest %s/%s: %s (tried again at the next resync)", *key, exc)
             except Exception:  # one request's trouble never stops the signer
                 logger.exception("PodCertificateRequest %s/%s: unexpected error", *key)
 
@@ -186,7 +210,7 @@ class PodCertificateSigner:
         """Judge, sign and write one request; the condition written (None: nothing written)."""
         await self.limiter.acquire(IssuePriority.STARTING)
         delay = self.retry_delay
-        while True:
+        for _ in range(MAX_ATTEMPTS):
             try:
                 return await self._answer(body)
             except ConflictError:
@@ -203,6 +227,9 @@ class PodCertificateSigner:
                 logger.warning("PodCertificateRequest %s: %s; retrying in %.0fs", _where(body), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
+        logger.warning("PodCertificateRequest %s: no answer written after %d attempts; tried again at the next "
+                       "resync", _where(body), MAX_ATTEMPTS)
+        return None
 
     async def _reread(self, body: Mapping[str, Any]) -> JSON | None:
         assert self.version is not None
