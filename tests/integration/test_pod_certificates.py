@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from kube_emulator import Emulator, EmulatorServer
-from mtls_operator.pki import parse_pem_certificates, verify_leaf
+from kube_emulator.kubelet import Kubelet
+from mtls_operator.pki import key_matches_certificate, parse_pem_certificates, verify_leaf
 from mtls_operator.pki.bundle import BUNDLE_LIMITS
 from mtls_operator.rules import podcert as pc
 from tests.unit.pcr_cases import KubeletKey, certificate_volume, kubelet_key, pcr_body
@@ -185,3 +187,19 @@ async def test_answered_requests_are_never_answered_again(server: EmulatorServer
         finally:
             await handle.stop()
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("api_version", [f"{GROUP}/v1", f"{GROUP}/v1beta1"])
+async def test_the_kubelet_stand_in_mounts_the_signed_certificate(emulator: Emulator, signer: OperatorHandle,
+                                                                  clock: FakeClock, api_version: str) -> None:
+    """The kubelet (the emulator's stand-in, as 1.37 or as 1.35/1.36) makes the key, asks, and mounts."""
+    emulator.create(identity("web", privateKey={"algorithm": "ECDSA", "size": 384}))
+    kubelet_world(emulator, volumes=[certificate_volume(key_type="ECDSAP384")])
+    files = await Kubelet(emulator, "node-1", api_version=api_version).wait_for_volume(NS, "web-0", "mtls-identity")
+    key = serialization.load_pem_private_key(files["tls.key"], password=None)
+    chain = parse_pem_certificates(files["tls.crt"])
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert key_matches_certificate(key, chain[0])
+    verify_leaf(chain[0], chain[1:], ca_bundle(emulator), clock())
+    names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.UniformResourceIdentifier) == ["spiffe://cluster.local/ns/shop/sa/web"]
