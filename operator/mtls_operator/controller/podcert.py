@@ -95,6 +95,9 @@ class PodCertificateSigner:
         # Requests waiting for a worker, with the latest body seen; a key is queued at most once.
         self._pending: dict[RequestKey, JSON | None] = {}
         self._queue: asyncio.Queue[RequestKey] = asyncio.Queue()
+        # Requests a worker is answering now, and the listings under way after the watch (re)started.
+        self._active: set[RequestKey] = set()
+        self._listings: set[asyncio.Task[None]] = set()
         self._watch: SecretWatch | None = None
 
     # Discovery and the watch ----------------------------------------------------------------------
@@ -129,6 +132,8 @@ class PodCertificateSigner:
                 group.create_task(self._resync_periodically(), name="pod certificate resync")
         finally:
             self._stop_watch()
+            for task in list(self._listings):
+                task.cancel()
 
     def _start_watch(self, version: str) -> None:
         loop = asyncio.get_running_loop()
@@ -151,7 +156,9 @@ class PodCertificateSigner:
 
     def _seen(self, kind: str, body: Mapping[str, Any] | None) -> None:
         if body is None:  # the watch (re)started: what it missed comes from a listing
-            asyncio.get_running_loop().create_task(self._resync())
+            task = asyncio.get_running_loop().create_task(self._resync())
+            self._listings.add(task)
+            task.add_done_callback(self._listings.discard)
             return
         self.offer(body)
 
@@ -179,6 +186,8 @@ class PodCertificateSigner:
         if request.signer_name != self.signer_name or request.terminal or not request.namespace or not request.name:
             return False
         key = (request.namespace, request.name)
+        if key in self._active:
+            return False  # being answered now: that answer is final
         fresh = key not in self._pending
         # Past a cap only the name is kept (a worker reads the request again): a flood of requests
         # costs memory by their number, never by their size.
@@ -193,6 +202,7 @@ class PodCertificateSigner:
             if key not in self._pending:
                 continue
             body = self._pending.pop(key)
+            self._active.add(key)
             try:
                 if body is None:
                     assert self.version is not None
@@ -203,6 +213,8 @@ class PodCertificateSigner:
                 logger.warning("PodCertificateRequest %s/%s: %s (tried again at the next resync)", *key, exc)
             except Exception:  # one request's trouble never stops the signer
                 logger.exception("PodCertificateRequest %s/%s: unexpected error", *key)
+            finally:
+                self._active.discard(key)
 
     # One request -------------------------------------------------------------------------------------
 
