@@ -71,6 +71,10 @@ class Settings:
     health_port: int = 8080
     # Log lines as text for people, or one JSON object per line for log pipelines (logs.py).
     log_format: str = "text"
+    # Pod certificates (Kubernetes 1.35+): sign PodCertificateRequests addressed to this signer and
+    # publish the trust bundle as its ClusterTrustBundle. Off unless asked for.
+    pod_certificates: bool = False
+    pod_certificate_signer: str = "mtls.dev/spiffe"
 
     @property
     def metrics_enabled(self) -> bool:
@@ -108,6 +112,8 @@ ENV_LEASE_DURATION: Final = "MTLS_LEASE_DURATION"
 ENV_POD_NAME: Final = "MTLS_POD_NAME"
 ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
 ENV_LOG_FORMAT: Final = "MTLS_LOG_FORMAT"
+ENV_POD_CERTIFICATES: Final = "MTLS_POD_CERTIFICATES"
+ENV_POD_CERTIFICATE_SIGNER: Final = "MTLS_POD_CERTIFICATE_SIGNER"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -131,6 +137,8 @@ ENV_VARS: Final = (
     ENV_POD_NAME,
     ENV_HEALTH_PORT,
     ENV_LOG_FORMAT,
+    ENV_POD_CERTIFICATES,
+    ENV_POD_CERTIFICATE_SIGNER,
 )
 
 _T = TypeVar("_T")
@@ -250,6 +258,15 @@ def _log_format(value: str) -> str:
     return lowered
 
 
+def _signer_name(value: str) -> str:
+    # The API server's rule for signer names (ValidateSignerName): <domain>/<path>.
+    domain, slash, path = value.partition("/")
+    if (not slash or "/" in path or "." not in domain or not policy.is_dns1123_subdomain(domain)
+            or not path or any(not policy.is_dns1123_subdomain(part) for part in path.split("."))):
+        raise ValueError("must be a signer name of the form <domain>/<name>, such as mtls.dev/spiffe")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
     """Read and validate the settings; ``overrides`` (CLI flags) win over ``env``."""
     unknown = sorted(set(overrides) - set(ENV_VARS))
@@ -308,6 +325,8 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         pod_name=read(ENV_POD_NAME, _pod_name, defaults.pod_name),
         health_port=read(ENV_HEALTH_PORT, _port("the health endpoint"), defaults.health_port),
         log_format=read(ENV_LOG_FORMAT, _log_format, defaults.log_format),
+        pod_certificates=read(ENV_POD_CERTIFICATES, _boolean, defaults.pod_certificates),
+        pod_certificate_signer=read(ENV_POD_CERTIFICATE_SIGNER, _signer_name, defaults.pod_certificate_signer),
     )
     if settings.webhook_ca_secret == settings.ca_secret:
         # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA
