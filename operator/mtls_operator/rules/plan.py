@@ -658,10 +658,13 @@ def identity_status(
     ca_condition: Readiness | None = None,
     rotation_phase: str | None = None,
     last_issuance: Mapping[str, Any] | None = None,
+    pod_certificate_pods: int | None = None,
 ) -> dict[str, Any]:
     """The identity's status. ``ca_condition`` and ``rotation_phase`` are kept from ``previous`` when
     not given (a pass that could not look at the CA); ``lastIssuance`` only changes when certificates
-    were issued."""
+    were issued. ``pods`` counts every selected pod, ``pod_certificate_pods`` those of them whose key
+    the kubelet holds (``issued`` counts only pods with a Secret): kept from ``previous`` when not
+    given, left out when never counted."""
     conditions = previous.get("conditions") or []
     written = [ready_condition(conditions, readiness, generation=generation, now=now)]
     if ca_condition is not None:
@@ -680,6 +683,11 @@ def identity_status(
     }
     if last_issuance is not None:
         status["lastIssuance"] = dict(last_issuance)
+    pod_certificates = pod_certificate_pods if pod_certificate_pods is not None else previous.get("podCertificatePods")
+    if pod_certificates:
+        status["podCertificatePods"] = pod_certificates
+    elif "podCertificatePods" in previous:
+        status["podCertificatePods"] = 0
     return status
 
 
@@ -695,9 +703,15 @@ def summarize_readiness(
     conflicts: Sequence[tuple[str, str]],
     clashes: Sequence[str],
     failures: Sequence[str],
+    pod_certificates: int = 0,
 ) -> Readiness:
-    """One condition a person can act on: the most pressing problem first, counts always shown."""
+    """One condition a person can act on: the most pressing problem first, counts always shown.
+    ``pods`` are the pods served by Secret; ``pod_certificates`` those whose key the kubelet holds
+    (their certificates are the signer's, reported by it)."""
     counts = f"{issued}/{pods} pods have valid certificates"
+    if pod_certificates:
+        kubelet = f"{pod_certificates} pod(s) get theirs from the kubelet (delivery PodCertificate)"
+        counts = kubelet if not pods else f"{counts}; {kubelet}"
     if conflicts:
         pod, owner = conflicts[0]
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
@@ -710,6 +724,8 @@ def summarize_readiness(
         return Readiness(False, "SecretConflict", f"{clashes[0]}; {counts}")
     if failures:
         return Readiness(False, "IssuanceFailed", f"{failures[0]}; {counts}")
+    if pods == 0 and pod_certificates:
+        return Readiness(True, "PodCertificates", counts)
     if pods == 0:
         return Readiness(
             False,
