@@ -27,7 +27,10 @@ admission webhooks (Mutating/ValidatingWebhookConfigurations are called over HTT
 update and patch in the apiserver's order, with its selectors, failure policies, timeouts, JSON
 patches and ``Warning`` headers; ``clientConfig.service`` through :meth:`Emulator.route_service`;
 ``Emulator(admission_webhooks=False)`` only stores them); fault injection
-(:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`).
+(:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`); certificates.k8s.io
+PodCertificateRequests (with ``/status``) and ClusterTrustBundles at v1 and v1beta1 with kube-apiserver
+1.37's validation, and NodeRestriction's checks for a request created ``as_node`` (``certificates.py``);
+Nodes (stored only).
 
 Simplified:
 
@@ -73,7 +76,9 @@ codes, reasons, field paths and messages (tests/e2e/test_parity.py). Known diffe
   then (1.30: ``Invalid value: "null"`` for a nil, ``0x0`` for a zero resourceVersion).
 
 Not emulated (do not trust it for these): authentication and RBAC (every request is allowed;
-RBAC objects are only stored), admission plugins other than webhooks (no quotas, limit ranges,
+RBAC objects are only stored; so neither the ``sign`` permission a PodCertificateRequest status change
+needs nor the ``attest`` permission of ClusterTrustBundles is checked; node restriction only for
+in-process creates made ``as_node``), admission plugins other than webhooks (no quotas, limit ranges,
 pod security, defaulting beyond the above), API priority and fairness, controllers (nothing
 schedules or runs pods, no Deployment/StatefulSet/ReplicaSet/Job controllers, no endpoints, no
 service IPs, no token or root-CA publishing), CEL (``x-kubernetes-validations``) and

@@ -213,8 +213,10 @@ class Admission:
         while True:
             old = emulator.read(info, namespace, name)
             emulator._check_url_name(name, body.get("metadata"))
-            if info.crd is not None and not (body.get("metadata") or {}).get("resourceVersion"):
-                # Custom resources allow no unconditional update (AllowUnconditionalUpdate is false).
+            if (info.crd is not None or not info.unconditional_update) and not (
+                body.get("metadata") or {}
+            ).get("resourceVersion"):
+                # Custom resources (and some built-ins) allow no unconditional update (AllowUnconditionalUpdate).
                 raise errors.invalid(info.plural, info.group, name, [(
                     "metadata.resourceVersion", "FieldValueInvalid",
                     "Invalid value: 0: must be specified for an update",

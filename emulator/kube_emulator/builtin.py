@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 from collections.abc import Callable
 from typing import Protocol
 
-from kube_emulator import errors
+from kube_emulator import certificates, errors
 from kube_emulator.errors import ApiError
 from kube_emulator.resources import Obj, ResourceInfo
 from kube_emulator.schema import FieldError, go_json, invalid_status
@@ -21,6 +22,8 @@ class Registry(Protocol):
     def resources(self) -> list[ResourceInfo]: ...
 
     def _now(self) -> str: ...
+
+    clock: Callable[[], datetime.datetime]
 
 
 Strategy = Callable[[Registry, ResourceInfo, Obj, "Obj | None", "str | None"], None]
@@ -407,11 +410,23 @@ def go_base64_error(value: str) -> int | None:
             return si if si < len(src) else None
 
 
+# ------------------------------------------------------------------------ certificates.k8s.io
+def _pod_certificate_request(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None,
+                             sub: str | None) -> None:
+    certificates.pod_certificate_request_strategy(emulator.clock, info, new, old, sub)
+
+
+def _cluster_trust_bundle(emulator: Registry, info: ResourceInfo, new: Obj, old: Obj | None, sub: str | None) -> None:
+    certificates.cluster_trust_bundle_strategy(new, old)
+
+
 _STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "namespaces"): _namespace,
     ("", "secrets"): _secret,
     ("", "configmaps"): _configmap,
     ("", "pods"): _pod,
     ("apiextensions.k8s.io", "customresourcedefinitions"): _crd,
+    (certificates.GROUP, "podcertificaterequests"): _pod_certificate_request,
+    (certificates.GROUP, "clustertrustbundles"): _cluster_trust_bundle,
 }
 

@@ -35,6 +35,8 @@ class ResourceInfo:
     columns: list[Column] | None = None  # None: the built-in or default columns
     crd: str | None = None  # the CRD's name for custom resources
     storage_version: bool = True
+    # False: an update (PUT) must name the resourceVersion it replaces (the strategy's AllowUnconditionalUpdate)
+    unconditional_update: bool = True
     # Conversion between the stored shape and this version's shape (events.k8s.io/v1 events):
     to_external: Callable[[Obj], Obj] | None = None
     to_internal: Callable[[Obj], Obj] | None = None
@@ -124,6 +126,7 @@ def builtin_resources() -> list[ResourceInfo]:
     R = ResourceInfo
     return [
         R("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",), status_subresource=True),
+        R("", "v1", "nodes", "node", "Node", False, ("no",), status_subresource=True),
         R("", "v1", "pods", "pod", "Pod", True, ("po",), ("all",), status_subresource=True, generation=True),
         R("", "v1", "secrets", "secret", "Secret", True),
         R("", "v1", "configmaps", "configmap", "ConfigMap", True, ("cm",)),

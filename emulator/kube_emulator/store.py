@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from kube_emulator import builtin, errors, patching
+from kube_emulator import builtin, certificates, errors, patching
 from kube_emulator.errors import ApiError
 from kube_emulator.faults import FaultInjector
 from kube_emulator.requestlog import RequestLog
@@ -195,7 +195,7 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._attached = 0
-        for info in builtin_resources():
+        for info in [*builtin_resources(), *certificates.certificate_resources()]:
             self._register(info)
         for ns in DEFAULT_NAMESPACES:
             self._create(self.resource("v1", "namespaces"), None, {"metadata": {"name": ns}})
@@ -469,6 +469,8 @@ class Emulator:
         else:
             if info.plural == "events" and info.crd is None:
                 messages = _path_segment_problems(name)
+            elif info.group == certificates.GROUP and info.plural == "clustertrustbundles":
+                messages = []  # ValidateClusterTrustBundleName needs the spec: the strategy checks it
             elif info.plural == "namespaces" and info.group == "":
                 messages = is_dns1123_label(name)  # NameIsDNSLabel (ValidateNamespaceName)
             else:
@@ -987,13 +989,22 @@ class Emulator:
             raise errors.bad_request("apiVersion and kind are required")
         return self.resource(str(api_version), str(kind))
 
-    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Create an object; its apiVersion and kind decide the resource."""
+    def create(self, obj: Mapping[str, Any], *, as_node: str | None = None) -> dict[str, Any]:
+        """Create an object; its apiVersion and kind decide the resource.
+
+        ``as_node``: create it as that node's kubelet (``system:node:<as_node>``) would, through the
+        NodeRestriction admission plugin; modelled for PodCertificateRequests only (ValueError otherwise).
+        """
         body = patching.deep_copy(dict(obj))
 
         def run() -> Obj:
             info = self._info_of(body)
             ns = (body.get("metadata") or {}).get("namespace") or ("default" if info.namespaced else None)
+            if as_node is not None:
+                if (info.group, info.plural) != (certificates.GROUP, "podcertificaterequests"):
+                    raise ValueError(f"creating {info.qualified} as a node is not modelled")
+                namespace = self._create_namespace(info, ns, body)
+                certificates.node_restriction(self, as_node, str(namespace), body)
             return dict(patching.deep_copy(info.present(self._create(info, ns, body))))
 
         return self._sync(run)
