@@ -47,7 +47,7 @@ async def test_repaired_when_edited_and_follows_the_bundle() -> None:
     assert cluster.writes[-1] == ("update", "ClusterTrustBundle", "", NAME)
 
 
-async def test_nothing_published_where_the_api_serves_no_cluster_trust_bundles(caplog: pytest.LogCaptureFixture) -> None:
+async def test_nothing_published_where_no_cluster_trust_bundles_are_served(caplog: pytest.LogCaptureFixture) -> None:
     cluster, bundles = await publisher()
     assert await bundles.publish() is None
     assert await bundles.carries(b"anything") is None
