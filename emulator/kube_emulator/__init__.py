@@ -30,7 +30,8 @@ patches and ``Warning`` headers; ``clientConfig.service`` through :meth:`Emulato
 (:attr:`Emulator.faults`) and a request log (:attr:`Emulator.requests`); certificates.k8s.io
 PodCertificateRequests (with ``/status``) and ClusterTrustBundles at v1 and v1beta1 with kube-apiserver
 1.37's validation, and NodeRestriction's checks for a request created ``as_node`` (``certificates.py``);
-Nodes (stored only).
+Nodes (stored only); a kubelet stand-in (:class:`Kubelet`, ``kubelet.py``) that gives the pods of a node
+their pod certificates and trust bundles as their projected volumes would.
 
 Simplified:
 
@@ -106,6 +107,7 @@ import yaml
 
 from kube_emulator.errors import ApiError
 from kube_emulator.faults import Fault, FaultInjector
+from kube_emulator.kubelet import Kubelet, VolumeNotReady
 from kube_emulator.requestlog import LoggedRequest, RequestLog
 from kube_emulator.resources import ResourceInfo
 from kube_emulator.server import EmulatorServer, EmulatorThread, kubeconfig_document
@@ -118,9 +120,11 @@ __all__ = [
     "EmulatorThread",
     "Fault",
     "FaultInjector",
+    "Kubelet",
     "LoggedRequest",
     "RequestLog",
     "ResourceInfo",
+    "VolumeNotReady",
     "kubeconfig_document",
     "load_crds",
     "serve",

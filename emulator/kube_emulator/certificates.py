@@ -9,13 +9,14 @@ served at ``v1`` (GA in 1.37) and ``v1beta1`` (1.35/1.36 behind feature gates) f
 
 PodCertificateRequests (namespaced, ``status`` subresource):
 
-- create resets the status to ``{}``; validation: the signer name format, ``podName``,
-  ``serviceAccountName``, ``nodeName`` (DNS subdomains), the UIDs (set, at most 128 bytes),
-  ``unverifiedUserAnnotations`` (domain-prefixed keys, 256 KiB), ``maxExpirationSeconds``
-  (required; [3600, 86400] for ``kubernetes.io`` signers, else [3600, 7862400]), then exactly one
-  of ``stubPKCS10Request`` (at most 10 KiB, a PKCS#10 whose key is Ed25519, ECDSA P-256/384/521 or
-  RSA 3072/4096 and whose self-signature verifies) or ``pkixPublicKey`` + ``proofOfPossession``
-  (10 KiB each, the same key types with P-224 refused, the proof a signature of the pod UID);
+- create resets the status to ``{}``; ``maxExpirationSeconds`` is defaulted to 86400 when absent
+  (the API's defaulting); validation: the signer name format, ``podName``, ``serviceAccountName``,
+  ``nodeName`` (DNS subdomains), the UIDs (set, at most 128 bytes), ``unverifiedUserAnnotations``
+  (domain-prefixed keys, 256 KiB), ``maxExpirationSeconds`` ([3600, 86400] for ``kubernetes.io``
+  signers, else [3600, 7862400]), then exactly one of ``stubPKCS10Request`` (at most 10 KiB, a
+  PKCS#10 whose key is Ed25519, ECDSA P-256/384/521 or RSA 3072/4096 and whose self-signature
+  verifies) or ``pkixPublicKey`` + ``proofOfPossession`` (10 KiB each, the same key types with
+  P-224 refused, the proof a signature of the pod UID);
 - update (PUT/PATCH without subresource) keeps the status and refuses any change of ``spec``;
 - ``/status`` keeps metadata and spec; at most one of the ``Issued``/``Denied``/``Failed``
   conditions, with status ``True``, no other condition type, every condition valid
@@ -78,6 +79,7 @@ MAX_CERTIFICATE_CHAIN_SIZE = 100 * 1024
 MIN_MAX_EXPIRATION_SECONDS = 60 * 60
 MAX_MAX_EXPIRATION_SECONDS = 91 * 24 * 60 * 60
 KUBERNETES_MAX_MAX_EXPIRATION_SECONDS = 24 * 60 * 60
+DEFAULT_MAX_EXPIRATION_SECONDS = 24 * 60 * 60  # SetObjectDefaults_PodCertificateRequest
 MAX_UID_LENGTH = 128
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 # metav1 validation of conditions
@@ -570,8 +572,9 @@ def _decode_spec(info: ResourceInfo, obj: Obj) -> None:
     for field in _BYTES_FIELDS:
         _decode_bytes(spec.get(field), PCR_KIND, info.version, f"PodCertificateRequestSpec.spec.{field}")
     seconds = spec.get("maxExpirationSeconds")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)
-                                or not -(2**31) <= seconds < 2**31):
+    if seconds is None:  # the v1/v1beta1 defaulting, before any validation
+        spec["maxExpirationSeconds"] = seconds = DEFAULT_MAX_EXPIRATION_SECONDS
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not -(2**31) <= seconds < 2**31:
         raise _cannot_decode(PCR_KIND, info.version, f"json: cannot unmarshal {_json_type(seconds)} into Go struct "
                                                      "field PodCertificateRequestSpec.spec.maxExpirationSeconds of "
                                                      "type int32")

@@ -53,12 +53,14 @@ def ca(name: str = "test CA", *, is_ca: bool = True, basic_constraints: bool = T
     return builder.sign(key, hashes.SHA256()), key
 
 
-def leaf(issuer: tuple[x509.Certificate, PrivateKey], subject_key: PrivateKey, *,
+def leaf(issuer: tuple[x509.Certificate, PrivateKey], subject_key: PrivateKey | Any, *,
          not_before: datetime.datetime = NOW, lifetime: datetime.timedelta = datetime.timedelta(hours=24),
          dns_names: tuple[str, ...] = ()) -> x509.Certificate:
+    """A leaf for ``subject_key`` (a private key, or a public key as a signer reads it from a request)."""
     issuer_cert, issuer_key = issuer
+    public = subject_key.public_key() if hasattr(subject_key, "private_bytes") else subject_key
     builder = (x509.CertificateBuilder().subject_name(x509.Name([]))
-               .issuer_name(issuer_cert.subject).public_key(subject_key.public_key())
+               .issuer_name(issuer_cert.subject).public_key(public)
                .serial_number(x509.random_serial_number()).not_valid_before(not_before)
                .not_valid_after(not_before + lifetime)
                .add_extension(x509.SubjectAlternativeName(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from kube_emulator import ApiError, Emulator
+from kube_emulator import ApiError, Emulator, certificates
 
 from .conftest import WIDGET_CRD, Http
 from .pcr_material import (
@@ -202,9 +202,17 @@ async def test_uids_are_set_and_at_most_128_bytes(http: Http, key: Any, field: s
         (f"spec.{field}", "FieldValueTooLong", "Too long: may not be more than 128 bytes")]
 
 
-async def test_max_expiration_seconds_is_required(http: Http, key: Any) -> None:
-    assert await invalid(http, "POST", PCRS, pcr(key, maxExpirationSeconds=None)) == [
-        ("spec.maxExpirationSeconds", "FieldValueRequired", "Required value: must be set")]
+async def test_max_expiration_seconds_defaults_to_a_day(http: Http, key: Any) -> None:
+    created = await create_pcr(http, pcr(key, maxExpirationSeconds=None))
+    assert created["spec"]["maxExpirationSeconds"] == 86400
+
+
+def test_max_expiration_seconds_is_required_after_defaulting(key: Any) -> None:
+    # Unreachable through the API (defaulting sets it first); the validation itself still requires it.
+    body = pcr(key)
+    del body["spec"]["maxExpirationSeconds"]
+    assert [str(p) for p in certificates.validate_create(body)] == [
+        "spec.maxExpirationSeconds: Required value: must be set"]
 
 
 @pytest.mark.parametrize(("signer", "seconds", "bounds"), [
