@@ -39,6 +39,7 @@ import yaml
 from tests.chart.conftest import CHART, ROOT, Rendered, parse, tool
 from tests.e2e.client import Answer, Client
 from tests.e2e.controlplane import Binaries, ControlPlane, ControlPlaneError, _kill_with_parent
+from tests.e2e.kubelet import Kubelet, served_version
 
 RELEASE = "mtls-operator"
 NAMESPACE = "mtls-system"
@@ -50,6 +51,7 @@ VALUES: dict[str, Any] = {
     "ca": {"propagationDelay": "0s"},
     "leaderElection": {"leaseDuration": "6s"},
 }
+DEFAULT_SIGNER = "mtls.dev/spiffe"
 # Each operator process gets its own ports (they share the network namespace).
 OPERATOR_PORTS = {"mtls-operator-0": (9443, 8080, 9090), "mtls-operator-1": (9444, 8081, 9091)}
 
@@ -57,8 +59,9 @@ OPERATOR_PORTS = {"mtls-operator-0": (9443, 8080, 9090), "mtls-operator-1": (944
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the modules in the order of a cluster's life: the audit comparison after everything the
     operator does, helm upgrade and uninstall last."""
-    order = ["test_install", "test_parity", "test_issuance", "test_admission", "test_renewal", "test_rotation",
-             "test_ha", "test_secret_policy", "test_rbac_audit", "test_lifecycle"]
+    order = ["test_install", "test_parity", "test_pod_certificate_requests", "test_issuance", "test_admission",
+             "test_renewal", "test_rotation", "test_pod_certificate_signer", "test_ha", "test_secret_policy",
+             "test_rbac_audit", "test_lifecycle"]
 
     def rank(item: pytest.Item) -> int:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
@@ -187,6 +190,15 @@ class Release:
         return any(item["name"] == "MTLS_WEBHOOK_PORT" and item["value"] != "0" for item in self.env_items)
 
     @property
+    def pod_certificates(self) -> bool:
+        return any(item["name"] == "MTLS_POD_CERTIFICATES" and item.get("value") == "true" for item in self.env_items)
+
+    @property
+    def signer_name(self) -> str:
+        return next((item.get("value") or DEFAULT_SIGNER for item in self.env_items
+                     if item["name"] == "MTLS_POD_CERTIFICATE_SIGNER"), DEFAULT_SIGNER)
+
+    @property
     def env_items(self) -> list[dict[str, Any]]:
         (container,) = self.deployment["spec"]["template"]["spec"]["containers"]
         items: list[dict[str, Any]] = container["env"]
@@ -226,10 +238,28 @@ def _service_account_kubeconfig(cluster: Cluster, service_account: str) -> Path:
     return path
 
 
+def pod_certificates_missing() -> str:
+    """Why this checkout cannot serve pod certificates ('' when it can): the chart's
+    ``podCertificates.enabled``, the identity's ``spec.delivery`` and the operator's MTLS_POD_CERTIFICATES
+    come with the signer (PCR.md: branches pcrsigner and pcrdelivery)."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    crd = (ROOT / "crds" / "mtlsidentity.yaml").read_text()
+    config = (ROOT / "operator" / "mtls_operator" / "config.py").read_text()
+    missing = [what for what, present in (
+        ("the chart's podCertificates.enabled", "podCertificates" in schema.get("properties", {})),
+        ("the identity's spec.delivery", "delivery:" in crd),
+        ("the operator's MTLS_POD_CERTIFICATES", "MTLS_POD_CERTIFICATES" in config)) if not present]
+    return f"this checkout lacks {', '.join(missing)} (the pod-certificate signer and delivery)" if missing else ""
+
+
 def helm_install(cluster: Cluster) -> Release:
     values = dict(VALUES)
     if not cluster.local:
         values["webhook"] = {"enabled": False}
+    if not pod_certificates_missing() and served_version(cluster.api) is not None:
+        # The signer and the ClusterTrustBundle publisher run for the whole session, so the RBAC audit
+        # holds the chart's pod-certificate rules to what the operator does with them.
+        values["podCertificates"] = {"enabled": True}
     values_file = cluster.workdir / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     cluster.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace", "-f", str(values_file))
@@ -409,3 +439,26 @@ def ready_condition(answer: Answer) -> dict[str, Any] | None:
             found: dict[str, Any] = condition
             return found
     return None
+
+
+def pod_certificate_api(cluster: Cluster) -> str:
+    """The version of certificates.k8s.io that serves PodCertificateRequests and ClusterTrustBundles; the
+    test skips, saying why, on a release without them."""
+    version = served_version(cluster.api)
+    if version is None or served_version(cluster.api, "clustertrustbundles") != version:
+        reason = cluster.control_plane.pod_certificates.reason if cluster.control_plane else ""
+        pytest.skip(reason or "the API server serves no PodCertificateRequests and ClusterTrustBundles at one "
+                    "version of certificates.k8s.io (Kubernetes >= 1.35 with the PodCertificateRequest gate)")
+    return version
+
+
+def kubelet_for(cluster: Cluster, node_name: str, version: str) -> Kubelet:
+    """A registered node played by the test, with a client certificate of its own (local control plane only:
+    it needs the cluster CA's key)."""
+    needs_local(cluster)
+    assert cluster.control_plane is not None
+    kubeconfig = cluster.control_plane.client_kubeconfig(
+        f"node-{node_name}", f"system:node:{node_name}", ("system:nodes",))
+    kubelet = Kubelet(cluster.api, Client(str(kubeconfig)), node_name, version)
+    kubelet.register()
+    return kubelet

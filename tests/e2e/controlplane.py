@@ -28,7 +28,15 @@ What runs, and why each flag (as kubeadm and Kubernetes' hack/local-up-cluster.s
   credentials and bootstrap RBAC role (``--use-service-account-credentials``, as kubeadm runs it).
   Not the endpoint controllers: the suite writes the webhook Service's endpoints itself (the
   operator runs as a local process, not in a pod).
-No scheduler, kubelet or kube-proxy: pods are admitted and stored, never run.
+No scheduler, kubelet or kube-proxy: pods are admitted and stored, never run. The suite plays the
+kubelet where it needs one (tests/e2e/kubelet.py), with a client certificate of the node's own
+(``system:node:<name>`` in ``system:nodes``) from the same CA: the Node authorizer and the
+NodeRestriction admission plugin judge its requests as they judge a real kubelet's.
+
+Pod certificates (PodCertificateRequest, ClusterTrustBundle): on by default and GA at
+``certificates.k8s.io/v1`` from 1.37; beta at ``v1beta1`` in 1.35 and 1.36, where the API server
+needs the feature gates and the runtime-config of ``pod_certificate_support``; older releases lack
+them (1.34's alpha had another shape), and the suite's tests of them skip there, saying so.
 """
 
 from __future__ import annotations
@@ -73,6 +81,39 @@ CONTROLLERS = (
     "replicaset",
 )
 _PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class PodCertificateSupport:
+    """What a release needs for PodCertificateRequests and ClusterTrustBundles, and at which version of
+    ``certificates.k8s.io`` it serves them (None: it cannot; ``reason`` says why)."""
+
+    api_version: str | None
+    feature_gates: tuple[str, ...] = ()
+    runtime_config: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def pod_certificate_support(kubernetes_version: str) -> PodCertificateSupport:
+    """The flags by release (gate names as in pkg/features/kube_features.go of 1.37: PodCertificateRequest
+    alpha 1.34, beta 1.35, GA 1.37; ClusterTrustBundle and ClusterTrustBundleProjection beta 1.33, GA
+    1.37). The beta resources are off by default even with the gates: runtime-config turns them on."""
+    parts = kubernetes_version.removeprefix("v").split(".")
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise ValueError(f"not a Kubernetes version: {kubernetes_version!r} (want e.g. 1.37.2)")
+    major, minor = int(parts[0]), int(parts[1])
+    if (major, minor) >= (1, 37):
+        return PodCertificateSupport("v1")
+    if (major, minor) >= (1, 35):
+        return PodCertificateSupport(
+            "v1beta1",
+            feature_gates=("PodCertificateRequest=true", "ClusterTrustBundle=true",
+                           "ClusterTrustBundleProjection=true"),
+            runtime_config=("certificates.k8s.io/v1beta1/podcertificaterequests=true",
+                            "certificates.k8s.io/v1beta1/clustertrustbundles=true"))
+    return PodCertificateSupport(None, reason=(
+        f"Kubernetes {kubernetes_version} has no PodCertificateRequest beta (v1beta1 from 1.35 behind the "
+        "PodCertificateRequest gate, v1 from 1.37)"))
 
 
 class ControlPlaneError(Exception):
@@ -211,6 +252,8 @@ class ControlPlane:
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._pgid: int | None = None
+        self._ca: _Issuer | None = None
+        self.pod_certificates = pod_certificate_support(version) if version else PodCertificateSupport("v1")
 
     @property
     def ca_file(self) -> Path:
@@ -334,7 +377,7 @@ class ControlPlane:
     def _write_pki(self) -> None:
         self.pki.mkdir(parents=True, exist_ok=True)
         now = datetime.datetime.now(datetime.UTC)
-        ca = _new_ca(now)
+        ca = self._ca = _new_ca(now)
         self.ca_file.write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
         leaves = {
             "apiserver": _new_leaf(ca, now, "kube-apiserver", server=True, dns=(
@@ -364,6 +407,18 @@ class ControlPlane:
             ],
         }))
 
+    def client_kubeconfig(self, name: str, common_name: str, organizations: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig with a new client certificate of the control plane's CA: the API server
+        authenticates it as user ``common_name`` in the groups ``organizations`` (as it does a kubelet's,
+        ``system:node:<node>`` in ``system:nodes``)."""
+        assert self._ca is not None, "the control plane has not started"
+        cert, key = _new_leaf(self._ca, datetime.datetime.now(datetime.UTC), common_name, organizations=organizations)
+        (self.pki / f"{name}.crt").write_bytes(cert)
+        (self.pki / f"{name}.key").write_bytes(key)
+        (self.pki / f"{name}.key").chmod(0o600)
+        return write_kubeconfig(self.workdir / f"{name}.kubeconfig", self.server, self.ca_file, user=name,
+                                cert_file=self.pki / f"{name}.crt", key_file=self.pki / f"{name}.key")
+
     def _apiserver_args(self) -> list[str]:
         pki = self.pki
         args = [
@@ -384,6 +439,10 @@ class ControlPlane:
             f"--audit-log-path={self.audit_log}", "--audit-log-format=json", "--audit-log-mode=blocking",
             "--profiling=false",
         ]
+        if self.pod_certificates.feature_gates:
+            args.append(f"--feature-gates={','.join(self.pod_certificates.feature_gates)}")
+        if self.pod_certificates.runtime_config:
+            args.append(f"--runtime-config={','.join(self.pod_certificates.runtime_config)}")
         return args
 
     def _controller_manager_args(self) -> list[str]:

@@ -11,6 +11,8 @@ difference that no longer differs fails too, so that the list stays true.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import re
 from collections.abc import Iterator
@@ -18,11 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kube_emulator import EmulatorThread
 from mtls_operator.demo.run import project_crds
 from tests.e2e.client import Answer, Client
-from tests.e2e.conftest import Cluster, Release
+from tests.e2e.conftest import Cluster, Release, pod_certificate_api
+from tests.e2e.kubelet import ctb_path, generate_key, pcr_path, served_version, stub_pkcs10
+from tests.e2e.signing import SigningCA, condition, issued_status, leaf_cert, now, pem, stamp
 
 pytestmark = pytest.mark.e2e
 NS = "parity"
@@ -31,6 +36,7 @@ SECRETS = f"/api/v1/namespaces/{NS}/secrets"
 CONFIGMAPS = f"/api/v1/namespaces/{NS}/configmaps"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+HOUR = datetime.timedelta(hours=1)
 CERT = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="  # base64 of a PEM header: any bytes will do here
 
 UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -184,34 +190,176 @@ def emulator_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client
         client.close()
 
 
-def _run(client: Client) -> dict[str, dict[str, Any]]:
-    created = client.create("/api/v1/namespaces", {"metadata": {"name": NS}})
+def _run(client: Client, steps: list[Step] = STEPS, namespace: str = NS) -> dict[str, dict[str, Any]]:
+    created = client.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
     assert created.ok, created.body
     answers = {}
-    for step in STEPS:
+    for step in steps:
         answer = client.request(step.method, step.path, step.body, query=step.query or None,
                                 content_type=step.content_type)
         answers[step.id] = normalize(step, answer)
     return answers
 
 
-def test_the_emulator_answers_as_the_api_server(cluster: Cluster, release: Release, emulator_client: Client) -> None:
-    real = _run(cluster.api)
-    emulated = _run(emulator_client)
-    cluster.api.delete(f"/api/v1/namespaces/{NS}")
+def _compare(cluster: Cluster, steps: list[Step], real: dict[str, dict[str, Any]],
+             emulated: dict[str, dict[str, Any]], known: dict[tuple[str, str], str]) -> None:
     differences: dict[tuple[str, str], tuple[Any, Any]] = {}
-    for step in STEPS:
+    for step in steps:
         for key in sorted(set(real[step.id]) | set(emulated[step.id])):
             want, got = real[step.id].get(key, "<absent>"), emulated[step.id].get(key, "<absent>")
             if want != got:
                 differences[(step.id, key)] = (want, got)
-    known = dict(KNOWN_DIFFERENCES)
-    minor = int(str(cluster.api.get("/version")["minor"]).rstrip("+"))
-    if minor < NEWEST_FORMAT_MINOR:
-        known.update(OLDER_RELEASE_DIFFERENCES)
     unexplained = {key: value for key, value in differences.items() if key not in known}
     report = "\n".join(f"  {step} {key}:\n    api server: {want!r}\n    emulator:   {got!r}"
                        for (step, key), (want, got) in unexplained.items())
     assert not unexplained, f"the emulator differs from kube-apiserver:\n{report}"
     stale = sorted(set(known) - set(differences))
     assert not stale, f"listed as different but answered the same now (remove them here and in the docstring): {stale}"
+
+
+def test_the_emulator_answers_as_the_api_server(cluster: Cluster, release: Release, emulator_client: Client) -> None:
+    real = _run(cluster.api)
+    emulated = _run(emulator_client)
+    cluster.api.delete(f"/api/v1/namespaces/{NS}")
+    known = dict(KNOWN_DIFFERENCES)
+    minor = int(str(cluster.api.get("/version")["minor"]).rstrip("+"))
+    if minor < NEWEST_FORMAT_MINOR:
+        known.update(OLDER_RELEASE_DIFFERENCES)
+    _compare(cluster, STEPS, real, emulated, known)
+
+
+# -- PodCertificateRequests and ClusterTrustBundles --------------------------------------------------------
+# The requests of a kubelet (as the admin here: the emulator has no node authorization, and NodeRestriction
+# is tests/e2e/test_pod_certificate_requests.py's) and of a signer, with every status validation rule the
+# operator's signer must meet, and the ClusterTrustBundle rules of its publisher. The bodies carry
+# certificates valid from now: they are made once and sent to both servers within the 5 minutes the API
+# server allows between a leaf's notBefore and its clock.
+PCR_NS = "parity-pcr"
+PCR_SIGNER = "parity.mtls.dev/signer"
+# (step id, compared field) -> why the emulator answers differently (also in its module docstring).
+POD_CERTIFICATE_DIFFERENCES: dict[tuple[str, str], str] = {}
+
+
+def pod_certificate_steps(version: str) -> list[Step]:
+    pcrs = pcr_path(version, PCR_NS)
+    bundles = ctb_path(version)
+    ca, other = SigningCA.create("parity signer"), SigningCA.create("parity other")
+    key = generate_key("ECDSAP256")
+    start = now()
+    leaf = leaf_cert(ca, key, 2 * HOUR, start)
+    right = issued_status([leaf, ca.cert])
+
+    def request(name: str, **spec: Any) -> dict[str, Any]:
+        body_spec: dict[str, Any] = {
+            "signerName": PCR_SIGNER, "podName": "web-0", "podUID": "4b5b4d1e-0000-4000-8000-00000000000a",
+            "serviceAccountName": "default", "serviceAccountUID": "4b5b4d1e-0000-4000-8000-00000000000b",
+            "nodeName": "node-1", "nodeUID": "4b5b4d1e-0000-4000-8000-00000000000c",
+            "maxExpirationSeconds": 86400, "stubPKCS10Request": base64.b64encode(stub_pkcs10(key)).decode()}
+        body_spec.update(spec)
+        return {"apiVersion": f"certificates.k8s.io/{version}", "kind": "PodCertificateRequest",
+                "metadata": {"name": name, "namespace": PCR_NS}, "spec": {k: v for k, v in body_spec.items()
+                                                                          if v is not None}}
+
+    def status(name: str, body: dict[str, Any]) -> tuple[str, str, dict[str, Any], str]:
+        return "PATCH", f"{pcrs}/{name}/status", {"status": body}, MERGE
+
+    def bundle(name: str, anchors: str, signer: str | None = PCR_SIGNER) -> dict[str, Any]:
+        spec: dict[str, Any] = {"trustBundle": anchors} | ({"signerName": signer} if signer else {})
+        return {"apiVersion": f"certificates.k8s.io/{version}", "kind": "ClusterTrustBundle",
+                "metadata": {"name": name}, "spec": spec}
+
+    denied = {"conditions": [condition("Denied", "NoIdentity", "no identity selects the pod")]}
+    pcr_fields = ("kind", "apiVersion", "metadata.name", "spec.signerName", "spec.maxExpirationSeconds",
+                  "status")
+    issued_fields = ("status.certificateChain", "status.notBefore", "status.notAfter", "status.beginRefreshAt",
+                     "status.conditions.0.type", "status.conditions.0.reason")
+    rsa_key = generate_key("RSA3072")
+    small = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    bundle_name = "parity.mtls.dev:signer:bundle"
+    return [
+        Step("pcr-create", "POST", pcrs, request("req-1"), fields=pcr_fields),
+        Step("pcr-create-default-expiration", "POST", pcrs, request("req-2", maxExpirationSeconds=None),
+             fields=pcr_fields),
+        Step("pcr-create-rsa", "POST", pcrs, request("req-3", stubPKCS10Request=base64.b64encode(
+            stub_pkcs10(rsa_key)).decode()), fields=pcr_fields),
+        Step("pcr-create-expiration-short", "POST", pcrs, request("bad-1", maxExpirationSeconds=600)),
+        Step("pcr-create-expiration-long", "POST", pcrs, request("bad-2", maxExpirationSeconds=92 * 86400)),
+        Step("pcr-create-kubernetes-signer-long", "POST", pcrs, request(
+            "bad-3", signerName="kubernetes.io/kube-apiserver-client-pod", maxExpirationSeconds=2 * 86400)),
+        Step("pcr-create-stub-garbage", "POST", pcrs, request("bad-4", stubPKCS10Request="bm90IGEgcmVxdWVzdA==")),
+        Step("pcr-create-rsa-2048", "POST", pcrs, request("bad-5", stubPKCS10Request=base64.b64encode(
+            stub_pkcs10(small)).decode())),
+        Step("pcr-create-no-key", "POST", pcrs, request("bad-6", stubPKCS10Request=None)),
+        Step("pcr-create-signer-invalid", "POST", pcrs, request("bad-7", signerName="no-domain")),
+        Step("pcr-create-fields-missing", "POST", pcrs, request("bad-8", podUID=None, nodeUID=None,
+                                                                serviceAccountUID=None)),
+        Step("pcr-create-status-dropped", "POST", pcrs, request("req-4") | {"status": denied}, fields=pcr_fields),
+        Step("pcr-spec-immutable", "PATCH", f"{pcrs}/req-1", {"spec": {"maxExpirationSeconds": 7200}}, MERGE),
+        Step("pcr-status-chain-not-leaf-first", *status("req-1", right | {
+            "certificateChain": pem(ca.cert) + pem(leaf)})),
+        Step("pcr-status-another-key", *status("req-1", issued_status([leaf_cert(ca, generate_key("ECDSAP256"),
+                                                                                 2 * HOUR, start)]))),
+        Step("pcr-status-chain-empty", *status("req-1", right | {"certificateChain": ""})),
+        Step("pcr-status-chain-not-pem", *status("req-1", right | {"certificateChain": "not a certificate"})),
+        Step("pcr-status-not-before-mismatch", *status("req-1", right | {
+            "notBefore": stamp(start - datetime.timedelta(seconds=1))})),
+        Step("pcr-status-not-after-mismatch", *status("req-1", right | {"notAfter": stamp(start + 3 * HOUR)})),
+        Step("pcr-status-times-missing", *status("req-1", {"conditions": right["conditions"],
+                                                          "certificateChain": right["certificateChain"]})),
+        Step("pcr-status-refresh-early", *status("req-1", right | {
+            "beginRefreshAt": stamp(start + datetime.timedelta(minutes=9))})),
+        Step("pcr-status-refresh-late", *status("req-1", right | {
+            "beginRefreshAt": stamp(start + 2 * HOUR - datetime.timedelta(minutes=9))})),
+        Step("pcr-status-lifetime-short", *status("req-1", issued_status([leaf_cert(ca, key, HOUR / 2, start)]))),
+        Step("pcr-status-lifetime-long", *status("req-1", issued_status([leaf_cert(ca, key, 25 * HOUR, start)]))),
+        Step("pcr-status-two-conditions", *status("req-1", right | {
+            "conditions": [*right["conditions"], *denied["conditions"]]})),
+        Step("pcr-status-condition-false", *status("req-1", denied | {
+            "conditions": [denied["conditions"][0] | {"status": "False"}]})),
+        Step("pcr-status-condition-unknown", *status("req-1", {"conditions": [condition("Approved", "Yes", "ok")]})),
+        Step("pcr-status-condition-no-reason", *status("req-1", {"conditions": [
+            {k: v for k, v in denied["conditions"][0].items() if k != "reason"}]})),
+        Step("pcr-status-denied-with-chain", *status("req-1", right | {"conditions": denied["conditions"]})),
+        Step("pcr-status-pending-change", *status("req-1", {"certificateChain": right["certificateChain"]})),
+        Step("pcr-status-issued", *status("req-1", right), fields=issued_fields),
+        Step("pcr-status-issued-final", *status("req-1", right | {"beginRefreshAt": stamp(start + HOUR / 2)})),
+        Step("pcr-status-denied", *status("req-2", denied), fields=("status.conditions.0.type",
+                                                                     "status.conditions.0.reason")),
+        Step("pcr-status-denied-final", *status("req-2", {"conditions": [condition("Failed", "Broken", "x")]})),
+        Step("pcr-get", "GET", f"{pcrs}/req-1", fields=pcr_fields[:4] + issued_fields),
+        Step("pcr-list", "GET", pcrs, query={"fieldSelector": "spec.signerName=parity.mtls.dev/signer"},
+             fields=("kind", "items")),
+        Step("ctb-create-prefix-wrong", "POST", bundles, bundle("parity-bundle", ca.pem)),
+        Step("ctb-create-colon-without-signer", "POST", bundles, bundle("parity:bundle", ca.pem, signer=None)),
+        Step("ctb-create-not-ca", "POST", bundles, bundle(bundle_name, pem(leaf))),
+        Step("ctb-create-duplicate", "POST", bundles, bundle(bundle_name, ca.pem + ca.pem)),
+        Step("ctb-create-empty", "POST", bundles, bundle(bundle_name, "")),
+        Step("ctb-create-not-pem", "POST", bundles, bundle(bundle_name, "junk")),
+        Step("ctb-create", "POST", bundles, bundle(bundle_name, ca.pem), fields=(
+            "kind", "apiVersion", "metadata.name", "spec")),
+        Step("ctb-create-existing", "POST", bundles, bundle(bundle_name, ca.pem)),
+        Step("ctb-update-anchors", "PATCH", f"{bundles}/{bundle_name}", {"spec": {
+            "trustBundle": ca.pem + other.pem}}, MERGE, fields=("spec",)),
+        Step("ctb-signer-immutable", "PATCH", f"{bundles}/{bundle_name}", {"spec": {
+            "signerName": "parity.mtls.dev/other"}}, MERGE),
+        Step("ctb-list-signer", "GET", bundles, query={"fieldSelector": "spec.signerName=parity.mtls.dev/signer"},
+             fields=("kind", "items")),
+        Step("ctb-create-unsigned", "POST", bundles, bundle("parity-unsigned", other.pem, signer=None),
+             fields=("kind", "metadata.name", "spec")),
+        Step("ctb-delete", "DELETE", f"{bundles}/{bundle_name}", fields=("kind", "status")),
+        Step("ctb-delete-unsigned", "DELETE", f"{bundles}/parity-unsigned", fields=("kind", "status")),
+        Step("ctb-gone", "GET", f"{bundles}/{bundle_name}"),
+    ]
+
+
+def test_the_emulator_answers_pod_certificate_requests_as_the_api_server(
+        cluster: Cluster, emulator_client: Client) -> None:
+    version = pod_certificate_api(cluster)
+    if served_version(emulator_client) != version or served_version(emulator_client, "clustertrustbundles") != version:
+        pytest.skip(f"the emulator serves no PodCertificateRequests/ClusterTrustBundles at certificates.k8s.io/"
+                    f"{version} (they come with branch pcremu)")
+    steps = pod_certificate_steps(version)
+    real = _run(cluster.api, steps, PCR_NS)
+    emulated = _run(emulator_client, steps, PCR_NS)
+    cluster.api.delete(f"/api/v1/namespaces/{PCR_NS}")
+    _compare(cluster, steps, real, emulated, dict(POD_CERTIFICATE_DIFFERENCES))

@@ -80,7 +80,24 @@ def _scenario(cluster: Cluster, operator: OperatorProcess) -> None:
     assert cluster.api.delete(f"/api/v1/namespaces/{NS}").ok
 
 
-def _requests(events: list[dict[str, Any]], username: str) -> tuple[list[Request], list[dict[str, Any]]]:
+def _signer_checks(event: dict[str, Any], signer: str) -> list[Request]:
+    """The authorizer checks the API server makes inside a request, which the audit log does not list: a
+    PodCertificateRequest status written asks ``sign`` on the signer, a ClusterTrustBundle of the signer
+    written asks ``attest`` (by the signer's name, as RBAC's resourceNames match it)."""
+    ref = event.get("objectRef") or {}
+    code = (event.get("responseStatus") or {}).get("code", 0)
+    if ref.get("apiGroup") != "certificates.k8s.io" or event.get("verb") not in ("create", "update", "patch") \
+            or not 200 <= code < 300:
+        return []
+    if ref.get("resource") == "podcertificaterequests" and ref.get("subresource") == "status":
+        return [Request("certificates.k8s.io", "signers", "sign", None, signer)]
+    if ref.get("resource") == "clustertrustbundles" and not ref.get("subresource"):
+        return [Request("certificates.k8s.io", "signers", "attest", None, signer)]
+    return []
+
+
+def _requests(events: list[dict[str, Any]], username: str,
+              signer: str = "mtls.dev/spiffe") -> tuple[list[Request], list[dict[str, Any]]]:
     seen: list[Request] = []
     forbidden: list[dict[str, Any]] = []
     for event in events:
@@ -95,6 +112,7 @@ def _requests(events: list[dict[str, Any]], username: str) -> tuple[list[Request
             continue  # discovery (/api, /apis, /version): granted to every authenticated user
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         seen.append(Request(ref.get("apiGroup", ""), resource, event["verb"], ref.get("namespace"), ref.get("name")))
+        seen.extend(_signer_checks(event, signer))
     return seen, forbidden
 
 
@@ -105,7 +123,7 @@ def test_every_request_is_allowed_and_every_rule_is_used(cluster: Cluster, relea
     _scenario(cluster, operator)
     username = f"system:serviceaccount:{NAMESPACE}:{release.service_account}"
     events = list(cluster.control_plane.audit_events())
-    used, forbidden = _requests(events, username)
+    used, forbidden = _requests(events, username, release.signer_name)
     assert used, f"no request of {username} in the audit log"
     assert forbidden == [], f"the API server refused requests of the operator: {forbidden[:10]}"
 

@@ -382,7 +382,7 @@ async def test_condition_types_are_issued_denied_or_failed(http: Http, key: Any)
     created = await create_pcr(http, pcr(key))
     status, body = await write_status(http, created, {"conditions": [condition("Ready")]})
     assert status == 422
-    assert causes(body) == [("status.conditions[0].type", "FieldValueNotSupported",
+    assert causes(body) == [("status.conditions.[0].type", "FieldValueNotSupported",
                              'Unsupported value: "Ready": supported values: "Issued", "Denied", "Failed"')]
 
 
@@ -390,7 +390,7 @@ async def test_at_most_one_terminal_condition(http: Http, key: Any) -> None:
     created = await create_pcr(http, pcr(key))
     status, body = await write_status(http, created, {"conditions": [condition("Denied"), condition("Failed")]})
     assert status == 422
-    assert causes(body) == [("status.conditions[1].type", "FieldValueInvalid",
+    assert causes(body) == [("status.conditions.[1].type", "FieldValueInvalid",
                              'Invalid value: "Failed": There may be at most one condition with type "Issued", '
                              '"Denied", or "Failed"')]
 
@@ -399,7 +399,7 @@ async def test_terminal_condition_status_is_true(http: Http, key: Any) -> None:
     created = await create_pcr(http, pcr(key))
     status, body = await write_status(http, created, {"conditions": [condition("Denied", status="False")]})
     assert status == 422
-    assert causes(body) == [("status.conditions[0].status", "FieldValueNotSupported",
+    assert causes(body) == [("status.conditions.[0].status", "FieldValueNotSupported",
                              'Unsupported value: "False": supported values: "True"')]
 
 
