@@ -21,7 +21,7 @@ from mtls_operator.pki.bundle import BUNDLE_LIMITS
 from mtls_operator.rules import podcert as pc
 from tests.unit.pcr_cases import KubeletKey, certificate_volume, kubelet_key, pcr_body
 
-from .conftest import NS, OPERATOR_NS, FakeClock, OperatorHandle, eventually, identity, operator_settings
+from .conftest import NS, OPERATOR_NS, FakeClock, OperatorHandle, eventually, identity, operator_settings, ready
 
 GROUP = "certificates.k8s.io"
 
@@ -150,7 +150,7 @@ async def test_the_signer_is_off_unless_asked(emulator: Emulator, operator: Oper
     emulator.create(identity("web"))
     facts = kubelet_world(emulator)
     create_request(emulator, kubelet_key(), facts)
-    await eventually(lambda: emulator.list("v1", "secrets", NS), what="the Secret path serving the pod")
+    await eventually(lambda: ready(emulator, "web"), what="a pass over the identity")
     await asyncio.sleep(1.0)
     assert request_status(emulator, "req-1") == {}
     assert operator.runtime.signer is None

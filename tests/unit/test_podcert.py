@@ -228,9 +228,9 @@ OTHER_KEY = kubelet_key()
     pytest.param(None, facts(pod_body(node=None)), pc.NODE_MISMATCH, "not scheduled", id="unscheduled"),
     pytest.param(pcr_body(P256, node_uid="3333"), None, pc.NODE_MISMATCH, "has UID", id="node-uid"),
     pytest.param(None, facts(no_node=True), pc.NODE_MISMATCH, "does not exist", id="node-gone"),
-    pytest.param(None, facts(pod_body(volumes=[])), pc.NO_VOLUME, "only its kubelet", id="no-volume"),
+    pytest.param(None, facts(pod_body(volumes=[])), pc.NO_VOLUME, "it is served by Secret", id="no-volume"),
     pytest.param(None, facts(pod_body(volumes=[certificate_volume("other.dev/signer")])), pc.NO_VOLUME,
-                 "no podCertificate projected volume", id="volume-for-another-signer"),
+                 "with a podCertificate source for signer", id="volume-for-another-signer"),
     pytest.param(pcr_body(P256, stubPKCS10Request=b64(b"\x30\x03\x02\x01\x00")), None, pc.INVALID_PROOF,
                  "not a valid DER PKCS#10", id="not-a-csr"),
     pytest.param(pcr_body(P256, legacy_proof=True, proofOfPossession=b64(proof_of_possession(P256, "someone"))),
@@ -412,11 +412,9 @@ def test_refused_status_is_only_the_condition() -> None:
     assert condition["lastTransitionTime"] == "2026-11-27T08:00:00Z"
 
 
-def test_every_reason_is_a_condition_reason() -> None:
-    reasons = [value for name, value in vars(pc).items() if name.isupper() and isinstance(value, str)
-               and name not in ("GROUP", "RESOURCE", "DEFAULT_SIGNER_NAME")]
-    for reason in reasons:
-        assert pc._CONDITION_REASON_RE.fullmatch(reason), reason
+@pytest.mark.parametrize("reason", pc.REASONS)
+def test_every_reason_is_a_condition_reason(reason: str) -> None:
+    assert pc._CONDITION_REASON_RE.fullmatch(reason)
 
 
 def test_base64_of_request_fields_is_standard() -> None:

@@ -107,7 +107,7 @@ class PodCertificateSigner:
         while True:
             try:
                 return [version for version in rules.VERSIONS
-                        if await self.cluster.serves(rules.GROUP, version, rules.RESOURCE)]
+                        if await self.cluster.serves_resource(rules.GROUP, version, rules.RESOURCE)]
             except KubernetesAPIError as exc:
                 logger.warning("discovery of %s failed, retrying in %.0fs: %s", rules.GROUP, DISCOVERY_RETRY, exc)
                 await asyncio.sleep(DISCOVERY_RETRY)

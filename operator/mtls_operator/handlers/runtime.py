@@ -15,6 +15,7 @@ from mtls_operator import __version__
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.cluster_trust_bundle import ClusterTrustBundlePublisher
 from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.podcert import PodCertificateSigner
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
@@ -52,6 +53,8 @@ class Runtime:
     webhook_ca: WebhookCAStore | None = None
     webhook_ca_bundle: WebhookCABundle | None = None
     webhook_ca_rotation: WebhookCARotation | None = field(init=False, default=None)
+    # The signer's ClusterTrustBundle (None unless MTLS_POD_CERTIFICATES=true).
+    cluster_trust_bundle: ClusterTrustBundlePublisher | None = field(init=False, default=None)
     rotation: RotationController = field(init=False)
     # How often the rotation controller looks while a rotation is under way (tests shorten it).
     rotation_poll: float = 5.0
@@ -70,6 +73,12 @@ class Runtime:
             on_change=self._ca_changed, poll_interval=self.rotation_poll,
             idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
         )
+        if self.settings.pod_certificates:
+            ca_store = self.reconciler.ca_store
+            self.cluster_trust_bundle = ClusterTrustBundlePublisher(
+                self.reconciler.cluster, ca_store, self.settings.pod_certificate_signer, clock=self.clock,
+                interval=max(self.rotation_poll, ca_store.refresh_interval))
+            self.rotation.cluster_trust_bundle = self.cluster_trust_bundle
         if self.serving is not None and self.webhook_ca is not None:
             self.webhook_ca_bundle = WebhookCABundle(self.reconciler.cluster, self.webhook_ca,
                                                      self.settings.webhook_configuration)
@@ -94,6 +103,8 @@ class Runtime:
     def _ca_changed(self) -> None:
         for key in self.identities:
             self.queue.add(key)
+        if self.cluster_trust_bundle is not None:
+            self.cluster_trust_bundle.wake()
 
     @classmethod
     def build(
@@ -237,6 +248,8 @@ class Runtime:
             work.append(self.webhook_ca_rotation.run())
         if self.signer is not None:
             work.append(self.signer.run())
+        if self.cluster_trust_bundle is not None:
+            work.append(self.cluster_trust_bundle.run())
         return work
 
     async def _watch_ca(self) -> None:

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from mtls_operator.errors import PKIError
-from mtls_operator.models import KeyAlgorithm, KeySpec
 
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
@@ -33,9 +32,7 @@ MAX_STUB_PKCS10_BYTES: Final = 10 * 1024
 MAX_PKIX_PUBLIC_KEY_BYTES: Final = 10 * 1024
 MAX_PROOF_OF_POSSESSION_BYTES: Final = 10 * 1024
 
-# The key types of a podCertificate projected volume (core/v1 PodCertificateProjection.keyType), the
-# names the kubelet and the API use.
-KEY_TYPES: Final = ("RSA3072", "RSA4096", "ECDSAP256", "ECDSAP384", "ECDSAP521", "ED25519")
+# The names the kubelet and the API give key types (core/v1 PodCertificateProjection.keyType).
 _CURVE_KEY_TYPES: Final = {"secp256r1": "ECDSAP256", "secp384r1": "ECDSAP384", "secp521r1": "ECDSAP521"}
 _RSA_KEY_TYPES: Final = {3072: "RSA3072", 4096: "RSA4096"}
 
@@ -63,15 +60,6 @@ def key_type(key: PublicKey) -> str:
     if name is None:
         raise RequestKeyError(f"RSA keys must have 3072 or 4096 bits, not {key.key_size}", unsupported=True)
     return name
-
-
-def key_type_for(spec: KeySpec) -> str | None:
-    """The kubelet key type that generates keys as ``spec`` describes, or None (RSA 2048 has none)."""
-    if spec.algorithm is KeyAlgorithm.ED25519:
-        return "ED25519"
-    if spec.algorithm is KeyAlgorithm.ECDSA:
-        return {256: "ECDSAP256", 384: "ECDSAP384"}.get(spec.size or 256)
-    return _RSA_KEY_TYPES.get(spec.size or 0)
 
 
 def _supported(key: object) -> PublicKey:

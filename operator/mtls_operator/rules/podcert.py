@@ -51,18 +51,23 @@ from mtls_operator.pki.request import (
     PublicKey,
     RequestKeyError,
     key_type,
-    key_type_for,
     proven_pkix_key,
     public_key_der,
     stub_request_key,
 )
+from mtls_operator.rules.delivery import (
+    CERTIFICATES_GROUP,
+    MAX_MAX_EXPIRATION_SECONDS,
+    MIN_MAX_EXPIRATION_SECONDS,
+    delivered_by_pod_certificate,
+)
 from mtls_operator.rules.plan import IdentityRef, PodInfo, bounded_message, pod_info, pod_spec, serving_identity
 from mtls_operator.rules.policy import is_dns1123_label, is_dns1123_subdomain, spiffe_id
 from mtls_operator.rules.renewal import jittered_renewal_time, renewal_time
-from mtls_operator.rules.spec import IdentitySpec, format_duration
+from mtls_operator.rules.spec import POD_CERTIFICATE_KEY_TYPES, IdentitySpec, format_duration
 from mtls_operator.times import format_time, parse_time
 
-GROUP: Final = "certificates.k8s.io"
+GROUP: Final = CERTIFICATES_GROUP
 RESOURCE: Final = "podcertificaterequests"
 # Newest first: the operator uses the first one the API server serves.
 VERSIONS: Final = ("v1", "v1beta1")
@@ -89,10 +94,15 @@ INVALID_POD: Final = "InvalidPodDNSName"
 CA_UNAVAILABLE: Final = "CAUnavailable"
 SIGNING_FAILED: Final = "SigningFailed"
 
+# Every reason this signer writes (the API's two, then its own).
+REASONS: Final = (ISSUED, UNSUPPORTED_KEY_TYPE, INVALID_USER_ANNOTATIONS, INVALID_REQUEST, INVALID_PROOF,
+                  POD_NOT_FOUND, POD_MISMATCH, POD_NOT_RUNNING, SERVICE_ACCOUNT_MISMATCH, NODE_MISMATCH, NO_VOLUME,
+                  NO_IDENTITY, INVALID_POD, CA_UNAVAILABLE, SIGNING_FAILED)
+
 # The API's bounds (pkg/apis/certificates/types.go and validation.go).
 DEFAULT_MAX_EXPIRATION: Final = timedelta(seconds=86400)
-MIN_MAX_EXPIRATION: Final = timedelta(seconds=3600)
-MAX_MAX_EXPIRATION: Final = timedelta(days=91)
+MIN_MAX_EXPIRATION: Final = timedelta(seconds=MIN_MAX_EXPIRATION_SECONDS)
+MAX_MAX_EXPIRATION: Final = timedelta(seconds=MAX_MAX_EXPIRATION_SECONDS)
 MIN_LIFETIME: Final = timedelta(hours=1)
 REFRESH_MARGIN: Final = timedelta(minutes=10)
 MAX_CERTIFICATE_CHAIN_BYTES: Final = 100 * 1024
@@ -260,11 +270,12 @@ class PodFacts:
 
 def pod_facts(pod: Mapping[str, Any], signer_name: str, *, service_account: Mapping[str, Any] | None,
               node: Mapping[str, Any] | None) -> PodFacts:
-    spec = _mapping(pod.get("spec"))
+    info = pod_info(pod)
     return PodFacts(
-        pod=pod_info(pod),
-        node_name=_text(spec, "nodeName"),
-        certificate_volume=has_certificate_volume(spec, signer_name),
+        pod=info,
+        node_name=_text(_mapping(pod.get("spec")), "nodeName"),
+        # The pod's delivery, decided by its own volume as the reconciler decides it (delivery.py).
+        certificate_volume=delivered_by_pod_certificate(info.pod_certificate_signers, signer_name),
         service_account_uid=_uid(service_account),
         node_uid=_uid(node),
     )
@@ -272,19 +283,6 @@ def pod_facts(pod: Mapping[str, Any], signer_name: str, *, service_account: Mapp
 
 def _uid(body: Mapping[str, Any] | None) -> str | None:
     return None if body is None else _text(_mapping(body.get("metadata")), "uid")
-
-
-def has_certificate_volume(pod_spec_raw: Mapping[str, Any], signer_name: str) -> bool:
-    """Whether the pod mounts a projected volume with a ``podCertificate`` source for ``signer_name``."""
-    volumes = pod_spec_raw.get("volumes")
-    for volume in volumes if isinstance(volumes, list) else []:
-        projected = volume.get("projected") if isinstance(volume, Mapping) else None
-        sources = projected.get("sources") if isinstance(projected, Mapping) else None
-        for source in sources if isinstance(sources, list) else []:
-            certificate = source.get("podCertificate") if isinstance(source, Mapping) else None
-            if isinstance(certificate, Mapping) and certificate.get("signerName") == signer_name:
-                return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -345,7 +343,7 @@ def decide(request: PodCertificateRequest, facts: PodFacts | None, candidates: S
     spec = next(candidate.spec for candidate in candidates if candidate.ref is owner)
     if spec is None:  # an invalid identity selects nothing, so this is only a caller's inconsistency
         return Refusal(FAILED, SIGNING_FAILED, f"the spec of identity {owner.name} could not be read", owner)
-    wanted = key_type_for(spec.private_key)
+    wanted = POD_CERTIFICATE_KEY_TYPES.get(spec.private_key)
     have = key_type(public_key)
     if wanted != have:
         return _denied(UNSUPPORTED_KEY_TYPE, _key_type_message(owner, spec.private_key, have, wanted), owner)
@@ -407,8 +405,9 @@ def _pod_refusal(request: PodCertificateRequest, facts: PodFacts | None) -> Refu
         return _denied(NODE_MISMATCH, f"the request names node UID {request.node_uid}, but node "
                                       f"{request.node_name} {found}")
     if not facts.certificate_volume:
-        return _denied(NO_VOLUME, f"pod {where} has no podCertificate projected volume for signer "
-                                  f"{request.signer_name}: only its kubelet may ask for its certificate")
+        return _denied(NO_VOLUME, f"pod {where} has no {c.IDENTITY_VOLUME} volume with a podCertificate source for "
+                                  f"signer {request.signer_name}: it is served by Secret, and only a pod's own "
+                                  "kubelet asks for its certificate")
     return None
 
 
