@@ -36,6 +36,8 @@ _SETTING_FLAGS = {
     "log_format": "MTLS_LOG_FORMAT",
     "shard_namespace_selector": "MTLS_SHARD_NAMESPACE_SELECTOR",
     "ca_rotation": "MTLS_CA_ROTATION",
+    "pod_certificates": "MTLS_POD_CERTIFICATES",
+    "pod_certificate_signer": "MTLS_POD_CERTIFICATE_SIGNER",
 }
 
 

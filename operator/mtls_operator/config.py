@@ -33,6 +33,7 @@ from typing import Final, TypeVar
 from mtls_operator.constants import DEFAULT_CA_SECRET, DEFAULT_WEBHOOK_CA_SECRET
 from mtls_operator.errors import ConfigError
 from mtls_operator.rules import policy
+from mtls_operator.rules.podcert import DEFAULT_SIGNER_NAME, signer_name_problem
 from mtls_operator.rules.spec import (
     MAX_DURATION,
     MIN_DURATION,
@@ -92,6 +93,11 @@ class Settings:
     def sharded(self) -> bool:
         return bool(self.shard_namespace_selector)
 
+    # Kubelet-held keys (certificates.k8s.io PodCertificateRequests, ClusterTrustBundles): off unless
+    # asked for; the signer name pods' podCertificate volumes address.
+    pod_certificates: bool = False
+    pod_certificate_signer: str = DEFAULT_SIGNER_NAME
+
     @property
     def metrics_enabled(self) -> bool:
         return self.metrics_port != 0
@@ -130,6 +136,8 @@ ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
 ENV_LOG_FORMAT: Final = "MTLS_LOG_FORMAT"
 ENV_SHARD_NAMESPACE_SELECTOR: Final = "MTLS_SHARD_NAMESPACE_SELECTOR"
 ENV_CA_ROTATION: Final = "MTLS_CA_ROTATION"
+ENV_POD_CERTIFICATES: Final = "MTLS_POD_CERTIFICATES"
+ENV_POD_CERTIFICATE_SIGNER: Final = "MTLS_POD_CERTIFICATE_SIGNER"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -155,6 +163,8 @@ ENV_VARS: Final = (
     ENV_LOG_FORMAT,
     ENV_SHARD_NAMESPACE_SELECTOR,
     ENV_CA_ROTATION,
+    ENV_POD_CERTIFICATES,
+    ENV_POD_CERTIFICATE_SIGNER,
 )
 
 _T = TypeVar("_T")
@@ -305,6 +315,13 @@ def _namespace_selector(value: str) -> str:
     return ",".join(requirements)
 
 
+def _signer_name(value: str) -> str:
+    problem = signer_name_problem(value)
+    if problem is not None:
+        raise ValueError(f"a signer name {problem}")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
     """Read and validate the settings; ``overrides`` (CLI flags) win over ``env``."""
     unknown = sorted(set(overrides) - set(ENV_VARS))
@@ -366,6 +383,8 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         shard_namespace_selector=read(ENV_SHARD_NAMESPACE_SELECTOR, _namespace_selector,
                                       defaults.shard_namespace_selector),
         ca_rotation=read(ENV_CA_ROTATION, _boolean, defaults.ca_rotation),
+        pod_certificates=read(ENV_POD_CERTIFICATES, _boolean, defaults.pod_certificates),
+        pod_certificate_signer=read(ENV_POD_CERTIFICATE_SIGNER, _signer_name, defaults.pod_certificate_signer),
     )
     if settings.webhook_ca_secret == settings.ca_secret:
         # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA

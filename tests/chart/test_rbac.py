@@ -44,12 +44,22 @@ LEASE = {
     Grant(NAMESPACE, "coordination.k8s.io", "leases", "update", FULLNAME),
 }
 BASE = {Grant(None, group, resource, verb, None) for group, resource, verb in CLUSTER_WIDE}
+# With podCertificates.enabled: the signer's ClusterTrustBundle (created, then read and updated by its
+# name only) and `attest` on that signer alone, which the API server's ctbattest admission checks.
+CLUSTER_TRUST_BUNDLE = {
+    Grant(None, "certificates.k8s.io", "clustertrustbundles", "create", None),
+    Grant(None, "certificates.k8s.io", "clustertrustbundles", "get", "mtls.dev:spiffe:bundle"),
+    Grant(None, "certificates.k8s.io", "clustertrustbundles", "update", "mtls.dev:spiffe:bundle"),
+    Grant(None, "certificates.k8s.io", "signers", "attest", "mtls.dev/spiffe"),
+}
 
 EXPECTED = {
     "defaults": BASE | WEBHOOK_CONFIGURATIONS | LEASE,
     "one-replica": BASE | WEBHOOK_CONFIGURATIONS,
     "webhook-off": BASE | LEASE,
 }
+# pcrsigner's PodCertificateRequest rules come with the same value; only the bundle's are checked here.
+POD_CERTIFICATE_GRANTS = {"pod-certificates": CLUSTER_TRUST_BUNDLE}
 
 # Verbs that hand out more than they say: never for an operator that only manages certificates.
 ESCALATING_VERBS = {"escalate", "bind", "impersonate", "deletecollection", "*"}
@@ -74,6 +84,17 @@ def test_grants_exactly_the_listed_rules(rendered: dict[str, Rendered], name: st
     assert grants(rendered[name], FULLNAME, NAMESPACE) == EXPECTED[name]
 
 
+@pytest.mark.parametrize("name", sorted(POD_CERTIFICATE_GRANTS))
+def test_pod_certificates_add_the_cluster_trust_bundle_rules(rendered: dict[str, Rendered], name: str) -> None:
+    granted = grants(rendered[name], FULLNAME, NAMESPACE)
+    assert POD_CERTIFICATE_GRANTS[name] <= granted
+    bundle_rules = {grant for grant in granted if grant.group == "certificates.k8s.io"
+                    and (grant.resource == "clustertrustbundles" or grant.verb == "attest")}
+    assert bundle_rules == POD_CERTIFICATE_GRANTS[name]
+    assert not {grant for grant in grants(rendered["defaults"], FULLNAME, NAMESPACE)
+                if grant.group == "certificates.k8s.io"}
+
+
 def test_every_role_is_bound_to_the_operator(rendered: dict[str, Rendered]) -> None:
     defaults = rendered["defaults"]
     for kind, binding_kind in (("ClusterRole", "ClusterRoleBinding"), ("Role", "RoleBinding")):
@@ -89,3 +110,21 @@ def test_lease_rules_follow_the_lease_name(rendered: dict[str, Rendered]) -> Non
     lease_grants = {grant for grant in grants(custom, FULLNAME, NAMESPACE) if grant.resource == "leases"}
     assert {grant.name for grant in lease_grants} == {None, "mtls-leader"}
     assert custom.env["MTLS_LEASE_NAME"] == "mtls-leader"
+
+
+# The signer's: the requests addressed to it, their status, "sign" for its name only, and the objects a
+# request is checked against, read by name.
+SIGNER = {
+    Grant(None, "certificates.k8s.io", "podcertificaterequests", verb, None) for verb in ("get", "list", "watch")
+} | {
+    Grant(None, "certificates.k8s.io", "podcertificaterequests/status", "update", None),
+    Grant(None, "certificates.k8s.io", "signers", "sign", "mtls.dev/spiffe"),
+} | {Grant(None, "", resource, "get", None) for resource in ("pods", "serviceaccounts", "nodes")}
+
+
+def test_pod_certificates_add_the_signer_rules(rendered: dict[str, Rendered]) -> None:
+    granted = grants(rendered["pod-certificates"], FULLNAME, NAMESPACE)
+    assert granted >= SIGNER
+    assert {grant for grant in granted if grant.group == "certificates.k8s.io"} == {
+        grant for grant in SIGNER | CLUSTER_TRUST_BUNDLE if grant.group == "certificates.k8s.io"}
+    assert not SIGNER & grants(rendered["defaults"], FULLNAME, NAMESPACE)

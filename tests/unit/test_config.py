@@ -102,6 +102,11 @@ GOOD_VALUES = [
     pytest.param("MTLS_LOG_FORMAT", "json", "log_format", "json", id="log-format-json"),
     pytest.param("MTLS_LOG_FORMAT", "JSON", "log_format", "json", id="log-format-any-case"),
     pytest.param("MTLS_LOG_FORMAT", "text", "log_format", "text", id="log-format-text"),
+    pytest.param("MTLS_POD_CERTIFICATES", "true", "pod_certificates", True, id="pod-certificates-on"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "example.com/spiffe", "pod_certificate_signer", "example.com/spiffe",
+                 id="pod-certificate-signer"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "example.com/spiffe.prod", "pod_certificate_signer",
+                 "example.com/spiffe.prod", id="pod-certificate-signer-dotted-path"),
 ]
 
 
@@ -176,6 +181,13 @@ BAD_VALUES = [
     pytest.param("MTLS_POD_NAME", "Pod!", "downward API", id="pod-name-bad"),
     pytest.param("MTLS_HEALTH_PORT", "70000", "or 0 to disable the health endpoint", id="health-port-high"),
     pytest.param("MTLS_LOG_FORMAT", "logfmt", "must be one of text, json", id="log-format-unknown"),
+    pytest.param("MTLS_POD_CERTIFICATES", "on", "must be true or false", id="pod-certificates-not-boolean"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "spiffe", "a signer name must be a domain and a path",
+                 id="signer-without-domain"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "localhost/spiffe", "at least two labels", id="signer-single-label"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "mtls.dev/a/b", "must be a domain and a path", id="signer-two-slashes"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "kubernetes.io/spiffe", "reserved for the Kubernetes project",
+                 id="signer-reserved"),
 ]
 
 

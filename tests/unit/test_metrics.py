@@ -29,6 +29,7 @@ SERIES = {
     "mtls_issuance_duration_seconds_count": set(),
     "mtls_issuance_duration_seconds_sum": set(),
     "mtls_ca_expiration_timestamp_seconds": {"fingerprint"},
+    "mtls_pod_certificate_requests_total": {"namespace", "identity", "outcome", "reason"},
 }
 
 
@@ -59,6 +60,7 @@ def test_every_series_has_its_contracted_name_and_labels() -> None:
     metrics.certificate_issued(ReissueReason.NEW)
     metrics.issuance_error(IssuanceError.PKI)
     metrics.ca_loaded("ab" * 32, CA_NOT_AFTER)
+    metrics.pod_certificate_request("shop", "payments", "issued", "Issued")
     found = samples(metrics)
     for name, labels in SERIES.items():
         assert name in found, name
@@ -100,10 +102,14 @@ def test_identity_removed_drops_its_series_and_only_its() -> None:
     metrics = Metrics()
     observed(metrics, "payments")
     observed(metrics, "orders")
+    metrics.pod_certificate_request("shop", "payments", "denied", "UnsupportedKeyType")
+    metrics.pod_certificate_request("shop", "orders", "issued", "Issued")
     metrics.identity_removed("shop", "payments")
     for name, series in samples(metrics).items():
         assert all(labels.get("identity") != "payments" for labels, _ in series), name
     assert value(metrics, "mtls_identity_pods", namespace="shop", identity="orders", state="served") == 3
+    assert value(metrics, "mtls_pod_certificate_requests_total", namespace="shop", identity="orders",
+                 outcome="issued", reason="Issued") == 1
     metrics.identity_removed("shop", "never-seen")  # harmless
 
 

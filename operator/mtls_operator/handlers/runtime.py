@@ -16,7 +16,9 @@ from mtls_operator import __version__
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.cluster_trust_bundle import ClusterTrustBundlePublisher
 from mtls_operator.controller.leader import LeaderElector
+from mtls_operator.controller.podcert import PodCertificateSigner
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.retry import BackOff
 from mtls_operator.controller.rotation import RotationController
@@ -62,6 +64,8 @@ class Runtime:
     webhook_ca: WebhookCAStore | None = None
     webhook_ca_bundle: WebhookCABundle | None = None
     webhook_ca_rotation: WebhookCARotation | None = field(init=False, default=None)
+    # The signer's ClusterTrustBundle (None unless MTLS_POD_CERTIFICATES=true).
+    cluster_trust_bundle: ClusterTrustBundlePublisher | None = field(init=False, default=None)
     rotation: RotationController = field(init=False)
     # How often the rotation controller looks while a rotation is under way (tests shorten it).
     rotation_poll: float = 5.0
@@ -73,6 +77,8 @@ class Runtime:
     queue: WorkQueue[IdentityKey] = field(init=False)
     # Sharding (MTLS_SHARD_NAMESPACE_SELECTOR): the namespaces this operator serves; None serves all.
     shard: NamespaceShard | None = field(init=False, default=None)
+    # The PodCertificateRequest signer (None unless MTLS_POD_CERTIFICATES=true): the leader's.
+    signer: PodCertificateSigner | None = None
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self._reconcile)
@@ -86,6 +92,12 @@ class Runtime:
             idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
             objects=self.reconciler.objects,
         )
+        if self.settings.pod_certificates:
+            ca_store = self.reconciler.ca_store
+            self.cluster_trust_bundle = ClusterTrustBundlePublisher(
+                self.reconciler.cluster, ca_store, self.settings.pod_certificate_signer, clock=self.clock,
+                interval=max(self.rotation_poll, ca_store.refresh_interval))
+            self.rotation.cluster_trust_bundle = self.cluster_trust_bundle
         if self.serving is not None and self.webhook_ca is not None:
             self.webhook_ca_bundle = WebhookCABundle(self.reconciler.cluster, self.webhook_ca,
                                                      self.settings.webhook_configuration)
@@ -141,6 +153,8 @@ class Runtime:
     def _ca_changed(self) -> None:
         for key in self.identities:
             self.queue.add(key)
+        if self.cluster_trust_bundle is not None:
+            self.cluster_trust_bundle.wake()
 
     @classmethod
     def build(
@@ -180,9 +194,14 @@ class Runtime:
             cluster, namespace=settings.namespace, name=settings.lease_name, identity=settings.holder_identity,
             lease_duration=settings.lease_duration, metrics=metrics,
         ) if settings.leader_election else None
+        # Pod certificates sign with the same CA, under the same identities and the same rate limit.
+        signer = PodCertificateSigner(
+            cluster, settings, ca_store, reconciler.index, limiter=limiter, metrics=metrics, clock=clock,
+            watch_timeout=watch_timeout,
+        ) if settings.pod_certificates else None
         return cls(settings=settings, api=api, reconciler=reconciler, metrics=metrics,
                    watch_timeout=watch_timeout, serving=serving, webhook_ca=webhook_ca, clock=clock,
-                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector)
+                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector, signer=signer)
 
     def start(self) -> None:
         """Start the metrics endpoint (first: a port in use fails start-up) and the background work."""
@@ -332,6 +351,10 @@ class Runtime:
             work.append(self.rotation.run())
             if self.webhook_ca_rotation is not None:
                 work.append(self.webhook_ca_rotation.run())
+        if self.signer is not None:
+            work.append(self.signer.run())
+        if self.cluster_trust_bundle is not None:
+            work.append(self.cluster_trust_bundle.run())
         return work
 
     async def _verify_listed(self) -> None:

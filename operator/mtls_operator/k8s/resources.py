@@ -21,6 +21,9 @@ from mtls_operator.times import format_time
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 # Where leader election's Lease lives.
 LEASE_GROUP = "coordination.k8s.io"
+# Where PodCertificateRequests and ClusterTrustBundles live.
+CERTIFICATES_GROUP = "certificates.k8s.io"
+CTB_GROUP = CERTIFICATES_GROUP
 
 
 def _items(listing: JSON) -> list[JSON]:
@@ -61,6 +64,50 @@ class Cluster:
     async def list_pods_everywhere(self, label_selector: str) -> list[JSON]:
         query = {"labelSelector": label_selector}
         return _items(await self.api.request("GET", core_path("pods"), query=query))
+
+    async def get_pod(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", core_path("pods", namespace, name))
+        except NotFoundError:
+            return None
+
+    async def get_service_account(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", core_path("serviceaccounts", namespace, name))
+        except NotFoundError:
+            return None
+
+    async def get_node(self, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", core_path("nodes", None, name))
+        except NotFoundError:
+            return None
+
+    # PodCertificateRequests (certificates.k8s.io, v1 or v1beta1) ------------------------------------
+
+    async def list_pod_certificate_requests(self, version: str, signer_name: str) -> JSON:
+        """Every request addressed to ``signer_name``, cluster-wide (the listing, for its resourceVersion)."""
+        query = {"fieldSelector": f"spec.signerName={signer_name}"}
+        return await self.api.request("GET", group_path(CERTIFICATES_GROUP, version, "podcertificaterequests"),
+                                      query=query)
+
+    async def get_pod_certificate_request(self, version: str, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request(
+                "GET", group_path(CERTIFICATES_GROUP, version, "podcertificaterequests", namespace, name))
+        except NotFoundError:
+            return None
+
+    async def update_pod_certificate_request_status(self, version: str, request: Mapping[str, Any],
+                                                    status: Mapping[str, Any]) -> JSON:
+        """Replace the request's status (the ``status`` subresource), as read: its ``resourceVersion`` makes
+        a change since the read a ``ConflictError``."""
+        metadata = request.get("metadata") or {}
+        path = group_path(CERTIFICATES_GROUP, version, "podcertificaterequests", str(metadata.get("namespace")),
+                          str(metadata.get("name"))) + "/status"
+        body = {**dict(request), "apiVersion": f"{CERTIFICATES_GROUP}/{version}", "kind": "PodCertificateRequest",
+                "status": dict(status)}
+        return await self.api.request("PUT", path, body=body)
 
     # Secrets -------------------------------------------------------------------------------------
 
@@ -243,3 +290,31 @@ class Cluster:
         metadata = lease.get("metadata") or {}
         path = group_path(LEASE_GROUP, "v1", "leases", str(metadata.get("namespace")), str(metadata.get("name")))
         return await self.api.request("PUT", path, body={**dict(lease), "spec": dict(spec)})
+
+    # ClusterTrustBundles (certificates.k8s.io v1 or v1beta1, cluster-scoped) -------------------------
+
+    async def serves_resource(self, group: str, version: str, resource: str) -> bool:
+        """Whether discovery lists ``resource`` in ``group/version`` (404: the version is not served)."""
+        try:
+            listing = await self.api.request("GET", f"/apis/{group}/{version}")
+        except NotFoundError:
+            return False
+        resources = listing.get("resources") or []
+        return any(isinstance(item, dict) and item.get("name") == resource for item in resources)
+
+    async def get_cluster_trust_bundle(self, version: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", group_path(CTB_GROUP, version, "clustertrustbundles", None, name))
+        except NotFoundError:
+            return None
+
+    async def create_cluster_trust_bundle(self, version: str, body: Mapping[str, Any]) -> JSON:
+        """Create; raises ``ConflictError`` when the name is taken."""
+        return await self.api.request("POST", group_path(CTB_GROUP, version, "clustertrustbundles"), body=dict(body))
+
+    async def replace_cluster_trust_bundle(self, version: str, body: Mapping[str, Any]) -> JSON:
+        """Replace (PUT) the bundle as read with a new spec: its ``resourceVersion`` makes a write by anyone
+        since the read a ``ConflictError``."""
+        name = str((body.get("metadata") or {}).get("name"))
+        return await self.api.request("PUT", group_path(CTB_GROUP, version, "clustertrustbundles", None, name),
+                                      body=dict(body))

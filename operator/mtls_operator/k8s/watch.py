@@ -56,10 +56,13 @@ class ResourceWatch:
         metadata_only: bool = False,
         timeout_seconds: int = 60,
         on_list: OnList | None = None,
+        field_selector: str = "",
     ) -> None:
         self._api = api
         self._path = path
-        self._label_selector = label_selector
+        # The selectors every list and watch carries (a field selector: the PodCertificateRequest signer's).
+        self._selectors = {name: value for name, value in (("labelSelector", label_selector),
+                                                          ("fieldSelector", field_selector)) if value}
         self._on_event = on_event
         self._types = frozenset(types)
         # Lists and watches ask for different media types (see the module docstring).
@@ -100,13 +103,13 @@ class ResourceWatch:
                 logger.warning("watch on %s ended at once with no event, next in %.0fs", self._path, delay)
 
     async def _resource_version(self) -> str:
-        query = {"labelSelector": self._label_selector, "limit": "1"}
+        query = {**self._selectors, "limit": "1"}
         listing = await self._api.request("GET", self._path, query=query, accept=self._list_accept)
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
     async def _list_all(self) -> tuple[str, list[JSON]]:
         items: list[JSON] = []
-        query = {"labelSelector": self._label_selector, "limit": str(_PAGE)}
+        query = {**self._selectors, "limit": str(_PAGE)}
         while True:
             listing = await self._api.request("GET", self._path, query=query, accept=self._list_accept)
             items.extend(item for item in listing.get("items") or [] if isinstance(item, dict))
@@ -119,7 +122,7 @@ class ResourceWatch:
         """Follow the stream from ``version``; return where to resume (None: re-list first) and whether
         any event came (an ERROR apart)."""
         query = {
-            "labelSelector": self._label_selector,
+            **self._selectors,
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self._timeout_seconds),

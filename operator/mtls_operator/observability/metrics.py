@@ -73,6 +73,12 @@ class Metrics:
             "Failures to issue or deliver a certificate, by reason.",
             ["reason"], registry=self.registry,
         )
+        self._pod_requests = Counter(
+            "mtls_pod_certificate_requests",
+            "PodCertificateRequests answered by the signer, by the identity serving the pod (empty when none "
+            "does), outcome (issued, denied, failed) and the condition's reason.",
+            [*identity, "outcome", "reason"], registry=self.registry,
+        )
         self._duration = Histogram(
             "mtls_issuance_duration_seconds",
             "Time to issue one certificate: key generation, signing and the chain check.",
@@ -102,6 +108,8 @@ class Metrics:
             self._issued.labels(reason.value)
         for error in IssuanceError:
             self._errors.labels(error.value)
+        # The series of mtls_pod_certificate_requests_total, so an identity's go with it.
+        self._pod_request_series: set[tuple[str, str, str, str]] = set()
         self._ca_fingerprint: str | None = None
         self._next_ca_fingerprint: str | None = None
         self._server: WSGIServer | None = None
@@ -114,6 +122,11 @@ class Metrics:
 
     def certificate_issued(self, reason: ReissueReason) -> None:
         self._issued.labels(reason.value).inc()
+
+    def pod_certificate_request(self, namespace: str, identity: str, outcome: str, reason: str) -> None:
+        """One PodCertificateRequest answered; ``outcome`` is its condition in lower case."""
+        self._pod_request_series.add((namespace, identity, outcome, reason))
+        self._pod_requests.labels(namespace, identity, outcome, reason).inc()
 
     def issuance_error(self, reason: IssuanceError, count: int = 1) -> None:
         self._errors.labels(reason.value).inc(count)
@@ -140,6 +153,9 @@ class Metrics:
             self._pods.remove(namespace, identity, state)
         self._expiration.remove(namespace, identity)
         self._renewal.remove(namespace, identity)
+        for labels in [labels for labels in self._pod_request_series if labels[:2] == (namespace, identity)]:
+            self._pod_requests.remove(*labels)
+            self._pod_request_series.discard(labels)
 
     def ca_loaded(self, fingerprint: str, not_after: datetime) -> None:
         """Only the CA that signs now has a series (the last one loaded, while none is usable)."""

@@ -26,7 +26,7 @@ from mtls_operator.pki.keys import (
     load_private_key_pem,
     private_key_to_pem,
 )
-from mtls_operator.pki.leaf import IssuedLeaf, LeafRequest, issue_leaf, validate_spiffe_id
+from mtls_operator.pki.leaf import IssuedLeaf, LeafRequest, SignedLeaf, issue_leaf, sign_public_key, validate_spiffe_id
 from mtls_operator.pki.load import load_ca
 from mtls_operator.pki.verify import verify_leaf
 
@@ -41,6 +41,7 @@ __all__ = [
     "PemLimits",
     "PemScan",
     "PrivateKey",
+    "SignedLeaf",
     "certs_to_pem",
     "create_intermediate_ca",
     "create_self_signed_ca",
@@ -54,6 +55,7 @@ __all__ = [
     "parse_pem_certificates",
     "private_key_to_pem",
     "scan_pem_blocks",
+    "sign_public_key",
     "validate_spiffe_id",
     "verify_leaf",
 ]

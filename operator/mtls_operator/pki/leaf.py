@@ -24,6 +24,7 @@ from mtls_operator.pki._util import (
 from mtls_operator.pki.bundle import certs_to_pem
 from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
+from mtls_operator.pki.request import PublicKey
 from mtls_operator.pki.verify import verify_leaf
 from mtls_operator.times import format_time
 
@@ -91,6 +92,41 @@ def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) ->
     when the signed leaf does not verify (it must then never be written anywhere).
     """
     now = require_utc(now)
+    _check_request(ca, request, now)
+    key = generate_private_key(request.key)
+    return verified_leaf(ca, _sign(ca, request, key.public_key(), now), key, now)
+
+
+@dataclass(frozen=True)
+class SignedLeaf:
+    """A signed, verified leaf for a key the signer never sees (a PodCertificateRequest's)."""
+
+    cert: x509.Certificate
+    chain_pem: bytes = field(repr=False)
+    """The leaf first, then every CA certificate up to, excluding, the trust anchors."""
+    serial_hex: str
+    not_before: datetime
+    not_after: datetime
+
+
+def sign_public_key(ca: CertificateAuthority, request: LeafRequest, public_key: PublicKey,
+                    now: datetime) -> SignedLeaf:
+    """An X.509-SVID for ``public_key``, as ``issue_leaf`` makes one but without generating a key.
+
+    Its lifetime, notAfter minus notBefore, is exactly ``request.duration`` (the backdated notBefore
+    included: a PodCertificateRequest's ``maxExpirationSeconds`` bounds that difference), cut only by the
+    CA's own notAfter. Raises as ``issue_leaf`` does; the leaf is verified to chain to ``ca.trust``.
+    """
+    now = require_utc(now)
+    _check_request(ca, request, now)
+    cert = _sign(ca, request, public_key, now, lifetime_from_not_before=True)
+    intermediates = ca.issuing_chain
+    verify_leaf(cert, intermediates, ca.trust, now)
+    return SignedLeaf(cert=cert, chain_pem=certs_to_pem((cert, *intermediates)), serial_hex=serial_hex(cert),
+                      not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
+
+
+def _check_request(ca: CertificateAuthority, request: LeafRequest, now: datetime) -> None:
     validate_spiffe_id(request.spiffe_id)
     if not request.usages:
         raise PKIError("a leaf needs at least one usage (server, client)")
@@ -100,9 +136,6 @@ def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) ->
         raise CAError(f"the CA is not valid before {format_time(ca.cert.not_valid_before_utc)}")
     if now > ca.not_after:
         raise CAError(f"the CA expired at {format_time(ca.not_after)}")
-
-    key = generate_private_key(request.key)
-    return verified_leaf(ca, _sign(ca, request, key, now), key, now)
 
 
 def verified_leaf(ca: CertificateAuthority, cert: x509.Certificate, key: PrivateKey, now: datetime) -> IssuedLeaf:
@@ -121,7 +154,8 @@ def verified_leaf(ca: CertificateAuthority, cert: x509.Certificate, key: Private
     )
 
 
-def _sign(ca: CertificateAuthority, request: LeafRequest, key: PrivateKey, now: datetime) -> x509.Certificate:
+def _sign(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime, *,
+          lifetime_from_not_before: bool = False) -> x509.Certificate:
     # The SVID's identity is the URI SAN; the subject only says who made it, so SAN stays non-critical.
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(request.spiffe_id)]
     for name in request.dns_names:
@@ -133,7 +167,7 @@ def _sign(ca: CertificateAuthority, request: LeafRequest, key: PrivateKey, now: 
         digital_signature=True,
         content_commitment=False,
         # RSA key exchange (TLS 1.2 without ECDHE) encrypts to the key; harmless otherwise.
-        key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+        key_encipherment=isinstance(key, rsa.RSAPublicKey),
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=False,
@@ -141,20 +175,22 @@ def _sign(ca: CertificateAuthority, request: LeafRequest, key: PrivateKey, now: 
         encipher_only=False,
         decipher_only=False,
     )
+    not_before = max(whole_seconds(now - CLOCK_SKEW), ca.cert.not_valid_before_utc)
+    end = not_before + request.duration if lifetime_from_not_before else now + request.duration
     extended_usage = x509.ExtendedKeyUsage([_EXTENDED_KEY_USAGES[u] for u in Usage if u in request.usages])
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]))
         .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
+        .public_key(key)
         .serial_number(random_serial())
-        .not_valid_before(max(whole_seconds(now - CLOCK_SKEW), ca.cert.not_valid_before_utc))
-        .not_valid_after(whole_seconds(min(now + request.duration, ca.not_after)))
+        .not_valid_before(not_before)
+        .not_valid_after(whole_seconds(min(end, ca.not_after)))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(usage, critical=True)
         .add_extension(extended_usage, critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(authority_key_identifier(ca), critical=False)
     )
     return builder.sign(ca.key, signature_hash(ca.key))
