@@ -368,6 +368,8 @@ class Runtime:
             lists = objects.secret_lists
             if not objects.secrets_synced or lists == checked:
                 continue
+            # After the passes the list queued (the first look): the check's parsing never delays them.
+            await self.queue.wait_idle()
             try:
                 wrong = await self.reconciler.verify_listed()
             except KubernetesAPIError as exc:
