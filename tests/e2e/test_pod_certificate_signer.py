@@ -102,7 +102,7 @@ def web(signer: Signer, namespace: str) -> str:
     """An identity ``web`` delivered as pod certificates, in a namespace whose `default` account exists."""
     wait_for(lambda: signer.cluster.api.get(core_path("serviceaccounts", namespace, "default")).ok, within=30,
              what="the default ServiceAccount")
-    body = identity_body("web", namespace, dnsNames=["web", f"web.{namespace}.svc"], duration="2h",
+    body = identity_body("web", namespace, dnsNames=[f"web.{namespace}.svc"], duration="2h",
                          delivery="PodCertificate")
     created = signer.cluster.api.create(identities_path(namespace), body)
     assert created.status == 201, created.body
@@ -163,7 +163,7 @@ def test_a_node_request_is_issued_as_the_api_server_requires(signer: Signer, web
     spiffe_ids = signer.cluster.api.get(identities_path(namespace, web))["status"].get("spiffeIDs") or []
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [f"spiffe://{_trust_domain(spiffe_ids)}"
                                                                           f"/ns/{namespace}/sa/default"]
-    assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(["web", f"web.{namespace}.svc"])
+    assert sorted(names.get_values_for_type(x509.DNSName)) == [f"web.{namespace}.svc"]
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
     # Times: the leaf's, the identity's lifetime within maxExpirationSeconds, the renewal rule's refresh.
