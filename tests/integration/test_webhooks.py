@@ -546,7 +546,9 @@ async def test_the_webhook_ca_rotates_without_refusing_a_pod(
         new_hooks = parse_pem_certificates(webhook_bundle(emulator))
         assert len(new_hooks) == 1, "the old webhook CA has left"
         assert new_hooks[0] not in parse_pem_certificates(old_hooks)
-        assert ca_bundles(emulator) == [ca_bundle_text(webhook_bundle(emulator))] * 2
+        # The configurations follow the Secret's last write (published right after it, which the phase shows).
+        await eventually(lambda: ca_bundles(emulator) == [ca_bundle_text(webhook_bundle(emulator))] * 2,
+                         what="both caBundles on the new webhook CA alone")
         assert serving.state.ca_fingerprint == fingerprint(new_hooks[0]) != old_serving.ca_fingerprint
         assert trust_bundle(emulator) == old_pods, "the pods' CA is not touched"
         secret = emulator.get("v1", "secrets", c.DEFAULT_WEBHOOK_CA_SECRET, OPERATOR_NS)
