@@ -87,6 +87,10 @@ class Settings:
     # whether its leader drives the rotations of the shared CAs (exactly one shard must).
     shard_namespace_selector: str = ""
     ca_rotation: bool = True
+    # Pod certificates (Kubernetes 1.35+): sign PodCertificateRequests addressed to this signer and
+    # publish the trust bundle as its ClusterTrustBundle. Off unless asked for.
+    pod_certificates: bool = False
+    pod_certificate_signer: str = "mtls.dev/spiffe"
 
     @property
     def sharded(self) -> bool:
@@ -130,6 +134,8 @@ ENV_HEALTH_PORT: Final = "MTLS_HEALTH_PORT"
 ENV_LOG_FORMAT: Final = "MTLS_LOG_FORMAT"
 ENV_SHARD_NAMESPACE_SELECTOR: Final = "MTLS_SHARD_NAMESPACE_SELECTOR"
 ENV_CA_ROTATION: Final = "MTLS_CA_ROTATION"
+ENV_POD_CERTIFICATES: Final = "MTLS_POD_CERTIFICATES"
+ENV_POD_CERTIFICATE_SIGNER: Final = "MTLS_POD_CERTIFICATE_SIGNER"
 ENV_VARS: Final = (
     ENV_TRUST_DOMAIN,
     ENV_CLUSTER_DOMAIN,
@@ -155,6 +161,8 @@ ENV_VARS: Final = (
     ENV_LOG_FORMAT,
     ENV_SHARD_NAMESPACE_SELECTOR,
     ENV_CA_ROTATION,
+    ENV_POD_CERTIFICATES,
+    ENV_POD_CERTIFICATE_SIGNER,
 )
 
 _T = TypeVar("_T")
@@ -305,6 +313,15 @@ def _namespace_selector(value: str) -> str:
     return ",".join(requirements)
 
 
+def _signer_name(value: str) -> str:
+    # The API server's rule for signer names (ValidateSignerName): <domain>/<path>.
+    domain, slash, path = value.partition("/")
+    if (not slash or "/" in path or "." not in domain or not policy.is_dns1123_subdomain(domain)
+            or not path or any(not policy.is_dns1123_subdomain(part) for part in path.split("."))):
+        raise ValueError("must be a signer name of the form <domain>/<name>, such as mtls.dev/spiffe")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None] = _NO_OVERRIDES) -> Settings:
     """Read and validate the settings; ``overrides`` (CLI flags) win over ``env``."""
     unknown = sorted(set(overrides) - set(ENV_VARS))
@@ -366,6 +383,8 @@ def settings_from_env(env: Mapping[str, str], overrides: Mapping[str, str | None
         shard_namespace_selector=read(ENV_SHARD_NAMESPACE_SELECTOR, _namespace_selector,
                                       defaults.shard_namespace_selector),
         ca_rotation=read(ENV_CA_ROTATION, _boolean, defaults.ca_rotation),
+        pod_certificates=read(ENV_POD_CERTIFICATES, _boolean, defaults.pod_certificates),
+        pod_certificate_signer=read(ENV_POD_CERTIFICATE_SIGNER, _signer_name, defaults.pod_certificate_signer),
     )
     if settings.webhook_ca_secret == settings.ca_secret:
         # One Secret for both would put the webhooks' CA into every pod's trust bundle, and the pods' CA

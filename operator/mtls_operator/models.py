@@ -13,6 +13,13 @@ class Usage(enum.StrEnum):
     CLIENT = "client"
 
 
+class Delivery(enum.StrEnum):
+    """How a pod of an identity receives its key and certificate (``spec.delivery``)."""
+
+    SECRET = "Secret"  # noqa: S105 -- a delivery, not a password: a Secret per pod
+    POD_CERTIFICATE = "PodCertificate"  # the kubelet generates the key; the operator signs its request
+
+
 class KeyAlgorithm(enum.StrEnum):
     ECDSA = "ECDSA"
     ED25519 = "Ed25519"

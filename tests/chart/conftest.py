@@ -54,6 +54,7 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "logFormat": "json",
     "metrics": {"port": 9191},
     "webhook": {"port": 10443, "timeoutSeconds": 9, "failurePolicy": "Fail", "caSecret": "corp-webhook-ca"},
+    "podCertificates": {"enabled": True, "signerName": "example.com/spiffe.prod"},
 }
 
 
@@ -82,6 +83,7 @@ MATRIX: dict[str, Case] = {
                                                                   "labels": {"grafana-dashboard": "mtls",
                                                                              "grafana_dashboard": None}}}}),
     "every-setting": Case(EVERY_SETTING_CHANGED),
+    "pod-certificates": Case({"podCertificates": {"enabled": True}}),
     "long-release-name": Case({}, release=LONG_RELEASE),
     "kubernetes-1.29": Case({}, kube_version="1.29.0"),
     "secret-policy": Case({}, kube_version="1.30.0", api_versions=(VALIDATING_ADMISSION_POLICY_API,)),

@@ -72,6 +72,8 @@ def test_every_value_reaches_its_setting(rendered: dict[str, Rendered]) -> None:
         pod_name=settings.pod_name,
         health_port=8081,
         log_format="json",
+        pod_certificates=True,
+        pod_certificate_signer="example.com/spiffe.prod",
     )
     # The Settings comparison covers every field, so a new setting fails here until it is wired.
     assert len(Settings.__dataclass_fields__) == len(ENV_VARS)

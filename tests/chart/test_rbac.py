@@ -44,12 +44,22 @@ LEASE = {
     Grant(NAMESPACE, "coordination.k8s.io", "leases", "update", FULLNAME),
 }
 BASE = {Grant(None, group, resource, verb, None) for group, resource, verb in CLUSTER_WIDE}
+# With podCertificates.enabled: the signer's ClusterTrustBundle (created, then read and updated by its
+# name only) and `attest` on that signer alone, which the API server's ctbattest admission checks.
+CLUSTER_TRUST_BUNDLE = {
+    Grant(None, "certificates.k8s.io", "clustertrustbundles", "create", None),
+    Grant(None, "certificates.k8s.io", "clustertrustbundles", "get", "mtls.dev:spiffe:bundle"),
+    Grant(None, "certificates.k8s.io", "clustertrustbundles", "update", "mtls.dev:spiffe:bundle"),
+    Grant(None, "certificates.k8s.io", "signers", "attest", "mtls.dev/spiffe"),
+}
 
 EXPECTED = {
     "defaults": BASE | WEBHOOK_CONFIGURATIONS | LEASE,
     "one-replica": BASE | WEBHOOK_CONFIGURATIONS,
     "webhook-off": BASE | LEASE,
 }
+# pcrsigner's PodCertificateRequest rules come with the same value; only the bundle's are checked here.
+POD_CERTIFICATE_GRANTS = {"pod-certificates": CLUSTER_TRUST_BUNDLE}
 
 # Verbs that hand out more than they say: never for an operator that only manages certificates.
 ESCALATING_VERBS = {"escalate", "bind", "impersonate", "deletecollection", "*"}
@@ -72,6 +82,17 @@ def test_no_wildcards_and_no_escalation(rendered: dict[str, Rendered], name: str
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_grants_exactly_the_listed_rules(rendered: dict[str, Rendered], name: str) -> None:
     assert grants(rendered[name], FULLNAME, NAMESPACE) == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(POD_CERTIFICATE_GRANTS))
+def test_pod_certificates_add_the_cluster_trust_bundle_rules(rendered: dict[str, Rendered], name: str) -> None:
+    granted = grants(rendered[name], FULLNAME, NAMESPACE)
+    assert POD_CERTIFICATE_GRANTS[name] <= granted
+    bundle_rules = {grant for grant in granted if grant.group == "certificates.k8s.io"
+                    and grant.resource in ("clustertrustbundles", "signers")}
+    assert bundle_rules == POD_CERTIFICATE_GRANTS[name]
+    assert not {grant for grant in grants(rendered["defaults"], FULLNAME, NAMESPACE)
+                if grant.group == "certificates.k8s.io"}
 
 
 def test_every_role_is_bound_to_the_operator(rendered: dict[str, Rendered]) -> None:

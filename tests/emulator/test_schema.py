@@ -946,6 +946,7 @@ def test_project_crd_prunes_and_defaults(crd_schema: StructuralSchema) -> None:
             "selector": {"matchLabels": {"app": "p"}},
             "usages": ["server", "client"],
             "privateKey": {"algorithm": "ECDSA"},
+            "delivery": "Secret",
         }
     )
     status = crd_schema.subschema("status")

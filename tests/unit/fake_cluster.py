@@ -47,6 +47,9 @@ class FakeCluster:
         self.pods: dict[Key, JSON] = {}
         self.secrets: dict[Key, JSON] = {}
         self.config_maps: dict[Key, JSON] = {}
+        self.cluster_trust_bundles: dict[str, JSON] = {}
+        # (group, version, resource) that discovery lists.
+        self.served: set[tuple[str, str, str]] = set()
         self.events: list[dict[str, str]] = []
         self.status_writes: list[tuple[Key, JSON]] = []
         # Every write, in order: (verb, kind, namespace, name).
@@ -193,3 +196,52 @@ class FakeCluster:
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
         self.writes.append(("update", "ConfigMap", namespace, name))
         return copy.deepcopy(stored)
+
+    # ClusterTrustBundles (cluster-scoped) and discovery -----------------------------------------------
+
+    async def serves_resource(self, group: str, version: str, resource: str) -> bool:
+        return (group, version, resource) in self.served
+
+    async def get_cluster_trust_bundle(self, version: str, name: str) -> JSON | None:
+        self._check("get_cluster_trust_bundle")
+        found = self.cluster_trust_bundles.get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def create_cluster_trust_bundle(self, version: str, body: Mapping[str, Any]) -> JSON:
+        name = body["metadata"]["name"]
+        if name in self.cluster_trust_bundles:
+            raise ConflictError(f"POST clustertrustbundles {name}: HTTP 409: already exists")
+        stored = self._stamp(copy.deepcopy(dict(body)), "")
+        self.cluster_trust_bundles[name] = stored
+        self.writes.append(("create", "ClusterTrustBundle", "", name))
+        return copy.deepcopy(stored)
+
+    async def replace_cluster_trust_bundle(self, version: str, body: Mapping[str, Any]) -> JSON:
+        name = body["metadata"]["name"]
+        stored = self.cluster_trust_bundles.get(name)
+        if stored is None or stored["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+            raise ConflictError(f"PUT clustertrustbundles {name}: HTTP 409: the object has been modified")
+        replaced = copy.deepcopy(dict(body))
+        replaced["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.cluster_trust_bundles[name] = replaced
+        self.writes.append(("update", "ClusterTrustBundle", "", name))
+        return copy.deepcopy(replaced)
+
+    async def post_event(self, involved: Mapping[str, Any], api_version: str, kind: str, *, type_: str, reason: str,
+                         message: str, now: datetime) -> None:
+        self.events.append({"name": involved["metadata"]["name"], "kind": kind, "type": type_, "reason": reason,
+                            "message": message})
+
+    async def list_secrets_everywhere(self, label_selector: str) -> list[JSON]:
+        selector = ",".join(term for term in label_selector.split(",") if "=" in term)
+        keys = [term for term in label_selector.split(",") if term and "=" not in term]
+        return [copy.deepcopy(body) for body in self.secrets.values()
+                if _matches(body["metadata"].get("labels") or {}, selector)
+                and all(key in (body["metadata"].get("labels") or {}) for key in keys)]
+
+    async def list_pods_everywhere(self, label_selector: str) -> list[JSON]:
+        return [copy.deepcopy(body) for body in self.pods.values()
+                if _matches(body["metadata"].get("labels") or {}, label_selector)]
+
+    async def list_identities_everywhere(self) -> list[JSON]:
+        return [copy.deepcopy(body) for body in self.identities.values()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from mtls_operator.config import Settings
@@ -33,8 +34,9 @@ async def ca_store(cluster: FakeCluster, clock: Clock) -> CAStore:
     return store
 
 
-async def reconciler(cluster: FakeCluster, clock: Clock) -> Reconciler:
-    return Reconciler(cluster, SETTINGS, await ca_store(cluster, clock), clock=clock,  # type: ignore[arg-type]
+async def reconciler(cluster: FakeCluster, clock: Clock, *, pod_certificates: bool = False) -> Reconciler:
+    settings = replace(SETTINGS, pod_certificates=pod_certificates)
+    return Reconciler(cluster, settings, await ca_store(cluster, clock), clock=clock,  # type: ignore[arg-type]
                       limiter=RateLimiter(1000), jitter=lambda: 0.0)
 
 

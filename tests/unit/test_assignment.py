@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -76,3 +77,13 @@ def test_two_pods_claiming_one_name_the_owner_keeps_it() -> None:
                                       f"{c.SECRET_NAME_ANNOTATION} annotations)")]
     unowned = assign(pods)
     assert [p.name for _, p in unowned.assigned] == ["a"]
+
+
+def test_a_pod_with_a_pod_certificate_volume_for_our_signer_gets_no_secret() -> None:
+    ours = dataclasses.replace(pod("web-1"), pod_certificate_signers=frozenset({"mtls.dev/spiffe"}))
+    theirs = dataclasses.replace(pod("web-2"), pod_certificate_signers=frozenset({"example.com/x"}))
+    plan = assign_pods(ME, [], [pod("web-0"), ours, theirs], spec=SPEC, cluster_domain="cluster.local",
+                       owners={"web-web-1": "uid-web-1"}, signer="mtls.dev/spiffe")
+    assert [name for name, _ in plan.assigned] == ["web-web-0", "web-web-2"]
+    assert (plan.pods, plan.pod_certificates) == (2, ["web-1"])
+    assert "web-web-1" not in plan.keep  # a Secret left from before is not the pod's: it goes

@@ -102,6 +102,9 @@ GOOD_VALUES = [
     pytest.param("MTLS_LOG_FORMAT", "json", "log_format", "json", id="log-format-json"),
     pytest.param("MTLS_LOG_FORMAT", "JSON", "log_format", "json", id="log-format-any-case"),
     pytest.param("MTLS_LOG_FORMAT", "text", "log_format", "text", id="log-format-text"),
+    pytest.param("MTLS_POD_CERTIFICATES", "true", "pod_certificates", True, id="pod-certificates"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "example.com/spiffe.prod", "pod_certificate_signer",
+                 "example.com/spiffe.prod", id="pod-certificate-signer"),
 ]
 
 
@@ -176,6 +179,10 @@ BAD_VALUES = [
     pytest.param("MTLS_POD_NAME", "Pod!", "downward API", id="pod-name-bad"),
     pytest.param("MTLS_HEALTH_PORT", "70000", "or 0 to disable the health endpoint", id="health-port-high"),
     pytest.param("MTLS_LOG_FORMAT", "logfmt", "must be one of text, json", id="log-format-unknown"),
+    pytest.param("MTLS_POD_CERTIFICATES", "on", "must be true or false", id="pod-certificates-not-boolean"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "spiffe", "<domain>/<name>", id="signer-without-domain"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "localhost/spiffe", "<domain>/<name>", id="signer-single-label"),
+    pytest.param("MTLS_POD_CERTIFICATE_SIGNER", "mtls.dev/a/b", "<domain>/<name>", id="signer-two-slashes"),
 ]
 
 

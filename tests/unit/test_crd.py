@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mtls_operator import constants
-from mtls_operator.models import KEY_SIZES, KeyAlgorithm, Usage
+from mtls_operator.models import KEY_SIZES, Delivery, KeyAlgorithm, Usage
 from mtls_operator.rules import policy, spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +122,8 @@ def test_enums_match_the_models(spec_schema: dict[str, Any]) -> None:
     assert key["algorithm"]["enum"] == [algorithm.value for algorithm in KeyAlgorithm]
     assert key["algorithm"]["default"] == KeyAlgorithm.ECDSA.value
     assert key["size"]["enum"] == sorted({size for sizes in KEY_SIZES.values() for size in sizes})
+    assert properties["delivery"]["enum"] == [delivery.value for delivery in Delivery]
+    assert properties["delivery"]["default"] == Delivery.SECRET.value
     operators = properties["selector"]["properties"]["matchExpressions"]["items"]["properties"]["operator"]
     assert operators["enum"] == list(spec.SELECTOR_OPERATORS)
 
@@ -290,6 +292,7 @@ def test_status_schema(status_schema: dict[str, Any]) -> None:
         "nextRenewalTime",
         "caFingerprint",
         "caRotationPhase",
+        "podCertificatePods",
         "lastIssuance",
     }
     conditions = properties["conditions"]

@@ -239,6 +239,8 @@ RULE_NAMES: dict[str, tuple[str, str]] = {
     "renew-before-minimum": (".spec", "renewBefore must be at least 1m"),
     "renew-before-shorter": (".spec", "renewBefore must be shorter than duration"),
     "keystore-password": (".spec.keystores.pkcs12", "passwordSecretRef is required with create: true"),
+    "pod-certificate-key": (".spec", "delivery PodCertificate needs a key the kubelet can generate"),
+    "pod-certificate-keystores": (".spec", "keystores are written into pod Secrets"),
 }
 
 
@@ -518,6 +520,19 @@ CASES: list[Case] = [
     good("keystore-not-created", keystores={"pkcs12": {"create": False}}),
     good("keystores-empty", keystores={}),
     bad("keystore-without-password", "keystore-password", keystores={"pkcs12": {"create": True}}),
+    # delivery: PodCertificate only with a key type the kubelet generates, and without keystores.
+    good("delivery-secret", delivery="Secret", privateKey={"algorithm": "RSA"}),
+    good("delivery-pod-certificate", delivery="PodCertificate"),
+    good("delivery-pod-certificate-ed25519", delivery="PodCertificate", privateKey={"algorithm": "Ed25519"}),
+    good("delivery-pod-certificate-rsa-3072", delivery="PodCertificate", privateKey={"algorithm": "RSA", "size": 3072}),
+    good("delivery-pod-certificate-keystore-not-created", delivery="PodCertificate",
+         keystores={"pkcs12": {"create": False}}),
+    bad("delivery-pod-certificate-rsa-default-size", "pod-certificate-key", delivery="PodCertificate",
+        privateKey={"algorithm": "RSA"}),
+    bad("delivery-pod-certificate-rsa-2048", "pod-certificate-key", delivery="PodCertificate",
+        privateKey={"algorithm": "RSA", "size": 2048}),
+    bad("delivery-pod-certificate-keystores", "pod-certificate-keystores", delivery="PodCertificate",
+        keystores={"pkcs12": {"create": True, "passwordSecretRef": {"name": "p12-pass", "key": "pw"}}}),
 ]
 
 # --- the tests -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mtls_operator.controller.index import IdentityIndex
 from mtls_operator.k8s.views import IdentityView
+from mtls_operator.rules.delivery import PodCertificateSource
 from mtls_operator.rules.plan import pod_info
 from tests.unit.fake_cluster import FakeCluster
 from tests.unit.parts import NS, SETTINGS, WEB
@@ -59,3 +60,18 @@ def test_a_first_issue_uses_the_spec_of_the_version_it_was_read_at() -> None:
     index.remember_spec((NS, "web"), view, spec)
     index.forget((NS, "web"))
     assert index.spec_for((NS, "web"), (view.meta.uid, 1)) is None
+
+
+def test_a_pod_certificate_identity_carries_what_the_kubelet_is_asked_for() -> None:
+    cluster = FakeCluster()
+    index = IdentityIndex(SETTINGS)
+    pcr = cluster.add_identity(NS, "pcr", {**WEB, "delivery": "PodCertificate", "privateKey": {"algorithm": "Ed25519"},
+                                           "duration": "2h"})
+    assert index.identity_ref(pcr).pod_certificate == PodCertificateSource("ED25519", 7200)
+    assert index.identity_ref(cluster.add_identity(NS, "web", WEB)).pod_certificate is None
+    # A policy violation is served as the policy allows it, so is its pod certificate.
+    wide = cluster.add_identity(NS, "wide", {**WEB, "delivery": "PodCertificate", "dnsNames": ["example.com"]})
+    assert index.identity_ref(wide).pod_certificate == PodCertificateSource("ECDSAP256", 86400)
+    bad = cluster.add_identity(NS, "bad", {**WEB, "delivery": "PodCertificate", "privateKey": {"algorithm": "RSA"}})
+    assert index.identity_ref(bad).selector is None
+    assert index.identity_ref(bad).pod_certificate is None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
 from mtls_operator import constants as c
+from mtls_operator.rules.delivery import PodCertificateSource
 from mtls_operator.rules.injection import (
     SUFFIX_ALPHABET,
     SUFFIX_LENGTH,
@@ -261,3 +263,74 @@ def test_mount_path_problem(path: str, problem: str | None) -> None:
 def test_secret_name_suffix_spans_the_alphabet(draw: int, suffix: str) -> None:
     assert secret_name_suffix(draw) == suffix
     assert len(suffix) == SUFFIX_LENGTH
+
+
+# delivery: PodCertificate ------------------------------------------------------------------------------
+
+SIGNER = "mtls.dev/spiffe"
+SOURCE = PodCertificateSource(key_type="ECDSAP256", max_expiration_seconds=86400)
+PCR_IDENTITY = [dataclasses.replace(identity("payments"), pod_certificate=SOURCE)]
+PROJECTED = {
+    "name": "mtls-identity",
+    "projected": {"sources": [
+        {"podCertificate": {"signerName": SIGNER, "keyType": "ECDSAP256", "maxExpirationSeconds": 86400,
+                            "keyPath": "tls.key", "certificateChainPath": "tls.crt"}},
+        {"clusterTrustBundle": {"signerName": SIGNER,
+                                "labelSelector": {"matchLabels": {"mtls.dev/trust-bundle": "true"}},
+                                "path": "ca.crt"}},
+    ]},
+}
+
+
+def test_pod_certificate_identity_gets_the_projected_volume_at_the_same_place_and_file_names() -> None:
+    result = inject(pod(init=[{"name": "setup", "image": "x"}]), namespace="shop", identities=PCR_IDENTITY,
+                    suffix=SUFFIX, signer=SIGNER)
+    assert (result.identity, result.secret_name, result.warnings) == ("payments", None, ())
+    assert result.pod["spec"]["volumes"] == [PROJECTED]
+    assert c.SECRET_NAME_ANNOTATION not in (result.pod["metadata"].get("annotations") or {})
+    for container in (*result.pod["spec"]["initContainers"], *result.pod["spec"]["containers"]):
+        assert container["volumeMounts"] == [MOUNT]
+    # Idempotent: a second pass (the pod as stored) adds nothing.
+    again = inject(result.pod, namespace="shop", identities=PCR_IDENTITY, suffix="other000", signer=SIGNER)
+    assert again.pod == result.pod
+
+
+def test_pod_certificate_volume_follows_the_mount_path_annotation() -> None:
+    body = pod(annotations={c.MOUNT_PATH_ANNOTATION: "/etc/tls"})
+    result = inject(body, namespace="shop", identities=PCR_IDENTITY, suffix=SUFFIX, signer=SIGNER)
+    assert result.pod["spec"]["containers"][0]["volumeMounts"] == [{**MOUNT, "mountPath": "/etc/tls"}]
+
+
+def test_pod_certificates_off_admit_the_pod_unchanged_with_a_warning() -> None:
+    body = pod()
+    result = inject(body, namespace="shop", identities=PCR_IDENTITY, suffix=SUFFIX, signer=None)
+    assert result.pod == body
+    assert result.identity is None
+    (warning,) = result.warnings
+    assert "asks for delivery: PodCertificate" in warning
+    assert "podCertificates.enabled" in warning
+    assert "payments" not in warning.replace("app=payments", "")
+
+
+def test_a_hand_made_secret_volume_keeps_the_secret_for_a_pod_certificate_identity() -> None:
+    result = inject(pod(volumes=[secret_volume("handmade")]), namespace="shop", identities=PCR_IDENTITY,
+                    suffix=SUFFIX, signer=SIGNER)
+    assert result.secret_name == "handmade"
+    assert result.pod["spec"]["volumes"] == [secret_volume("handmade")]
+
+
+def test_another_volume_under_the_name_is_refused_for_a_pod_certificate_identity() -> None:
+    foreign = {"name": "mtls-identity", "projected": {"sources": [
+        {"podCertificate": {"signerName": "example.com/other", "keyType": "ED25519", "keyPath": "k"}}]}}
+    with pytest.raises(InjectionError, match=r"podCertificate source for signer mtls\.dev/spiffe"):
+        inject(pod(volumes=[foreign]), namespace="shop", identities=PCR_IDENTITY, suffix=SUFFIX, signer=SIGNER)
+
+
+def test_a_duration_beyond_91_days_is_capped_with_a_warning() -> None:
+    capped = PodCertificateSource(key_type="RSA3072", max_expiration_seconds=7862400, capped=True)
+    identities = [dataclasses.replace(identity("payments"), pod_certificate=capped)]
+    result = inject(pod(), namespace="shop", identities=identities, suffix=SUFFIX, signer=SIGNER)
+    source = result.pod["spec"]["volumes"][0]["projected"]["sources"][0]["podCertificate"]
+    assert (source["keyType"], source["maxExpirationSeconds"]) == ("RSA3072", 7862400)
+    (warning,) = result.warnings
+    assert "91 days" in warning

@@ -10,6 +10,7 @@ import pytest
 from mtls_operator import constants as c
 from mtls_operator.controller.retry import BackOff
 from mtls_operator.errors import KubernetesAPIError
+from mtls_operator.rules.delivery import PodCertificateSource, projected_volume
 from mtls_operator.rules.plan import pod_info
 from tests.unit.fake_cluster import FakeCluster
 from tests.unit.parts import NS, WEB, Clock, reconciler
@@ -124,3 +125,56 @@ async def test_cleanup_deletes_only_pod_secrets_of_the_identity() -> None:
     await rec.reconcile((NS, "web"))
     assert sorted(name for (_, name) in cluster.secrets if name != c.DEFAULT_CA_SECRET) == ["look-alike"]
     assert (NS, "web") not in rec.index.served
+
+
+def _with_pod_certificate_volume(cluster: FakeCluster, name: str, signer: str = "mtls.dev/spiffe") -> None:
+    body = cluster.add_pod(NS, name, {"app": "web"})
+    source = PodCertificateSource("ECDSAP256", 86400)
+    body["spec"]["volumes"] = [projected_volume(signer, source)]
+
+
+async def test_a_pod_whose_volume_asks_our_signer_gets_no_secret_and_is_counted_apart() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    identity = cluster.add_identity(NS, "web", WEB)
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    _with_pod_certificate_volume(cluster, "web-1")
+    _with_pod_certificate_volume(cluster, "web-2", signer="example.com/other")  # not ours: a Secret as ever
+    rec = await reconciler(cluster, clock)
+    await rec.reconcile((NS, "web"))
+    assert sorted(name for _, kind, _, name in cluster.writes if kind == "Secret") == ["web-web-0", "web-web-2"]
+    status = cluster.identities[(NS, "web")]["status"]
+    assert (status["pods"], status["issued"], status["podCertificatePods"]) == (3, 2, 1)
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "Issued")
+    assert ready["message"] == ("2/2 pods have valid certificates; 1 pod(s) get theirs from the kubelet "
+                                "(delivery PodCertificate)")
+    assert rec.index.served[(NS, "web")] == {"web-0", "web-1", "web-2"}
+    # Nor does a first issue write one.
+    pod = pod_info(cluster.pods[(NS, "web-1")])
+    assert not await rec.issue_first((NS, "web"), (identity["metadata"]["uid"], 1), pod)
+    assert (NS, "web-web-1") not in cluster.secrets
+
+
+async def test_only_pod_certificate_pods_make_the_identity_ready_without_secrets() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", {**WEB, "delivery": "PodCertificate"})
+    _with_pod_certificate_volume(cluster, "web-0")
+    rec = await reconciler(cluster, clock, pod_certificates=True)
+    await rec.reconcile((NS, "web"))
+    assert [w for w in cluster.writes if w[1] == "Secret"] == []
+    status = cluster.identities[(NS, "web")]["status"]
+    assert (status["pods"], status["issued"], status["podCertificatePods"]) == (1, 0, 1)
+    assert (status["conditions"][0]["status"], status["conditions"][0]["reason"]) == ("True", "PodCertificates")
+
+
+async def test_pod_certificates_off_an_identity_asking_for_them_gets_no_secret_and_says_why() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    cluster.add_identity(NS, "web", {**WEB, "delivery": "PodCertificate"})
+    cluster.add_pod(NS, "web-0", {"app": "web"})
+    rec = await reconciler(cluster, clock)
+    assert await rec.reconcile((NS, "web")) is None
+    assert [w for w in cluster.writes if w[1] == "Secret"] == []
+    ready = cluster.identities[(NS, "web")]["status"]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "PodCertificatesDisabled")
+    assert "podCertificates.enabled=true" in ready["message"]
+    assert [(e["type"], e["reason"]) for e in cluster.events] == [("Warning", "PodCertificatesDisabled")]

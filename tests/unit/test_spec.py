@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from mtls_operator.errors import PolicyError, SpecError
-from mtls_operator.models import KeyAlgorithm, KeySpec, Usage
+from mtls_operator.models import Delivery, KeyAlgorithm, KeySpec, Usage
 from mtls_operator.rules.policy import parse_admin_patterns
 from mtls_operator.rules.spec import (
+    POD_CERTIFICATE_KEY_TYPES,
     SPEC_FIELDS,
     IdentitySpec,
     LabelSelector,
@@ -581,6 +582,7 @@ def test_certificate_hash_is_pinned() -> None:
         pytest.param({"usages": ["client", "server"]}, id="usage-order"),
         pytest.param({"privateKey": {}}, id="explicit-vs-default-key"),
         pytest.param({"duration": "1440m", "renewBefore": "480m"}, id="same-durations-spelt-differently"),
+        pytest.param({"delivery": "PodCertificate"}, id="delivery"),
     ],
 )
 def test_certificate_hash_ignores(change: dict[str, Any]) -> None:
@@ -785,6 +787,14 @@ BAD_SPECS = [
         "must be a string",
         id="annotation-value-list",
     ),
+    pytest.param({"delivery": "podcertificate"}, "spec.delivery", "allowed (case-sensitive): Secret, PodCertificate",
+                 id="delivery-case"),
+    pytest.param({"delivery": 1}, "spec.delivery", "must be one of Secret, PodCertificate", id="delivery-type"),
+    pytest.param({"delivery": "PodCertificate", "privateKey": {"algorithm": "RSA"}}, "spec.privateKey",
+                 "RSA-2048 keys cannot be delivered as PodCertificate", id="delivery-rsa-2048"),
+    pytest.param({"delivery": "PodCertificate",
+                  "keystores": {"pkcs12": {"create": True, "passwordSecretRef": {"name": "p", "key": "k"}}}},
+                 "spec.keystores", "with delivery: PodCertificate there is none", id="delivery-keystores"),
 ]
 
 
@@ -932,3 +942,17 @@ def test_wrong_types_are_spec_errors_never_crashes(name: str, value: Any) -> Non
     else:
         return
     assert field.startswith(f"spec.{name}")
+
+
+@pytest.mark.parametrize(
+    ("delivery", "expected"),
+    [(None, Delivery.SECRET), ("Secret", Delivery.SECRET), ("PodCertificate", Delivery.POD_CERTIFICATE)],
+)
+def test_delivery(delivery: str | None, expected: Delivery) -> None:
+    assert parse(delivery=delivery).delivery is expected
+
+
+@pytest.mark.parametrize("key", sorted(POD_CERTIFICATE_KEY_TYPES, key=str), ids=str)
+def test_every_key_the_kubelet_generates_may_be_delivered_as_pod_certificate(key: KeySpec) -> None:
+    raw_key = {"algorithm": str(key.algorithm)} | ({"size": key.size} if key.size else {})
+    assert parse(delivery="PodCertificate", privateKey=raw_key).private_key == key

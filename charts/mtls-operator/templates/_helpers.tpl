@@ -156,3 +156,10 @@ pattern for a string item, entries joined by ";". */}}
 {{- end }}
 {{- join ";" $entries }}
 {{- end }}
+
+{{/*
+The signer's ClusterTrustBundle: the API requires the signer name, with ":" for "/", and ":" as prefix.
+*/}}
+{{- define "mtls-operator.clusterTrustBundleName" -}}
+{{- printf "%s:bundle" (.Values.podCertificates.signerName | replace "/" ":") -}}
+{{- end }}

@@ -15,8 +15,9 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.cache import BoundedCache
 from mtls_operator.errors import PolicyError, SpecError
 from mtls_operator.k8s.views import IdentityView
+from mtls_operator.rules.delivery import PodCertificateSource, pod_certificate_source
 from mtls_operator.rules.plan import IdentityRef, PodInfo, identity_ref
-from mtls_operator.rules.spec import IdentitySpec, check_identity_name, parse_identity_spec
+from mtls_operator.rules.spec import IdentitySpec, PolicyRefusal, check_identity_name, parse_identity_spec
 
 IdentityKey = tuple[str, str]  # (namespace, name)
 
@@ -26,7 +27,8 @@ class IdentityIndex:
         self.settings = settings
         # Which pods each identity served at its last pass.
         self.served: dict[IdentityKey, set[str]] = {}
-        self._validity: BoundedCache[tuple[str, str], bool] = BoundedCache()
+        # Per (uid, generation): whether the spec can be served, and its pod certificate source, if any.
+        self._validity: BoundedCache[tuple[str, str], tuple[bool, PodCertificateSource | None]] = BoundedCache()
         # The last good spec per identity, with the (uid, generation) it was read at.
         self._specs: dict[IdentityKey, tuple[str, object, IdentitySpec]] = {}
 
@@ -46,19 +48,24 @@ class IdentityIndex:
 
     def identity_ref(self, body: Mapping[str, Any]) -> IdentityRef:
         """``plan.identity_ref``, with an identity whose spec is invalid selecting nothing."""
-        return identity_ref(body, valid=self.spec_valid(IdentityView.of(dict(body))))
+        valid, source = self._read(IdentityView.of(dict(body)))
+        return identity_ref(body, valid=valid, pod_certificate=source)
 
     def spec_valid(self, identity: IdentityView) -> bool:
         """Whether an identity's spec can be served (a policy violation can: without the refused names)."""
+        return self._read(identity)[0]
+
+    def _read(self, identity: IdentityView) -> tuple[bool, PodCertificateSource | None]:
         known = self._validity.get(identity.version)
         if known is None:
             try:
-                self.parse_spec(identity)
-                known = True
+                known = (True, pod_certificate_source(self.parse_spec(identity)))
+            except PolicyRefusal as refusal:
+                known = (True, pod_certificate_source(refusal.allowed))
             except PolicyError:
-                known = True
+                known = (True, None)
             except SpecError:
-                known = False
+                known = (False, None)
             self._validity.put(identity.version, known)
         return known
 

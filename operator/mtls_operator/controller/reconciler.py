@@ -38,10 +38,12 @@ from mtls_operator.controller.writer import SecretWriter
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, MTLSError, PKIError, SpecError
 from mtls_operator.k8s import Cluster
 from mtls_operator.k8s.views import IdentityView, SecretView
+from mtls_operator.models import Delivery
 from mtls_operator.observability.logs import fields
 from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.rules.assignment import assign_pods
+from mtls_operator.rules.delivery import delivered_by_pod_certificate
 from mtls_operator.rules.plan import (
     PodInfo,
     Readiness,
@@ -77,6 +79,13 @@ RETRY_SOON = 15.0
 MAX_SLEEP = 3600.0
 # When a pass left background re-issues (CA rotation, spec change) for later, look again this soon.
 DEFERRED_DELAY = 1.0
+# An identity with delivery PodCertificate while the operator's pod certificates are off.
+POD_CERTIFICATES_OFF = "PodCertificatesDisabled"
+_OFF_MESSAGE = (
+    "spec.delivery is PodCertificate, but the operator runs with pod certificates off: set the chart value "
+    "podCertificates.enabled=true (MTLS_POD_CERTIFICATES=true) on Kubernetes 1.35 or later, or use delivery: "
+    "Secret. No Secret is issued for this identity and the webhook mounts nothing into its new pods"
+)
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,13 @@ class Reconciler:
             self.metrics.issuance_error(issuance_error(exc))
             await self.bundles.follow(*key)
             return None
+        if spec.delivery is Delivery.POD_CERTIFICATE and not self.settings.pod_certificates:
+            # Never a Secret for an identity that asked for keys that never leave the node; existing
+            # Secrets stay as they are, as with a bad spec.
+            self.index.remember_spec(key, identity, None)
+            await self.reporter.not_reconciled(identity, Readiness(False, POD_CERTIFICATES_OFF, _OFF_MESSAGE), now)
+            await self.bundles.follow(*key)
+            return None
         self.index.remember_spec(key, identity, spec)
         return spec, refusal
 
@@ -279,8 +295,10 @@ class Reconciler:
         listed = map(SecretView.of, await self.cluster.list_secrets(namespace, secrets_query(name)))
         existing = {secret.name: secret for secret in listed}
         plan = assign_pods(me, others, pods, spec=spec, cluster_domain=self.settings.cluster_domain,
-                           owners={secret_name: secret.owner_pod_uid for secret_name, secret in existing.items()})
-        tally = PassTally(pods=plan.pods, conflicts=plan.conflicts, served={pod.name for _, pod in plan.assigned})
+                           owners={secret_name: secret.owner_pod_uid for secret_name, secret in existing.items()},
+                           signer=self.settings.pod_certificate_signer)
+        tally = PassTally(pods=plan.pods, conflicts=plan.conflicts, pod_certificates=len(plan.pod_certificates),
+                          served={pod.name for _, pod in plan.assigned} | set(plan.pod_certificates))
         for pod_name, message in plan.invalid:
             tally.fail(IssuanceError.INVALID_SPEC, message, pod_name)
         for pod_name, message in plan.duplicates:
@@ -497,6 +515,8 @@ class Reconciler:
         spec = self.index.spec_for(key, version)
         if spec is None or pod.terminating or pod.finished or not pod.opted_in:
             return False
+        if delivered_by_pod_certificate(pod.pod_certificate_signers, self.settings.pod_certificate_signer):
+            return False  # the kubelet holds its key: the signer issues, never a Secret
         if spec.service_account_name and pod.service_account != spec.service_account_name:
             return False
         try:

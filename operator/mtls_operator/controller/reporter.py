@@ -90,7 +90,8 @@ class Reporter:
         """The metrics, the Events and the status of a pass (with what the policy refused, if anything)."""
         self._observe(identity, tally)
         readiness = summarize_readiness(pods=tally.pods, issued=tally.valid, selector_text=spec.selector.to_query(),
-                                        conflicts=tally.conflicts, clashes=tally.clashes, failures=tally.failures)
+                                        conflicts=tally.conflicts, clashes=tally.clashes, failures=tally.failures,
+                                        pod_certificates=tally.pod_certificates)
         if refusal is not None:
             # What is issued first: a long refusal is cut at the status's message limit, never these facts.
             readiness = Readiness(False, "PolicyViolation", f"{refusal.outcome}; {readiness.message}; {refusal}")
@@ -98,7 +99,7 @@ class Reporter:
             previous=identity.status,
             readiness=readiness,
             generation=identity.meta.generation,
-            pods=tally.pods,
+            pods=tally.pods + tally.pod_certificates,
             issued=tally.valid,
             spiffe_ids=tally.spiffe_ids,
             next_renewal=tally.next_renewal,
@@ -107,6 +108,7 @@ class Reporter:
             ca_condition=self.ca_condition(),
             rotation_phase=str(self.ca_store.rotation.phase),
             last_issuance=tally.last_issuance(self.clock()),
+            pod_certificate_pods=tally.pod_certificates,
         )
         if (summary := tally.issued_summary()) is not None:
             await self.event(identity, "Normal", "Issued", summary, now)

@@ -17,6 +17,7 @@ from typing import Any
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import NEXT_TLS_CRT, NEXT_TLS_KEY, PUBLISHED_CRT, CAStore
+from mtls_operator.controller.cluster_trust_bundle import ClusterTrustBundlePublisher
 from mtls_operator.controller.loop import run_woken
 from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, PKIError
 from mtls_operator.k8s import JSON, Cluster
@@ -82,6 +83,8 @@ class RotationController:
         # reported once each, never counted.
         self._foreign_reported: set[str] = set()
         self._wake = asyncio.Event()
+        # The signer's ClusterTrustBundle, with pod certificates on: waited for like a trust ConfigMap.
+        self.cluster_trust_bundle: ClusterTrustBundlePublisher | None = None
 
     @property
     def where(self) -> str:
@@ -364,7 +367,8 @@ class RotationController:
         return 0.0
 
     async def _fleet(self, bundle_pem: bytes, previous: str | None) -> tuple[Fleet, list[str]]:
-        """Count pod Secrets and trust ConfigMaps behind the bundle, and leaves of the previous CA.
+        """Count pod Secrets, trust ConfigMaps and the ClusterTrustBundle behind the bundle, and leaves of
+        the previous CA.
 
         Only what the operator wrote counts: the pod Secret of a live opted-in pod and an existing
         identity (under that pod's Secret name, not being deleted), trust ConfigMaps in namespaces with
@@ -409,8 +413,16 @@ class RotationController:
                 stale += 1
                 where = f"ConfigMap {config_map.meta.namespace}/{c.TRUST_BUNDLE_CONFIGMAP}"
                 laggards[where] = laggards.get(where, 0) + 1
+        bundles = 0
+        if self.cluster_trust_bundle is not None:
+            carries = await self.cluster_trust_bundle.carries(bundle_pem)
+            if carries is not None:
+                bundles = 1
+                if not carries:
+                    stale += 1
+                    laggards[f"ClusterTrustBundle {self.cluster_trust_bundle.name}"] = 1
         named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
-        fleet = Fleet(objects=len(ours) + len(config_maps), stale_bundle=stale,
+        fleet = Fleet(objects=len(ours) + len(config_maps) + bundles, stale_bundle=stale,
                       leaves_of_previous=old_leaves)
         return fleet, named
 

@@ -16,6 +16,8 @@ from mtls_operator.times import format_time
 class PassTally:
     pods: int = 0
     valid: int = 0
+    # Selected pods whose key the kubelet holds (delivery by PodCertificate): not in ``pods``.
+    pod_certificates: int = 0
     served: set[str] = field(default_factory=set)
     spiffe_ids: set[str] = field(default_factory=set)
     next_renewal: datetime | None = None

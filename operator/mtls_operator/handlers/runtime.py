@@ -15,6 +15,7 @@ from mtls_operator import __version__
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
+from mtls_operator.controller.cluster_trust_bundle import ClusterTrustBundlePublisher
 from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.retry import BackOff
@@ -51,6 +52,8 @@ class Runtime:
     webhook_ca: WebhookCAStore | None = None
     webhook_ca_bundle: WebhookCABundle | None = None
     webhook_ca_rotation: WebhookCARotation | None = field(init=False, default=None)
+    # The signer's ClusterTrustBundle (None unless MTLS_POD_CERTIFICATES=true).
+    cluster_trust_bundle: ClusterTrustBundlePublisher | None = field(init=False, default=None)
     rotation: RotationController = field(init=False)
     # How often the rotation controller looks while a rotation is under way (tests shorten it).
     rotation_poll: float = 5.0
@@ -74,6 +77,12 @@ class Runtime:
             on_change=self._ca_changed, poll_interval=self.rotation_poll,
             idle_interval=max(self.rotation_poll, self.reconciler.ca_store.refresh_interval),
         )
+        if self.settings.pod_certificates:
+            ca_store = self.reconciler.ca_store
+            self.cluster_trust_bundle = ClusterTrustBundlePublisher(
+                self.reconciler.cluster, ca_store, self.settings.pod_certificate_signer, clock=self.clock,
+                interval=max(self.rotation_poll, ca_store.refresh_interval))
+            self.rotation.cluster_trust_bundle = self.cluster_trust_bundle
         if self.serving is not None and self.webhook_ca is not None:
             self.webhook_ca_bundle = WebhookCABundle(self.reconciler.cluster, self.webhook_ca,
                                                      self.settings.webhook_configuration)
@@ -120,6 +129,8 @@ class Runtime:
     def _ca_changed(self) -> None:
         for key in self.identities:
             self.queue.add(key)
+        if self.cluster_trust_bundle is not None:
+            self.cluster_trust_bundle.wake()
 
     @classmethod
     def build(
@@ -279,11 +290,14 @@ class Runtime:
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
         work = [self.queue.run(), self._watch_ca(), self._secret_watch().run(), self._watch_pods()]
         # Sharded, one shard drives the rotations of the CAs all shards share (MTLS_CA_ROTATION); the
-        # others follow the CA Secret (``_watch_ca`` and the Secret watch).
+        # others follow the CA Secret (``_watch_ca`` and the Secret watch). The signer's
+        # ClusterTrustBundle is cluster-wide too: the same shard keeps it.
         if self.settings.ca_rotation:
             work.append(self.rotation.run())
             if self.webhook_ca_rotation is not None:
                 work.append(self.webhook_ca_rotation.run())
+            if self.cluster_trust_bundle is not None:
+                work.append(self.cluster_trust_bundle.run())
         return work
 
     async def _watch_ca(self) -> None:

@@ -1,6 +1,7 @@
 """The admission webhooks, served by kopf on every replica (handler id = URL path).
 
-- ``/inject-pod`` (mutating, pod CREATE): injects the pod's Secret volume and mounts (injection.py);
+- ``/inject-pod`` (mutating, pod CREATE): injects the pod's Secret volume (or, for an identity with
+  ``delivery: PodCertificate``, its projected podCertificate volume) and mounts (injection.py);
 - ``/validate-identity`` (validating, MTLSIdentity CREATE and UPDATE): refuses a spec the operator
   would refuse, with the same message, at ``kubectl apply`` time (admission.py).
 
@@ -140,8 +141,11 @@ async def inject_pod(
     runtime = _runtime(memo)
     namespace = str(body.get("metadata", {}).get("namespace") or "")
     suffix = secret_name_suffix(secrets.randbelow(SUFFIX_SPACE))
+    settings = runtime.settings
+    signer = settings.pod_certificate_signer if settings.pod_certificates else None
     try:
-        result = inject(body, namespace=namespace, identities=runtime.identities.values(), suffix=suffix)
+        result = inject(body, namespace=namespace, identities=runtime.identities.values(), suffix=suffix,
+                        signer=signer)
         if result.identity is None and result.warnings and _may_look_up(memo):
             # What the watch has told us may lag (a replica just started, an identity just applied):
             # before admitting a pod without its certificate, ask the API server.
@@ -150,7 +154,7 @@ async def inject_pod(
             except KubernetesAPIError as exc:
                 logger.warning("could not list the identities of namespace %s: %s", namespace, exc)
             else:
-                result = inject(body, namespace=namespace, identities=listed, suffix=suffix)
+                result = inject(body, namespace=namespace, identities=listed, suffix=suffix, signer=signer)
     except InjectionError as exc:
         metadata = body.get("metadata", {})
         pod = str(metadata.get("name") or f"{metadata.get('generateName') or ''}*")
@@ -160,7 +164,9 @@ async def inject_pod(
     if result.identity is not None:
         injected = result.pod
         patch.fns.append(lambda raw: _become(raw, injected))
-        logger.debug("injected Secret %s for identity %s", result.secret_name, result.identity)
+        logger.debug("injected %s for identity %s",
+                     f"Secret {result.secret_name}" if result.secret_name else "a podCertificate volume",
+                     result.identity)
 
 
 # Lookups the pod webhook may make past the watch's view (``Runtime.identity_lookups``): anyone who

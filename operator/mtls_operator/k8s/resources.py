@@ -21,6 +21,8 @@ from mtls_operator.times import format_time
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 # Where leader election's Lease lives.
 LEASE_GROUP = "coordination.k8s.io"
+# Where ClusterTrustBundles live.
+CTB_GROUP = "certificates.k8s.io"
 
 
 def _items(listing: JSON) -> list[JSON]:
@@ -233,3 +235,31 @@ class Cluster:
         metadata = lease.get("metadata") or {}
         path = group_path(LEASE_GROUP, "v1", "leases", str(metadata.get("namespace")), str(metadata.get("name")))
         return await self.api.request("PUT", path, body={**dict(lease), "spec": dict(spec)})
+
+    # ClusterTrustBundles (certificates.k8s.io v1 or v1beta1, cluster-scoped) -------------------------
+
+    async def serves_resource(self, group: str, version: str, resource: str) -> bool:
+        """Whether discovery lists ``resource`` in ``group/version`` (404: the version is not served)."""
+        try:
+            listing = await self.api.request("GET", f"/apis/{group}/{version}")
+        except NotFoundError:
+            return False
+        resources = listing.get("resources") or []
+        return any(isinstance(item, dict) and item.get("name") == resource for item in resources)
+
+    async def get_cluster_trust_bundle(self, version: str, name: str) -> JSON | None:
+        try:
+            return await self.api.request("GET", group_path(CTB_GROUP, version, "clustertrustbundles", None, name))
+        except NotFoundError:
+            return None
+
+    async def create_cluster_trust_bundle(self, version: str, body: Mapping[str, Any]) -> JSON:
+        """Create; raises ``ConflictError`` when the name is taken."""
+        return await self.api.request("POST", group_path(CTB_GROUP, version, "clustertrustbundles"), body=dict(body))
+
+    async def replace_cluster_trust_bundle(self, version: str, body: Mapping[str, Any]) -> JSON:
+        """Replace (PUT) the bundle as read with a new spec: its ``resourceVersion`` makes a write by anyone
+        since the read a ``ConflictError``."""
+        name = str((body.get("metadata") or {}).get("name"))
+        return await self.api.request("PUT", group_path(CTB_GROUP, version, "clustertrustbundles", None, name),
+                                      body=dict(body))

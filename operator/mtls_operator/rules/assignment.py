@@ -3,7 +3,9 @@
 A pod is served when the identity is the oldest selecting it (others report a conflict), it runs
 as the identity's service account if one is named, and it is neither finished nor terminating (a
 terminating pod keeps its Secret: it may still be serving, but gets nothing new). Two pods claiming
-one Secret name: the one owning the Secret keeps it, else the first by name.
+one Secret name: the one owning the Secret keeps it, else the first by name. A pod whose own
+``mtls-identity`` volume asks our signer for a pod certificate (rules/delivery.py) is served by the
+kubelet and the signer: counted apart, and given no Secret.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mtls_operator import constants as c
+from mtls_operator.rules.delivery import delivered_by_pod_certificate
 from mtls_operator.rules.plan import IdentityRef, PodInfo, pod_spec, secret_name_for_pod, serving_identity
 from mtls_operator.rules.spec import IdentitySpec
 
@@ -30,6 +33,8 @@ class Assignment:
     invalid: list[tuple[str, str]] = field(default_factory=list)
     # (pod, why): a Secret name another pod of the identity has.
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    # Served pods whose key the kubelet holds (a podCertificate volume for our signer): no Secret.
+    pod_certificates: list[str] = field(default_factory=list)
 
 
 def assign_pods(
@@ -40,8 +45,10 @@ def assign_pods(
     spec: IdentitySpec,
     cluster_domain: str,
     owners: Mapping[str, str | None],
+    signer: str | None = None,
 ) -> Assignment:
-    """``owners``: the identity's existing Secrets by name -> the uid of the pod each belongs to."""
+    """``owners``: the identity's existing Secrets by name -> the uid of the pod each belongs to;
+    ``signer``: the operator's pod certificate signer (its pods get no Secret)."""
     result = Assignment()
     claims: dict[str, list[PodInfo]] = {}
     for pod in pods:
@@ -57,6 +64,9 @@ def assign_pods(
             continue
         if owner.uid != identity.uid or owner.name != identity.name:
             result.conflicts.append((pod.name, owner.name))
+            continue
+        if signer is not None and delivered_by_pod_certificate(pod.pod_certificate_signers, signer):
+            result.pod_certificates.append(pod.name)
             continue
         result.pods += 1
         try:

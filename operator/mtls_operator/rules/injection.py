@@ -16,6 +16,14 @@ For a pod labelled ``mtls.dev/inject: "true"`` that an identity serves (the rule
 - every container and init container mounts it read-only at ``/var/run/secrets/mtls.dev``, or at
   the pod's ``mtls.dev/mount-path`` (an absolute path without ``..``).
 
+For an identity with ``delivery: PodCertificate`` (rules/delivery.py), the ``mtls-identity`` volume is
+instead a projected volume whose ``podCertificate`` source has the kubelet generate the key and ask
+our signer for the certificate, and whose ``clusterTrustBundle`` source writes the trust bundle, at
+the same mount path and file names; no Secret is named. With pod certificates off in the operator
+(``signer`` None), nothing is injected and the pod is admitted with a warning: a volume nobody signs
+for would keep the pod from ever starting, and a Secret would put the key where the identity asked it
+never to be. A pod's own Secret volume ``mtls-identity`` is its author's choice and keeps the Secret.
+
 What the pod already carries is kept, and only what is missing is added, so a second pass adds
 nothing. A hand-made Secret volume ``mtls-identity`` is the pod author's choice of Secret: its
 ``secretName`` becomes the annotation when there is none, and an annotation naming another Secret
@@ -36,6 +44,7 @@ from typing import Any, Final
 
 from mtls_operator import constants as c
 from mtls_operator.errors import MTLSError
+from mtls_operator.rules.delivery import PodCertificateSource, capped_warning, projected_volume
 from mtls_operator.rules.plan import (
     IdentityRef,
     PodInfo,
@@ -76,8 +85,10 @@ class Injection:
     warnings: tuple[str, ...] = ()
 
 
-def inject(pod: Mapping[str, Any], *, namespace: str, identities: Iterable[IdentityRef], suffix: str) -> Injection:
-    """Inject the pod's Secret volume and mounts (see the module docstring); idempotent."""
+def inject(pod: Mapping[str, Any], *, namespace: str, identities: Iterable[IdentityRef], suffix: str,
+           signer: str | None = None) -> Injection:
+    """Inject the pod's volume and mounts (see the module docstring); idempotent. ``signer``: the
+    operator's pod certificate signer, ``None`` when pod certificates are off."""
     result = copy.deepcopy(dict(pod))
     metadata = result.setdefault("metadata", {})
     info = dataclasses.replace(pod_info(result), namespace=namespace)
@@ -87,6 +98,13 @@ def inject(pod: Mapping[str, Any], *, namespace: str, identities: Iterable[Ident
     owner = serving_identity(info, candidates)
     if owner is None:
         return Injection(pod=result, identity=None, secret_name=None, warnings=(_unselected_warning(info, candidates),))
+
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    volume = next((v for v in volumes if isinstance(v, dict) and v.get("name") == c.IDENTITY_VOLUME), None)
+    if owner.pod_certificate is not None and (volume is None or "secret" not in volume):
+        if signer is None:
+            return Injection(pod=result, identity=None, secret_name=None, warnings=(_pod_certificates_off(),))
+        return _inject_projected(result, owner, owner.pod_certificate, signer)
 
     annotations = metadata.setdefault("annotations", {})
     mount_path = _mount_path(annotations.get(c.MOUNT_PATH_ANNOTATION))
@@ -113,6 +131,39 @@ def inject(pod: Mapping[str, Any], *, namespace: str, identities: Iterable[Ident
             if isinstance(container, dict):
                 _mount(container, mount_path)
     return Injection(pod=result, identity=owner.name, secret_name=secret_name)
+
+
+def _inject_projected(result: dict[str, Any], owner: IdentityRef, source: PodCertificateSource,
+                      signer: str) -> Injection:
+    """The projected volume (kept when the pod already has ours) and the mounts, for a pod whose key the
+    kubelet holds."""
+    annotations = result["metadata"].get("annotations") or {}
+    mount_path = _mount_path(annotations.get(c.MOUNT_PATH_ANNOTATION))
+    spec = result.setdefault("spec", {})
+    volumes = spec.setdefault("volumes", [])
+    volume = next((v for v in volumes if isinstance(v, dict) and v.get("name") == c.IDENTITY_VOLUME), None)
+    if volume is None:
+        volumes.append(projected_volume(signer, source))
+    elif signer not in pod_info(result).pod_certificate_signers:
+        raise InjectionError(
+            f"the pod's volume {c.IDENTITY_VOLUME} is neither a Secret volume nor a projected volume with a "
+            f"podCertificate source for signer {signer}; remove it (the webhook adds it) or give it another name"
+        )
+    for field in ("initContainers", "containers"):
+        for container in spec.get(field) or []:
+            if isinstance(container, dict):
+                _mount(container, mount_path)
+    warning = capped_warning(source)
+    return Injection(pod=result, identity=owner.name, secret_name=None, warnings=(warning,) if warning else ())
+
+
+def _pod_certificates_off() -> str:
+    # Names no identity, as _unselected_warning does not: see there.
+    return (
+        "the MTLSIdentity that selects this pod asks for delivery: PodCertificate, but the operator runs with "
+        "pod certificates off (chart value podCertificates.enabled, MTLS_POD_CERTIFICATES): no "
+        f"{c.IDENTITY_VOLUME} volume is injected and the pod gets no certificate"
+    )
 
 
 def mount_path_problem(path: str) -> str | None:

@@ -26,6 +26,7 @@ from mtls_operator.pki import (
     parse_pem_certificates,
 )
 from mtls_operator.pki.keystore import Pkcs12Profile, keystore_p12, password_problem, truststore_p12
+from mtls_operator.rules.delivery import PodCertificateSource, pod_certificate_signers
 from mtls_operator.rules.policy import is_dns1123_subdomain, pod_dns_names
 from mtls_operator.rules.renewal import IssuedState
 from mtls_operator.rules.spec import IdentitySpec, LabelSelector, Pkcs12Keystore, parse_label_selector
@@ -57,6 +58,8 @@ class PodInfo:
     # here, so that a bad value is an error on that pod (pod_spec), never on the listing.
     hostname: str | None = None
     subdomain: str | None = None
+    # The signers of the podCertificate sources of the pod's mtls-identity volume (rules/delivery.py).
+    pod_certificate_signers: frozenset[str] = frozenset()
 
     @property
     def opted_in(self) -> bool:
@@ -83,6 +86,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         finished=status.get("phase") in ("Succeeded", "Failed"),
         hostname=_optional_text(spec.get("hostname")),
         subdomain=_optional_text(spec.get("subdomain")),
+        pod_certificate_signers=pod_certificate_signers(spec.get("volumes")),
     )
 
 
@@ -118,6 +122,8 @@ class IdentityRef:
     created: datetime
     selector: LabelSelector | None  # None: the selector is invalid, so it selects nothing
     service_account: str | None
+    # What the kubelet is asked for when the identity delivers by PodCertificate; None: by Secret.
+    pod_certificate: PodCertificateSource | None = None
 
     @property
     def sort_key(self) -> tuple[datetime, str]:
@@ -127,7 +133,8 @@ class IdentityRef:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def identity_ref(body: Mapping[str, Any], *, valid: bool = True) -> IdentityRef:
+def identity_ref(body: Mapping[str, Any], *, valid: bool = True,
+                 pod_certificate: PodCertificateSource | None = None) -> IdentityRef:
     """``valid=False`` for an identity whose spec is invalid: it selects nothing, so it takes no part in
     conflicts (an older identity with a broken spec must not keep pods from a working one)."""
     metadata = body.get("metadata") or {}
@@ -144,6 +151,7 @@ def identity_ref(body: Mapping[str, Any], *, valid: bool = True) -> IdentityRef:
         created=parse_time(metadata.get("creationTimestamp")) or _EPOCH,
         selector=selector,
         service_account=account if isinstance(account, str) and account else None,
+        pod_certificate=pod_certificate if valid else None,
     )
 
 
@@ -650,10 +658,13 @@ def identity_status(
     ca_condition: Readiness | None = None,
     rotation_phase: str | None = None,
     last_issuance: Mapping[str, Any] | None = None,
+    pod_certificate_pods: int | None = None,
 ) -> dict[str, Any]:
     """The identity's status. ``ca_condition`` and ``rotation_phase`` are kept from ``previous`` when
     not given (a pass that could not look at the CA); ``lastIssuance`` only changes when certificates
-    were issued."""
+    were issued. ``pods`` counts every selected pod, ``pod_certificate_pods`` those of them whose key
+    the kubelet holds (``issued`` counts only pods with a Secret): kept from ``previous`` when not
+    given, left out when never counted."""
     conditions = previous.get("conditions") or []
     written = [ready_condition(conditions, readiness, generation=generation, now=now)]
     if ca_condition is not None:
@@ -672,6 +683,11 @@ def identity_status(
     }
     if last_issuance is not None:
         status["lastIssuance"] = dict(last_issuance)
+    pod_certificates = pod_certificate_pods if pod_certificate_pods is not None else previous.get("podCertificatePods")
+    if pod_certificates:
+        status["podCertificatePods"] = pod_certificates
+    elif "podCertificatePods" in previous:
+        status["podCertificatePods"] = 0
     return status
 
 
@@ -687,9 +703,15 @@ def summarize_readiness(
     conflicts: Sequence[tuple[str, str]],
     clashes: Sequence[str],
     failures: Sequence[str],
+    pod_certificates: int = 0,
 ) -> Readiness:
-    """One condition a person can act on: the most pressing problem first, counts always shown."""
+    """One condition a person can act on: the most pressing problem first, counts always shown.
+    ``pods`` are the pods served by Secret; ``pod_certificates`` those whose key the kubelet holds
+    (their certificates are the signer's, reported by it)."""
     counts = f"{issued}/{pods} pods have valid certificates"
+    if pod_certificates:
+        kubelet = f"{pod_certificates} pod(s) get theirs from the kubelet (delivery PodCertificate)"
+        counts = kubelet if not pods else f"{counts}; {kubelet}"
     if conflicts:
         pod, owner = conflicts[0]
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
@@ -702,6 +724,8 @@ def summarize_readiness(
         return Readiness(False, "SecretConflict", f"{clashes[0]}; {counts}")
     if failures:
         return Readiness(False, "IssuanceFailed", f"{failures[0]}; {counts}")
+    if pods == 0 and pod_certificates:
+        return Readiness(True, "PodCertificates", counts)
     if pods == 0:
         return Readiness(
             False,

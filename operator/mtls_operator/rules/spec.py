@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from mtls_operator.constants import IDENTITY_LABEL, MANAGED_BY_LABEL
 from mtls_operator.errors import PolicyError, SpecError
-from mtls_operator.models import KEY_SIZES, KeyAlgorithm, KeySpec, Usage
+from mtls_operator.models import KEY_SIZES, Delivery, KeyAlgorithm, KeySpec, Usage
 from mtls_operator.pki.keystore import Pkcs12Profile
 from mtls_operator.rules import policy
 
@@ -314,6 +314,7 @@ SPEC_FIELDS: Final = (
     "renewBefore",
     "secretTemplate",
     "keystores",
+    "delivery",
 )
 _SPEC_HASH_VERSION: Final = 1
 _RESERVED_KEY_PREFIX: Final = "mtls.dev"
@@ -347,6 +348,8 @@ class IdentitySpec:
     secret_annotations: Mapping[str, str] = field(default_factory=_empty_map, hash=False)
     # Not in the certificate hash: keystores are re-written from the Secret's key, never re-issued.
     pkcs12: Pkcs12Keystore | None = None
+    # Not in the certificate hash either: it decides who holds the key, not what the certificate says.
+    delivery: Delivery = Delivery.SECRET
 
     def __post_init__(self) -> None:
         if not timedelta(0) < self.renew_before < self.duration:
@@ -466,6 +469,44 @@ def _parse_private_key(raw: object) -> KeySpec:
             f"{algorithm} does not support size {raw_size}; {algorithm} supports {_describe_sizes(sizes)}",
         )
     return KeySpec(algorithm=algorithm, size=raw_size)
+
+
+# The key types the kubelet generates for a podCertificate projected volume (core/v1
+# PodCertificateProjection.keyType), by the identity's key: RSA 2048 has none.
+POD_CERTIFICATE_KEY_TYPES: Final = MappingProxyType({
+    KeySpec(KeyAlgorithm.ECDSA, 256): "ECDSAP256",
+    KeySpec(KeyAlgorithm.ECDSA, 384): "ECDSAP384",
+    KeySpec(KeyAlgorithm.ED25519, None): "ED25519",
+    KeySpec(KeyAlgorithm.RSA, 3072): "RSA3072",
+    KeySpec(KeyAlgorithm.RSA, 4096): "RSA4096",
+})
+
+
+def _parse_delivery(raw: object, private_key: KeySpec, *, has_keystores: bool) -> Delivery:
+    path = "spec.delivery"
+    allowed = ", ".join(delivery.value for delivery in Delivery)
+    if raw is None:
+        return Delivery.SECRET
+    text = _require_string(raw, path, f"one of {allowed}")
+    try:
+        delivery = Delivery(text)
+    except ValueError:
+        raise SpecError(path, f"unknown delivery {text!r}; allowed (case-sensitive): {allowed}") from None
+    if delivery is Delivery.POD_CERTIFICATE and has_keystores:
+        raise SpecError(
+            "spec.keystores",
+            "keystores are written into each pod's Secret, and with delivery: PodCertificate there is none "
+            "(the kubelet holds the key); remove spec.keystores, or use delivery: Secret",
+        )
+    if delivery is Delivery.POD_CERTIFICATE and private_key not in POD_CERTIFICATE_KEY_TYPES:
+        supported = ", ".join(str(key) for key in POD_CERTIFICATE_KEY_TYPES)
+        raise SpecError(
+            "spec.privateKey",
+            f"{private_key} keys cannot be delivered as PodCertificate: the kubelet generates only "
+            f"{', '.join(POD_CERTIFICATE_KEY_TYPES.values())}; choose one of {supported} (for example "
+            "privateKey: {algorithm: RSA, size: 3072}), or delivery: Secret",
+        )
+    return delivery
 
 
 def _parse_spec_duration(raw: object, path: str) -> timedelta:
@@ -712,6 +753,7 @@ def parse_identity_spec(
     duration, renew_before = _parse_durations(spec.get("duration"), spec.get("renewBefore"), default_duration)
     secret_labels, secret_annotations = _parse_secret_template(spec.get("secretTemplate"))
     pkcs12 = _parse_keystores(spec.get("keystores"))
+    delivery = _parse_delivery(spec.get("delivery"), private_key, has_keystores=pkcs12 is not None)
     parsed = IdentitySpec(
         selector=selector,
         service_account_name=service_account,
@@ -723,6 +765,7 @@ def parse_identity_spec(
         secret_labels=secret_labels,
         secret_annotations=secret_annotations,
         pkcs12=pkcs12,
+        delivery=delivery,
     )
     refusal = _policy_refusal(
         parsed,
