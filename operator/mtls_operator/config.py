@@ -88,15 +88,14 @@ class Settings:
     # whether its leader drives the rotations of the shared CAs (exactly one shard must).
     shard_namespace_selector: str = ""
     ca_rotation: bool = True
+    # Pod certificates (Kubernetes 1.35+): sign PodCertificateRequests addressed to this signer and
+    # publish the trust bundle as its ClusterTrustBundle. Off unless asked for.
+    pod_certificates: bool = False
+    pod_certificate_signer: str = DEFAULT_SIGNER_NAME
 
     @property
     def sharded(self) -> bool:
         return bool(self.shard_namespace_selector)
-
-    # Kubelet-held keys (certificates.k8s.io PodCertificateRequests, ClusterTrustBundles): off unless
-    # asked for; the signer name pods' podCertificate volumes address.
-    pod_certificates: bool = False
-    pod_certificate_signer: str = DEFAULT_SIGNER_NAME
 
     @property
     def metrics_enabled(self) -> bool:

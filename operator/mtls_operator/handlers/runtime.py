@@ -346,15 +346,17 @@ class Runtime:
         work = [self.queue.run(), self._watch_ca(), self._secret_watch().run(), self._watch_pods(),
                 self._verify_listed()]
         # Sharded, one shard drives the rotations of the CAs all shards share (MTLS_CA_ROTATION); the
-        # others follow the CA Secret (``_watch_ca`` and the Secret watch).
+        # others follow the CA Secret (``_watch_ca`` and the Secret watch). The signer's
+        # ClusterTrustBundle is cluster-wide too: the same shard keeps it, and answers the
+        # PodCertificateRequests (cluster-wide as well, one signer name).
         if self.settings.ca_rotation:
             work.append(self.rotation.run())
             if self.webhook_ca_rotation is not None:
                 work.append(self.webhook_ca_rotation.run())
-        if self.signer is not None:
-            work.append(self.signer.run())
-        if self.cluster_trust_bundle is not None:
-            work.append(self.cluster_trust_bundle.run())
+            if self.cluster_trust_bundle is not None:
+                work.append(self.cluster_trust_bundle.run())
+            if self.signer is not None:
+                work.append(self.signer.run())
         return work
 
     async def _verify_listed(self) -> None:

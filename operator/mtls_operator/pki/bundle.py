@@ -7,6 +7,7 @@ by one forward scan that looks at each byte a bounded number of times (never a b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,6 +54,9 @@ class PemScan:
     problem: str | None = None
 
 
+# The same few CA certificates are fingerprinted several times for every leaf signed and every chain
+# checked: remembered (a certificate hashes and compares by its DER bytes).
+@functools.lru_cache(maxsize=256)
 def fingerprint(cert: x509.Certificate) -> str:
     """``sha256:`` and the lowercase hex SHA-256 of the DER certificate (as ``openssl x509 -fingerprint``)."""
     return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
