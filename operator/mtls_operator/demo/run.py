@@ -260,7 +260,8 @@ async def _scenario(emulator: Any, url: str, operator: OperatorThread, settings:
             f"expires {annotations.get(c.NOT_AFTER_ANNOTATION)}  serial {serial}…")
     by_pod = {secret["metadata"]["labels"][c.POD_LABEL]: secret for secret in secrets}
     checks: list[tuple[str, bool]] = []
-    checks.append(("every opted-in pod has its Secret", set(by_pod) == {"payments-0", "payments-1", orders_name}))
+    checks.append(("every opted-in pod of a Secret identity has its Secret",
+                   set(by_pod) == {"payments-0", "payments-1", orders_name}))
     checks.append(("the pod without the opt-in label has none", "payments-legacy" not in by_pod))
     volumes = {v["name"]: v for v in orders_pod["spec"].get("volumes") or []}
     checks.append(("the webhook-injected orders pod mounts the Secret the operator wrote for it",
