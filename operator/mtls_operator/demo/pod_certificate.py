@@ -225,9 +225,14 @@ async def serve_by_pod_certificate(
     say(f"signer {signer} answered {condition.get('type')}: notBefore {status.get('notBefore')}, notAfter "
         f"{status.get('notAfter')}, beginRefreshAt {status.get('beginRefreshAt')}")
 
-    chain = parse_pem_certificates(files.get(c.TLS_CRT, b""))
-    key = load_private_key_pem(files.get(c.TLS_KEY, b""))
-    anchors = parse_pem_certificates(files.get(c.CA_CRT, b""), BUNDLE_LIMITS)
+    try:
+        chain = parse_pem_certificates(files.get(c.TLS_CRT, b""))
+        key = load_private_key_pem(files.get(c.TLS_KEY, b""))
+        anchors = parse_pem_certificates(files.get(c.CA_CRT, b""), BUNDLE_LIMITS)
+    except PKIError as exc:
+        say(f"FAILED: the files the kubelet mounted do not parse: {exc}")
+        checks.append(("the pod's files hold a key, a chain and a trust bundle", False))
+        return checks
     leaf = chain[0]
     uris, dns_names = _spiffe_and_dns(leaf)
     bundle_name = cluster_trust_bundle_name(signer)
