@@ -167,8 +167,9 @@ class Kubelet:
             if not graph_lag(answer, self.node_name):
                 return answer
             if time.monotonic() > deadline:
-                raise AssertionError(f"the Node authorizer still relates node {self.node_name} to nothing at {path} "
-                                     f"after {within:.0f}s (is the pod bound to the node?): {answer.body.get('message')}")
+                raise AssertionError(f"the Node authorizer still relates node {self.node_name} to nothing at "
+                                     f"{path} after {within:.0f}s (is the pod bound to the node?): "
+                                     f"{answer.body.get('message')}")
             time.sleep(0.25)
 
     def register(self) -> str:
