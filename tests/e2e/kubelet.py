@@ -157,6 +157,8 @@ class Kubelet:
         self.node_name = node_name
         self.version = version
         self.node_uid = ""
+        # The pods bound here and not yet confirmed gone (namespace, name).
+        self.pods: list[tuple[str, str]] = []
 
     def read(self, path: str, *, within: float = GRAPH_LAG_SECONDS) -> Answer:
         """GET ``path`` as the node, again while the Node authorizer's graph has no edge from this node
@@ -193,7 +195,17 @@ class Kubelet:
                          "containers": [{"name": "app", "image": "example/app:1"}], "volumes": volumes or []}}
         answer = self.admin.create(f"/api/v1/namespaces/{namespace}/pods", body)
         assert answer.status == 201, f"pod {namespace}/{name}: {answer.status} {answer.body}"
+        self.pods.append((namespace, name))
         return answer.body
+
+    def finish_pods(self) -> None:
+        """Confirm that the pods bound here are gone, as the kubelet does once their containers stopped (a
+        deletion with grace period 0). Without a kubelet, a bound pod being deleted (its namespace deleted)
+        stays Terminating for ever, and still counts as live: e.g. a CA rotation waits for its certificate."""
+        for namespace, name in self.pods:
+            answer = self.admin.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", {"gracePeriodSeconds": 0})
+            assert answer.ok or answer.status == 404, f"pod {namespace}/{name}: {answer.status} {answer.body}"
+        self.pods.clear()
 
     def pod_sources(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
         """The pod's podCertificate sources, in volume order (the kubelet keys a credential by volume and

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,14 @@ def signer(cluster: Cluster, release: Release, operator: OperatorProcess) -> Sig
     wait_for(lambda: cluster.api.get(ctb_path(version, found.bundle_name)).ok, within=60,
              what=f"the operator's ClusterTrustBundle {found.bundle_name}")
     return found
+
+
+@pytest.fixture(autouse=True)
+def pods_finish(signer: Signer) -> Iterator[None]:
+    """After each test the node's pods go, as a kubelet would see them go: none stays behind holding a
+    certificate (a CA rotation waits for every live pod's)."""
+    yield
+    signer.kubelet.finish_pods()
 
 
 @pytest.fixture
