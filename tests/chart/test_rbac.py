@@ -115,7 +115,7 @@ def test_lease_rules_follow_the_lease_name(rendered: dict[str, Rendered]) -> Non
 # The signer's: the requests addressed to it, their status, "sign" for its name only, and the objects a
 # request is checked against, read by name.
 SIGNER = {
-    Grant(None, "certificates.k8s.io", "podcertificaterequests", verb, None) for verb in ("get", "list", "watch")
+    Grant(None, "certificates.k8s.io", "podcertificaterequests", verb, None) for verb in ("list", "watch")
 } | {
     Grant(None, "certificates.k8s.io", "podcertificaterequests/status", "update", None),
     Grant(None, "certificates.k8s.io", "signers", "sign", "mtls.dev/spiffe"),

@@ -4,7 +4,8 @@ makes for a pod's ``podCertificate`` projected volume sources.
 What the real kubelet does (pkg/kubelet/podcertificate/podcertificatemanager.go of 1.37), and this
 module does the same way, as the node (client certificate ``system:node:<name>`` in ``system:nodes``,
 so that the Node authorizer and the NodeRestriction admission plugin judge it):
-- reads the pod and its ServiceAccount (for the account's UID);
+- reads the pod and its ServiceAccount (for the account's UID), again while the Node authorizer's graph
+  (filled from informers after the pod is bound) has no edge to them yet, as the kubelet retries;
 - generates the key in memory (RSA3072, RSA4096, ECDSAP256/384/521, ED25519) and a stub PKCS#10
   request, empty apart from the public key and its self-signature (Go's
   ``x509.CreateCertificateRequest`` with an empty template: the signature is the proof of possession);
@@ -35,6 +36,9 @@ from tests.e2e.client import Answer, Client
 KEY_TYPES = ("RSA3072", "RSA4096", "ECDSAP256", "ECDSAP384", "ECDSAP521", "ED25519")
 TERMINAL = ("Issued", "Denied", "Failed")
 GROUP = "certificates.k8s.io"
+
+# How long a node's read waits for the Node authorizer's graph to learn a new pod's edges.
+GRAPH_LAG_SECONDS = 30.0
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -110,6 +114,13 @@ def condition(pcr: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def graph_lag(answer: Answer, node_name: str) -> bool:
+    """The Node authorizer's refusal of an object it has no edge to yet: its graph is filled from
+    informers after the pod is bound, so a read right after may meet it; the kubelet retries then."""
+    return answer.status == 403 and (
+        f"no relationship found between node '{node_name}' and this object" in str(answer.body.get("message", "")))
+
+
 def parse_time(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -146,6 +157,22 @@ class Kubelet:
         self.node_name = node_name
         self.version = version
         self.node_uid = ""
+        # The pods bound here and not yet confirmed gone (namespace, name).
+        self.pods: list[tuple[str, str]] = []
+
+    def read(self, path: str, *, within: float = GRAPH_LAG_SECONDS) -> Answer:
+        """GET ``path`` as the node, again while the Node authorizer's graph has no edge from this node
+        to the object yet (for ``within`` seconds); any other answer, 403s included, is returned as is."""
+        deadline = time.monotonic() + within
+        while True:
+            answer = self.client.get(path)
+            if not graph_lag(answer, self.node_name):
+                return answer
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the Node authorizer still relates node {self.node_name} to nothing at "
+                                     f"{path} after {within:.0f}s (is the pod bound to the node?): "
+                                     f"{answer.body.get('message')}")
+            time.sleep(0.25)
 
     def register(self) -> str:
         """Create the node's own Node object as the kubelet does (NodeRestriction lets a node create
@@ -168,7 +195,17 @@ class Kubelet:
                          "containers": [{"name": "app", "image": "example/app:1"}], "volumes": volumes or []}}
         answer = self.admin.create(f"/api/v1/namespaces/{namespace}/pods", body)
         assert answer.status == 201, f"pod {namespace}/{name}: {answer.status} {answer.body}"
+        self.pods.append((namespace, name))
         return answer.body
+
+    def finish_pods(self) -> None:
+        """Confirm that the pods bound here are gone, as the kubelet does once their containers stopped (a
+        deletion with grace period 0). Without a kubelet, a bound pod being deleted (its namespace deleted)
+        stays Terminating for ever, and still counts as live: e.g. a CA rotation waits for its certificate."""
+        for namespace, name in self.pods:
+            answer = self.admin.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", {"gracePeriodSeconds": 0})
+            assert answer.ok or answer.status == 404, f"pod {namespace}/{name}: {answer.status} {answer.body}"
+        self.pods.clear()
 
     def pod_sources(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
         """The pod's podCertificate sources, in volume order (the kubelet keys a credential by volume and
@@ -202,7 +239,7 @@ class Kubelet:
         and the kubelet retries then, as this does for ``within`` seconds."""
         namespace = pod["metadata"]["namespace"]
         if service_account_uid is None:
-            account = self.client.get(
+            account = self.read(
                 f"/api/v1/namespaces/{namespace}/serviceaccounts/{pod['spec'].get('serviceAccountName') or 'default'}")
             assert account.ok, f"the node cannot read the pod's ServiceAccount: {account.status} {account.body}"
             service_account_uid = account["metadata"]["uid"]
@@ -229,7 +266,8 @@ class Kubelet:
         deadline = time.monotonic() + within
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            answer = self.client.get(pcr_path(self.version, request.namespace, request.name))
+            answer = self.read(pcr_path(self.version, request.namespace, request.name),
+                               within=max(0.0, deadline - time.monotonic()))
             assert answer.ok, f"the node cannot read its request: {answer.status} {answer.body}"
             last = answer.body
             if condition(last):

@@ -130,7 +130,7 @@ def test_a_node_asks_for_its_own_pod_as_the_kubelet_does(setup: Setup) -> None:
     assert spec["nodeUID"] == setup.node_a.node_uid
     assert not (request.body.get("status") or {}).get("conditions"), "a new request has no condition"
     # The node may read its pods' requests back, and list its own with a field selector only.
-    assert setup.node_a.client.get(setup.pcr(request.name)).ok
+    assert setup.node_a.read(setup.pcr(request.name)).ok
     assert setup.node_a.client.get(setup.pcr(), fieldSelector="spec.nodeName=e2e-node-a").ok
     _refused(setup.node_a.client.get(setup.pcr()), 403, "can only list/watch podcertificaterequests with nodeName")
     _refused(setup.node_b.client.get(setup.pcr(request.name)), 403)

@@ -11,13 +11,15 @@ contract): the test plays the kubelet of a node for pods that an identity with
 - Refusals arrive as Denied conditions with a reason and a message: a pod no identity selects, a key of
   a type the identity does not use.
 - A CA rotation moves the ClusterTrustBundle through the phases as the Secrets' ca.crt (old, old+new,
-  new) while requests keep being issued, under the new CA at the end.
+  new) while requests keep being issued; the old CA stays trusted while a pod still holds its leaf (only
+  the kubelet can replace it, at beginRefreshAt), and goes once the kubelet has asked again.
 """
 
 from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,14 @@ def signer(cluster: Cluster, release: Release, operator: OperatorProcess) -> Sig
     wait_for(lambda: cluster.api.get(ctb_path(version, found.bundle_name)).ok, within=60,
              what=f"the operator's ClusterTrustBundle {found.bundle_name}")
     return found
+
+
+@pytest.fixture(autouse=True)
+def pods_finish(signer: Signer) -> Iterator[None]:
+    """After each test the node's pods go, as a kubelet would see them go: none stays behind holding a
+    certificate (a CA rotation waits for every live pod's)."""
+    yield
+    signer.kubelet.finish_pods()
 
 
 @pytest.fixture
@@ -238,8 +248,8 @@ def _fingerprint(cluster: Cluster) -> str:
 
 
 @pytest.mark.timeout(900)
-def test_a_ca_rotation_moves_the_cluster_trust_bundle_and_issuance_follows(signer: Signer, web: str,
-                                                                           namespace: str) -> None:
+def test_a_ca_rotation_moves_the_cluster_trust_bundle_and_waits_for_the_kubelet(signer: Signer, web: str,
+                                                                                namespace: str) -> None:
     pod = signer.pod(namespace, "web-0", "web")
     first, _ = signer.issue(pod)
     old = {_der(cert) for cert in signer.anchors()}
@@ -251,7 +261,8 @@ def test_a_ca_rotation_moves_the_cluster_trust_bundle_and_issuance_follows(signe
 
     phases: list[str] = []
     bundles: list[frozenset[bytes]] = [frozenset(old)]
-    issued_during = 0
+    current = first  # what the pod's volume holds
+    refreshed = False
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         phase = _phase(signer.cluster)
@@ -260,27 +271,41 @@ def test_a_ca_rotation_moves_the_cluster_trust_bundle_and_issuance_follows(signe
         anchors = frozenset(_der(cert) for cert in signer.anchors())
         if anchors != bundles[-1]:
             bundles.append(anchors)
-        if phase != "Idle" and issued_during < 3:
-            # The kubelet keeps asking through the rotation; each answer verifies against the bundle of the moment.
-            files, _ = signer.issue(pod)
-            _issued_by_one_of(files.chain[0], signer.anchors())
-            issued_during += 1
+        if phase == "Distributing" and current is first:
+            # The kubelet may ask during the rotation; the old CA still signs, and the answer verifies.
+            current, _ = signer.issue(pod)
+            assert _der(_issued_by_one_of(current.chain[0], signer.anchors())) == _der(old_signer)
+        if phase == "Reissuing" and not refreshed:
+            # The pod presents the old CA's leaf, which only its kubelet can replace (at beginRefreshAt):
+            # the old CA must stay trusted until then, however long the propagation delay is past.
+            assert current.begin_refresh_at > datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=10)
+            held_until = time.monotonic() + 15
+            while time.monotonic() < held_until:
+                assert _phase(signer.cluster) == "Reissuing", "the old CA was retired while a pod still holds its leaf"
+                assert _der(old_signer) in {_der(cert) for cert in signer.anchors()}
+                time.sleep(1)
+            # The kubelet asks again (early here, as after a restart; at beginRefreshAt otherwise): the new
+            # CA answers, and the rotation goes on.
+            current, _ = signer.issue(pod)
+            assert _der(_issued_by_one_of(current.chain[0], signer.anchors())) != _der(old_signer)
+            refreshed = True
         if phase == "Idle" and _fingerprint(signer.cluster) != fingerprint:
             break
         time.sleep(0.5)
     else:
         raise AssertionError(f"the rotation did not finish within 600s; phases seen: {phases}")
     assert [phase for phase in phases if phase != "Idle"] == ["Distributing", "Reissuing", "Retiring"], phases
-    assert issued_during > 0
+    assert refreshed
 
     # The bundle went old -> old+new -> new, as the Secrets' ca.crt does.
     new = bundles[-1]
     assert len(bundles) == 3, f"{len(bundles)} distinct bundles: want old, old+new, new"
     assert bundles[1] == frozenset(old) | new, "old and new during the rotation"
     assert not new & frozenset(old), "the new CA alone at the end"
-    after, _ = signer.issue(pod)
-    new_signer = _issued_by_one_of(after.chain[0], signer.anchors())
+    # What the pod holds verifies against the final bundle; the old CA's leaves no longer do.
+    new_signer = _issued_by_one_of(current.chain[0], signer.anchors())
     assert _der(new_signer) in new
-    assert _der(new_signer) != _der(old_signer)
+    after, _ = signer.issue(pod)
+    assert _der(_issued_by_one_of(after.chain[0], signer.anchors())) == _der(new_signer)
     with pytest.raises(AssertionError):
         _issued_by_one_of(first.chain[0], signer.anchors())

@@ -15,6 +15,7 @@ from mtls_operator.rules.delivery import PodCertificateSource, projected_volume
 from mtls_operator.rules.plan import secret_data
 
 from .conftest import (
+    NS,
     OPERATOR_NS,
     FakeClock,
     OperatorHandle,
@@ -80,6 +81,12 @@ async def test_a_pod_asking_our_signer_gets_no_secret(emulator: Emulator, pcr_op
     assert sorted(managed_secrets(emulator, "web")) == ["web-web-1"]
     status = get_identity(emulator, "web")["status"]
     assert (status["pods"], status["issued"], status["podCertificatePods"]) == (2, 1, 1)
+    # Both pods' SPIFFE IDs, the kubelet's pod's included.
+    emulator.create(with_pod_certificate_volume(pod("web-2", "web", sa="api")))
+    await eventually(lambda: get_identity(emulator, "web")["status"].get("podCertificatePods") == 2,
+                     what="web-2 counted")
+    assert get_identity(emulator, "web")["status"]["spiffeIDs"] == [
+        f"spiffe://cluster.local/ns/{NS}/sa/api", f"spiffe://cluster.local/ns/{NS}/sa/default"]
 
 
 async def test_pod_certificates_off_the_identity_says_so(emulator: Emulator, operator: OperatorHandle) -> None:

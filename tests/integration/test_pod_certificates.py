@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kube_emulator import Emulator, EmulatorServer
@@ -203,3 +204,55 @@ async def test_the_kubelet_stand_in_mounts_the_signed_certificate(emulator: Emul
     verify_leaf(chain[0], chain[1:], ca_bundle(emulator), clock())
     names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == ["spiffe://cluster.local/ns/shop/sa/web"]
+
+
+def _rotation_phase(emulator: Emulator) -> str:
+    secret = emulator.get("v1", "secrets", "mtls-operator-ca", OPERATOR_NS) or {}
+    return str((secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", "Idle"))
+
+
+async def _advance_until(emulator: Emulator, clock: FakeClock, wanted: str, *, steps: int = 200) -> None:
+    for _ in range(steps):
+        if _rotation_phase(emulator) == wanted:
+            return
+        clock.advance(timedelta(seconds=2))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the rotation never reached {wanted} (phase {_rotation_phase(emulator)})")
+
+
+async def test_a_ca_rotation_keeps_the_old_ca_until_the_kubelets_have_refreshed(server: EmulatorServer,
+                                                                               clock: FakeClock) -> None:
+    """The operator cannot renew a certificate the kubelet holds: the old CA stays in the bundle (and the
+    ClusterTrustBundle) until the pod's kubelet has asked again and the new CA answered."""
+    emulator = server.emulator
+    handle = OperatorHandle(server, clock, operator_settings(pod_certificates=True,
+                                                             ca_propagation_delay=timedelta(seconds=20)))
+    await handle.start()
+    try:
+        emulator.create(identity("web"))
+        facts = kubelet_world(emulator)
+        create_request(emulator, kubelet_key(), facts, name="req-1")
+        first = parse_pem_certificates((await answered(emulator, "req-1"))["certificateChain"].encode())[0]
+        old = ca_bundle(emulator)
+        emulator.patch("v1", "secrets", "mtls-operator-ca", OPERATOR_NS,
+                       {"metadata": {"annotations": {"mtls.dev/rotate": "true"}}})
+        await _advance_until(emulator, clock, "Reissuing")
+        # Well past the propagation delay: the pod still presents the old CA's leaf, so the old CA stays.
+        for _ in range(60):
+            clock.advance(timedelta(seconds=2))
+            await asyncio.sleep(0.05)
+        assert _rotation_phase(emulator) == "Reissuing"
+        trusted = {cert.fingerprint(hashes.SHA256()) for cert in ca_bundle(emulator)}
+        assert {cert.fingerprint(hashes.SHA256()) for cert in old} <= trusted
+        assert any(first.issuer == cert.subject for cert in ca_bundle(emulator))
+
+        # The kubelet asks again (at beginRefreshAt): the new CA answers, and the rotation goes on.
+        create_request(emulator, kubelet_key(), facts, name="req-2")
+        second = parse_pem_certificates((await answered(emulator, "req-2"))["certificateChain"].encode())[0]
+        assert second.issuer != first.issuer
+        await _advance_until(emulator, clock, "Idle")
+        left = {cert.fingerprint(hashes.SHA256()) for cert in ca_bundle(emulator)}
+        assert not {cert.fingerprint(hashes.SHA256()) for cert in old} & left
+        assert any(second.issuer == cert.subject for cert in ca_bundle(emulator))
+    finally:
+        await handle.stop()

@@ -15,8 +15,9 @@ from mtls_operator import constants as c
 from mtls_operator.errors import SpecError
 from mtls_operator.pki import create_self_signed_ca, sign_public_key
 from mtls_operator.rules import podcert as pc
-from mtls_operator.rules.plan import identity_ref
+from mtls_operator.rules.plan import identity_ref, pod_info
 from mtls_operator.rules.spec import parse_identity_spec
+from mtls_operator.times import parse_time
 from tests.unit.pcr_cases import (
     NODE_UID,
     POD_UID,
@@ -420,3 +421,51 @@ def test_every_reason_is_a_condition_reason(reason: str) -> None:
 def test_base64_of_request_fields_is_standard() -> None:
     body = pcr_body(P256)
     assert base64.b64decode(body["spec"]["stubPKCS10Request"]) == pc.parse_request(body).stub_pkcs10
+
+
+# --- a CA rotation and the certificates kubelets hold -------------------------------------------------------------
+
+
+def _issued_request(ca: Any, created: str, *, pod_uid: str = POD_UID) -> dict[str, Any]:
+    status, _, _ = _issue(ca=ca)
+    body = pcr_body(P256)
+    body["metadata"]["creationTimestamp"] = created
+    body["spec"]["podUID"] = pod_uid
+    body["status"] = status
+    return body
+
+
+def _live_pod(uid: str = POD_UID, **changes: Any) -> Any:
+    return replace(pod_info(pod_body(uid=uid)), **changes)
+
+
+def test_the_pod_certificates_of_another_ca_that_live_pods_hold_are_counted() -> None:
+    new = create_self_signed_ca(NOW - timedelta(hours=1))
+    old_leaf = _issued_request(CA, "2026-11-27T07:00:00Z")
+    held = pc.held_by_kubelets([old_leaf], [_live_pod()], SIGNER, new.cert, NOW)
+    assert (held.count, held.pods) == (1, ("shop/web-0",))
+    # Due at the leaf's beginRefreshAt, when the kubelet asks again.
+    assert held.refresh_by == parse_time(old_leaf["status"]["beginRefreshAt"])
+    # Its kubelet asked again and the new CA answered: the newest Issued request is what the pod holds.
+    renewed = _issued_request(new, "2026-11-27T07:30:00Z")
+    assert pc.held_by_kubelets([old_leaf, renewed], [_live_pod()], SIGNER, new.cert, NOW).count == 0
+    # Answered across the switch within one second: the current CA's is taken as the newer.
+    same_second = _issued_request(new, "2026-11-27T07:00:00Z")
+    assert pc.held_by_kubelets([same_second, old_leaf], [_live_pod()], SIGNER, new.cert, NOW).count == 0
+
+
+def test_what_no_live_pod_holds_or_has_expired_is_not_waited_for() -> None:
+    new = create_self_signed_ca(NOW - timedelta(hours=1))
+    old_leaf = _issued_request(CA, "2026-11-27T07:00:00Z")
+    finished = _live_pod(finished=True)
+    assert pc.held_by_kubelets([old_leaf], [finished], SIGNER, new.cert, NOW).count == 0
+    assert pc.held_by_kubelets([old_leaf], [_live_pod(uid="another-pod")], SIGNER, new.cert, NOW).count == 0
+    # Another signer's pods and requests are not ours.
+    assert pc.held_by_kubelets([old_leaf], [_live_pod()], "example.com/other", new.cert, NOW).count == 0
+    # Past the leaf's notAfter nobody presents it: a rotation never waits longer than the last expiry.
+    expires = x509.load_pem_x509_certificate(old_leaf["status"]["certificateChain"].encode()).not_valid_after_utc
+    assert pc.held_by_kubelets([old_leaf], [_live_pod()], SIGNER, new.cert, expires).count == 0
+    # Denied, pending and unreadable answers hold nothing.
+    denied = {**pcr_body(P256), "status": pc.refused_status(pc.Refusal(pc.DENIED, "NoIdentity", "no"), NOW)}
+    garbled = {**old_leaf, "status": {**old_leaf["status"], "certificateChain": "not PEM"}}
+    assert pc.held_by_kubelets([denied, pcr_body(P256), garbled], [_live_pod()], SIGNER, new.cert, NOW).count == 0

@@ -127,8 +127,9 @@ async def test_cleanup_deletes_only_pod_secrets_of_the_identity() -> None:
     assert (NS, "web") not in rec.index.served
 
 
-def _with_pod_certificate_volume(cluster: FakeCluster, name: str, signer: str = "mtls.dev/spiffe") -> None:
-    body = cluster.add_pod(NS, name, {"app": "web"})
+def _with_pod_certificate_volume(cluster: FakeCluster, name: str, signer: str = "mtls.dev/spiffe", *,
+                                 account: str = "default") -> None:
+    body = cluster.add_pod(NS, name, {"app": "web"}, account=account)
     source = PodCertificateSource("ECDSAP256", 86400)
     body["spec"]["volumes"] = [projected_volume(signer, source)]
 
@@ -159,11 +160,14 @@ async def test_only_pod_certificate_pods_make_the_identity_ready_without_secrets
     cluster, clock = FakeCluster(), Clock()
     cluster.add_identity(NS, "web", {**WEB, "delivery": "PodCertificate"})
     _with_pod_certificate_volume(cluster, "web-0")
+    _with_pod_certificate_volume(cluster, "web-1", account="api")
     rec = await reconciler(cluster, clock, pod_certificates=True)
     await rec.reconcile((NS, "web"))
     assert [w for w in cluster.writes if w[1] == "Secret"] == []
     status = cluster.identities[(NS, "web")]["status"]
-    assert (status["pods"], status["issued"], status["podCertificatePods"]) == (1, 0, 1)
+    assert (status["pods"], status["issued"], status["podCertificatePods"]) == (2, 0, 2)
+    # The IDs the signer gives these pods, from their accounts, as for pods served by Secret.
+    assert status["spiffeIDs"] == [f"spiffe://cluster.local/ns/{NS}/sa/api", f"spiffe://cluster.local/ns/{NS}/sa/default"]
     assert (status["conditions"][0]["status"], status["conditions"][0]["reason"]) == ("True", "PodCertificates")
 
 

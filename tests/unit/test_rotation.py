@@ -187,3 +187,22 @@ def test_only_a_phase_waiting_past_its_bound_for_objects_is_stalled(
     state = RotationState(phase=phase, since=since)
     decision = Decision(Step.WAIT, "kubelet", timedelta(seconds=30)) if step == "timed" else Decision(Step(step), "x")
     assert stalled(state, decision, BOUND, NOW) is expected
+
+
+def test_reissuing_waits_for_the_kubelets_refresh_of_the_previous_cas_pod_certificates() -> None:
+    due = NOW + timedelta(minutes=40)
+    held = Fleet(10, 0, 0, held_by_kubelets=2, refresh_by=due)
+    decision = next_step(state(Phase.REISSUING, settled=DELAY), held, NOW, DELAY)
+    assert (decision.step, decision.wait) == (Step.WAIT, timedelta(minutes=40))
+    assert "2 pod certificate(s) of the previous CA" in decision.message
+    assert "the last is due by 2026-11-27T12:40:00Z" in decision.message
+    # A timed wait is no stall, however long the refresh is ahead.
+    assert not stalled(state(Phase.REISSUING), decision, timedelta(minutes=10), NOW + timedelta(minutes=30))
+    # Past the refresh time the kubelet is late: a plain wait, which the stall bound watches.
+    late = next_step(state(Phase.REISSUING), held, due + timedelta(minutes=1), DELAY)
+    assert (late.step, late.wait) == (Step.WAIT, timedelta(0))
+    # Once none is held, the old CA may go (after the propagation delay, as ever).
+    done = next_step(state(Phase.REISSUING, settled=DELAY), CAUGHT_UP, NOW, DELAY)
+    assert done.step is Step.RETIRE
+    # Other phases do not wait for them.
+    assert next_step(state(Phase.RETIRING), held, NOW, DELAY).step is Step.FINISH

@@ -393,6 +393,10 @@ class Reconciler:
                            signer=self.settings.pod_certificate_signer)
         tally = PassTally(pods=plan.pods, conflicts=plan.conflicts, pod_certificates=len(plan.pod_certificates),
                           served={pod.name for _, pod in plan.assigned} | set(plan.pod_certificates))
+        # The kubelet's pods get their certificate from the signer, with the ID the pod's account gives.
+        by_name = {pod.name: pod for pod in pods}
+        for pod_name in plan.pod_certificates:
+            tally.spiffe_ids.add(self.issuer.spiffe_id(by_name[pod_name]))
         for pod_name, message in plan.invalid:
             tally.fail(IssuanceError.INVALID_SPEC, message, pod_name)
         for pod_name, message in plan.duplicates:

@@ -31,6 +31,7 @@ from mtls_operator.pki import (
     merge_bundles,
     parse_pem_certificates,
 )
+from mtls_operator.rules import podcert
 from mtls_operator.rules.plan import (
     PodInfo,
     b64text,
@@ -40,6 +41,7 @@ from mtls_operator.rules.plan import (
     secret_data,
     secret_name_for_pod,
 )
+from mtls_operator.rules.podcert import HeldByKubelets
 from mtls_operator.rules.rotation import (
     ORIGIN_GENERATED,
     ORIGIN_SUPPLIED,
@@ -97,6 +99,8 @@ class RotationController:
         self._wake = asyncio.Event()
         # The signer's ClusterTrustBundle, with pod certificates on: waited for like a trust ConfigMap.
         self.cluster_trust_bundle: ClusterTrustBundlePublisher | None = None
+        # The certificates.k8s.io version serving PodCertificateRequests, once asked (pod certificates on).
+        self._pcr_version: str | None = None
 
     @property
     def where(self) -> str:
@@ -435,9 +439,15 @@ class RotationController:
                 if not carries:
                     stale += 1
                     laggards[f"ClusterTrustBundle {self.cluster_trust_bundle.name}"] = 1
+        held = HeldByKubelets()
+        if previous is not None and self.settings.pod_certificates:
+            held = await self._held_by_kubelets(list(live_pods.values()))
+            if held.count:
+                shown = ", ".join(held.pods[:3]) + (f" and {held.count - 3} more" if held.count > 3 else "")
+                laggards[f"pod certificates held by kubelets: {shown}"] = held.count
         named = [f"{where}: {count}" for where, count in sorted(laggards.items(), key=lambda item: -item[1])[:5]]
         fleet = Fleet(objects=len(ours) + len(config_maps) + bundles, stale_bundle=stale,
-                      leaves_of_previous=old_leaves)
+                      leaves_of_previous=old_leaves, held_by_kubelets=held.count, refresh_by=held.refresh_by)
         return fleet, named
 
     async def _secrets_and_pods(self, managed: str) -> tuple[list[SecretView], dict[str, PodInfo]]:
@@ -449,6 +459,21 @@ class RotationController:
         listed = await self.cluster.list_secrets_everywhere(f"{managed},{c.IDENTITY_LABEL}")
         pods = await self.cluster.list_pods_everywhere(f"{c.INJECT_LABEL}={c.INJECT_VALUE}")
         return list(map(SecretView.of, listed)), {info.uid: info for info in map(pod_info, pods)}
+
+    async def _held_by_kubelets(self, pods: list[PodInfo]) -> HeldByKubelets:
+        """Pod certificates of the previous CA that live pods hold: their kubelet replaces them at their
+        beginRefreshAt (the operator cannot sooner), and the old CA stays trusted until then."""
+        if self._pcr_version is None:
+            for version in podcert.VERSIONS:
+                if await self.cluster.serves_resource(podcert.GROUP, version, podcert.RESOURCE):
+                    self._pcr_version = version
+                    break
+            else:
+                return HeldByKubelets()
+        signer = self.settings.pod_certificate_signer
+        listing = await self.cluster.list_pod_certificate_requests(self._pcr_version, signer)
+        requests = [item for item in listing.get("items") or [] if isinstance(item, dict)]
+        return podcert.held_by_kubelets(requests, pods, signer, self.ca_store.current().cert, self.clock())
 
     async def _report_foreign(self, foreign: list[str]) -> None:
         new = sorted(set(foreign) - self._foreign_reported)

@@ -19,6 +19,7 @@ class PassTally:
     # Selected pods whose key the kubelet holds (delivery by PodCertificate): not in ``pods``.
     pod_certificates: int = 0
     served: set[str] = field(default_factory=set)
+    # Of the pods holding a valid certificate, and of the kubelet's pods (their ID is the signer's to give).
     spiffe_ids: set[str] = field(default_factory=set)
     next_renewal: datetime | None = None
     conflicts: list[tuple[str, str]] = field(default_factory=list)

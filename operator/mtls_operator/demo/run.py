@@ -5,7 +5,9 @@ mutual-TLS handshake between a ``payments`` pod and an ``orders`` pod succeeds, 
 certificate from a foreign CA is refused. ``payments`` runs StatefulSet-style pods with stable names;
 the ``orders`` pod is created as a Deployment's is (only a generateName) through the API, so the
 operator's admission webhook injects its Secret volume, as it would in a cluster with the Helm chart.
-Exits 0 only if all of that held.
+With pod certificates on, an ``inventory`` pod is served by the kubelet instead
+(``spec.delivery: PodCertificate``, see ``pod_certificate.py``): its key never leaves the node, and its
+files do mutual TLS with a Secret-served pod's. Exits 0 only if all of that held.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from kube_emulator import EmulatorServer, load_crds
 from mtls_operator import constants as c
 from mtls_operator.config import Settings
 from mtls_operator.demo.handshake import HandshakeResult, TLSFiles, mutual_tls_handshake
+from mtls_operator.demo.pod_certificate import serve_by_pod_certificate
 from mtls_operator.main import OperatorThread
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki import LeafRequest, create_self_signed_ca, issue_leaf
@@ -158,15 +161,15 @@ async def run_demo_async(output_dir: Path | None, out: TextIO) -> int:
                                                     namespace=OPERATOR_NAMESPACE):
             emulator.create(configuration)
         emulator.route_service(OPERATOR_NAMESPACE, WEBHOOK_SERVICE, 443, f"127.0.0.1:{webhook_port}")
-        operator = OperatorThread(
-            # No metrics endpoint: the demo must not take (or collide on) port 9090.
-            Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0, webhook_port=webhook_port, health_port=0,
-                     leader_election=False), server.client_configuration()
-        )
+        # No metrics endpoint: the demo must not take (or collide on) port 9090. Pod certificates on: the
+        # signer and the ClusterTrustBundle publisher run.
+        settings = Settings(namespace=OPERATOR_NAMESPACE, metrics_port=0, webhook_port=webhook_port, health_port=0,
+                            leader_election=False, pod_certificates=True)
+        operator = OperatorThread(settings, server.client_configuration())
         await asyncio.to_thread(operator.start)
         say(f"Started the operator (kopf) against it, serving its admission webhooks on port {webhook_port}")
         try:
-            return await _scenario(emulator, server.url, operator, webhook_port, output_dir, say, started)
+            return await _scenario(emulator, server.url, operator, settings, output_dir, say, started)
         finally:
             await asyncio.to_thread(operator.stop)
 
@@ -197,11 +200,11 @@ async def _create_through_api(url: str, body: Mapping[str, Any]) -> tuple[int, d
         return response.status, await response.json(), response.headers.getall("Warning", [])
 
 
-async def _scenario(emulator: Any, url: str, operator: OperatorThread, webhook_port: int, output_dir: Path | None,
+async def _scenario(emulator: Any, url: str, operator: OperatorThread, settings: Settings, output_dir: Path | None,
                     say: Say, started: float) -> int:
     # First what the identities need: the operator writes them (its finalizer) through the API server, which
     # calls the identities webhook; before the webhook's CA is in place that call fails (open, with a warning).
-    if not await _webhooks_ready(emulator, operator, webhook_port):
+    if not await _webhooks_ready(emulator, operator, settings.webhook_port):
         say("FAILED: the admission webhooks did not become ready in time")
         return 1
     for app, workload in WORKLOADS.items():
@@ -257,7 +260,8 @@ async def _scenario(emulator: Any, url: str, operator: OperatorThread, webhook_p
             f"expires {annotations.get(c.NOT_AFTER_ANNOTATION)}  serial {serial}…")
     by_pod = {secret["metadata"]["labels"][c.POD_LABEL]: secret for secret in secrets}
     checks: list[tuple[str, bool]] = []
-    checks.append(("every opted-in pod has its Secret", set(by_pod) == {"payments-0", "payments-1", orders_name}))
+    checks.append(("every opted-in pod of a Secret identity has its Secret",
+                   set(by_pod) == {"payments-0", "payments-1", orders_name}))
     checks.append(("the pod without the opt-in label has none", "payments-legacy" not in by_pod))
     volumes = {v["name"]: v for v in orders_pod["spec"].get("volumes") or []}
     checks.append(("the webhook-injected orders pod mounts the Secret the operator wrote for it",
@@ -293,6 +297,10 @@ async def _scenario(emulator: Any, url: str, operator: OperatorThread, webhook_p
                        good.client_spiffe_id == f"spiffe://cluster.local/ns/{NAMESPACE}/sa/orders"))
         checks.append(("a certificate from a foreign CA is refused (verification, not a crash)",
                        not foreign.ok and "certificate verify failed" in (foreign.error or "")))
+        checks.extend(await serve_by_pod_certificate(
+            emulator, namespace=NAMESPACE, signer=settings.pod_certificate_signer,
+            create_pod=lambda body: _create_through_api(url, body), peer_name="payments-0", peer=server_files,
+            ca_bundle=server_files.bundle, output_dir=output_dir, say=say, report=_report_handshake))
     else:
         checks.append(("Secrets exist for a handshake", False))
 

@@ -92,11 +92,18 @@ class Cluster:
                                       query=query)
 
     async def get_pod_certificate_request(self, version: str, namespace: str, name: str) -> JSON | None:
-        try:
-            return await self.api.request(
-                "GET", group_path(CERTIFICATES_GROUP, version, "podcertificaterequests", namespace, name))
-        except NotFoundError:
-            return None
+        """One request read again (None: it is gone): a listing of its namespace narrowed to its name by
+        the ``metadata.name`` field selector, as ``kubectl wait`` reads one object. The signer's reads
+        are all listings and its watch, so its RBAC is ``list`` and ``watch``, never ``get`` (which
+        would show nothing ``list`` does not)."""
+        listing = await self.api.request(
+            "GET", group_path(CERTIFICATES_GROUP, version, "podcertificaterequests", namespace),
+            query={"fieldSelector": f"metadata.name={name}"})
+        for item in listing.get("items") or []:
+            if isinstance(item, dict) and (item.get("metadata") or {}).get("name") == name:
+                # A listing's items carry no apiVersion and kind.
+                return {"apiVersion": f"{CERTIFICATES_GROUP}/{version}", "kind": "PodCertificateRequest", **item}
+        return None
 
     async def update_pod_certificate_request_status(self, version: str, request: Mapping[str, Any],
                                                     status: Mapping[str, Any]) -> JSON:

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mtls_operator import constants as c
@@ -510,3 +511,70 @@ def _leaf_names_problem(leaf: x509.Certificate) -> str | None:
         if not name or ".." in name or name.startswith(".") or name.endswith("."):
             return f"the leaf's DNS name {name!r} is not one the API accepts"
     return None
+
+
+# A CA rotation and the certificates the kubelet holds ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldByKubelets:
+    """The pod certificates live pods hold (their newest Issued request) that the signing CA did not sign:
+    during a CA rotation's Reissuing phase, those of the previous CA. The operator cannot renew them;
+    the kubelet asks again at ``beginRefreshAt``, so ``refresh_by`` is the last of those times."""
+
+    count: int = 0
+    refresh_by: datetime | None = None
+    pods: tuple[str, ...] = ()  # namespace/name, sorted
+
+
+def _issued_leaf(body: Mapping[str, Any]) -> x509.Certificate | None:
+    status = _mapping(body.get("status"))
+    kinds = {_text(_mapping(cond), "type") for cond in status.get("conditions") or [] if isinstance(cond, Mapping)}
+    chain = status.get("certificateChain")
+    if ISSUED not in kinds or not isinstance(chain, str):
+        return None
+    try:
+        return parse_pem_certificates(chain.encode(), CHAIN_LIMITS)[0]
+    except (PKIError, ValueError, IndexError):
+        return None
+
+
+def _signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def held_by_kubelets(requests: Sequence[Mapping[str, Any]], pods: Sequence[PodInfo], signer_name: str,
+                     signing: x509.Certificate, now: datetime) -> HeldByKubelets:
+    """Of the live ``pods`` whose volume asks ``signer_name``, those whose newest Issued request carries a
+    leaf ``signing`` did not sign and that is still valid. An expired leaf is not counted: a rotation
+    waits for these at most until the last of them expires, never forever."""
+    live = {pod.uid: pod for pod in pods if not pod.finished and signer_name in pod.pod_certificate_signers}
+    newest: dict[str, tuple[tuple[str, bool], x509.Certificate, Mapping[str, Any]]] = {}
+    for body in requests:
+        spec = _mapping(body.get("spec"))
+        uid = _text(spec, "podUID")
+        if _text(spec, "signerName") != signer_name or uid not in live:
+            continue
+        leaf = _issued_leaf(body)
+        if leaf is None:
+            continue
+        # Newest by creation (whole seconds); within one second, the current CA's leaf is taken as the
+        # newer (requests answered across the switch in that second).
+        order = (_text(_mapping(body.get("metadata")), "creationTimestamp"), _signed_by(leaf, signing))
+        if uid not in newest or order > newest[uid][0]:
+            newest[uid] = (order, leaf, body)
+    count, refresh_by, held = 0, None, []
+    for uid, ((_, current), leaf, body) in newest.items():
+        if current or leaf.not_valid_after_utc <= now:
+            continue
+        count += 1
+        pod = live[uid]
+        held.append(f"{pod.namespace}/{pod.name}")
+        refresh = parse_time(_mapping(body.get("status")).get("beginRefreshAt")) or leaf.not_valid_after_utc
+        if refresh_by is None or refresh > refresh_by:
+            refresh_by = refresh
+    return HeldByKubelets(count, refresh_by, tuple(sorted(held)))

@@ -7,8 +7,10 @@ written on the CA Secret so that a restarted operator resumes it where it was:
 ``Distributing``  the new CA joins the bundle (old still signs). Once every pod Secret and trust
                   ConfigMap carries the new bundle, and the kubelet has had the propagation delay
                   to put it into every pod's files, signing switches.
-``Reissuing``     the new CA signs; every leaf of the old CA is renewed (rate-limited). Once none
-                  is left, and the kubelet has had the propagation delay again, the old CA goes.
+``Reissuing``     the new CA signs; every leaf of the old CA is renewed (rate-limited), and every
+                  pod certificate of the old CA a live pod holds is refreshed by its kubelet (at
+                  its beginRefreshAt, or never past its expiry). Once none is left, and the
+                  kubelet has had the propagation delay again, the old CA goes.
 ``Retiring``      the old CA is dropped from the bundle; once every pod Secret carries the final
                   bundle the rotation is over (``Idle``).
 
@@ -111,6 +113,10 @@ class Fleet:
     objects: int  # pod Secrets and trust ConfigMaps
     stale_bundle: int  # of those, not carrying the current bundle
     leaves_of_previous: int  # pod Secrets whose leaf the previous CA signed
+    # Pod certificates of the previous CA that live pods hold (delivery PodCertificate): the operator
+    # cannot renew them, the kubelet asks again at their beginRefreshAt, the last of which is refresh_by.
+    held_by_kubelets: int = 0
+    refresh_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,13 @@ def next_step(state: RotationState, fleet: Fleet, now: datetime, propagation_del
         return Decision(
             Step.WAIT, f"{fleet.leaves_of_previous} certificate(s) of the previous CA still to renew"
         )
+    if state.phase is Phase.REISSUING and fleet.held_by_kubelets:
+        # Not a stall while the kubelets' refresh times are ahead: the wait ends by them (and a leaf that
+        # expires no longer counts, so never later than the last expiry).
+        ahead = fleet.refresh_by - now if fleet.refresh_by is not None and fleet.refresh_by > now else timedelta(0)
+        by = f"; the last is due by {format_time(fleet.refresh_by)}" if fleet.refresh_by is not None else ""
+        return Decision(Step.WAIT, f"{fleet.held_by_kubelets} pod certificate(s) of the previous CA wait for their "
+                                   f"kubelet to ask again at beginRefreshAt{by}", ahead)
     if fleet.stale_bundle:
         what = "the new CA" if state.phase is Phase.DISTRIBUTING else "the current trust bundle"
         return Decision(Step.WAIT, f"{fleet.stale_bundle} of {fleet.objects} pod Secrets and ConfigMaps still "
