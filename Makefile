@@ -75,9 +75,11 @@ test: $(STAMP) tools lint
 # .tools/k8s/v<version>), started by the suite in a network namespace of its own (unshare: fixed
 # ports and the address the API server reaches the operator's webhooks at; see tests/e2e/conftest.py).
 # K8S_VERSION=1.30.4 picks the oldest release buildable from the module proxy (the chart supports
-# 1.29, but the proxy lacks two of 1.29's staging modules; see e2e/controlplane); e2e-all runs both.
+# 1.29, but the proxy lacks two of 1.29's staging modules; see e2e/controlplane); K8S_VERSION=1.36.3
+# the v1beta1 PodCertificateRequest/ClusterTrustBundle path with its feature gates and runtime-config.
+# e2e-all runs all three (CI runs `make e2e`, 1.37.2 only).
 K8S_VERSION ?= 1.37.2
-K8S_VERSIONS := 1.37.2 1.30.4
+K8S_VERSIONS := 1.37.2 1.36.3 1.30.4
 E2E_ADDRESS := 10.250.0.1
 E2E_NETNS := $(if $(filter 0,$(shell id -u)),unshare --net,unshare --net --map-root-user)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from tests.e2e.client import Answer, Client
 
@@ -67,19 +67,38 @@ def stub_pkcs10(key: PrivateKey) -> bytes:
     return request.public_bytes(serialization.Encoding.DER)
 
 
+def proof_of_possession(key: PrivateKey, pod_uid: str) -> tuple[bytes, bytes]:
+    """v1beta1's deprecated key form (1.35, and 1.36 beside stubPKCS10Request): the DER (PKIX) public key and
+    its signature over the ASCII bytes of the pod's UID, as pkg/apis/certificates/validation verifies it
+    (Ed25519; ECDSA ASN.1 over SHA-256; RSASSA-PSS with SHA-256, Go's salt length for nil options)."""
+    message = pod_uid.encode()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        proof = key.sign(message)
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        proof = key.sign(message, ec.ECDSA(hashes.SHA256()))
+    else:
+        proof = key.sign(message, padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                              salt_length=padding.PSS.MAX_LENGTH), hashes.SHA256())
+    pkix = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pkix, proof
+
+
 def key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
+def serves(api: Client, version: str, resource: str = "podcertificaterequests") -> bool:
+    """Whether certificates.k8s.io/``version`` serves ``resource``."""
+    answer = api.get(f"/apis/{GROUP}/{version}")
+    return answer.ok and any(item.get("name") == resource for item in answer.body.get("resources") or [])
+
+
 def served_version(api: Client, resource: str = "podcertificaterequests") -> str | None:
     """The newest version of certificates.k8s.io that serves ``resource`` (the operator picks the same
     way), or None."""
-    for version in ("v1", "v1beta1"):
-        answer = api.get(f"/apis/{GROUP}/{version}")
-        if answer.ok and any(item.get("name") == resource for item in answer.body.get("resources") or []):
-            return version
-    return None
+    return next((version for version in ("v1", "v1beta1") if serves(api, version, resource)), None)
 
 
 def pcr_path(version: str, namespace: str, name: str = "") -> str:
@@ -214,15 +233,22 @@ class Kubelet:
                 for source in (volume.get("projected") or {}).get("sources") or [] if "podCertificate" in source]
 
     def request_body(self, pod: dict[str, Any], service_account_uid: str, source: dict[str, Any],
-                     key: PrivateKey, *, node_name: str | None = None) -> dict[str, Any]:
+                     key: PrivateKey, *, node_name: str | None = None, pkix: bool = False) -> dict[str, Any]:
+        """The request's body; ``pkix``: the key as v1beta1's deprecated pkixPublicKey + proofOfPossession
+        (what a 1.35 kubelet sends) instead of a stub PKCS#10 request."""
         meta, spec = pod["metadata"], pod["spec"]
         pcr_spec: dict[str, Any] = {
             "signerName": source["signerName"], "podName": meta["name"], "podUID": meta["uid"],
             "serviceAccountName": spec.get("serviceAccountName") or "default",
             "serviceAccountUID": service_account_uid,
             "nodeName": node_name or self.node_name, "nodeUID": self.node_uid,
-            "stubPKCS10Request": base64.b64encode(stub_pkcs10(key)).decode(),
         }
+        if pkix:
+            public, proof = proof_of_possession(key, meta["uid"])
+            pcr_spec["pkixPublicKey"] = base64.b64encode(public).decode()
+            pcr_spec["proofOfPossession"] = base64.b64encode(proof).decode()
+        else:
+            pcr_spec["stubPKCS10Request"] = base64.b64encode(stub_pkcs10(key)).decode()
         if source.get("maxExpirationSeconds") is not None:
             pcr_spec["maxExpirationSeconds"] = source["maxExpirationSeconds"]
         if source.get("userAnnotations"):
@@ -233,7 +259,8 @@ class Kubelet:
                 "spec": pcr_spec}
 
     def try_request(self, pod: dict[str, Any], source: dict[str, Any], *, node_name: str | None = None,
-                    service_account_uid: str | None = None, within: float = 20.0) -> tuple[Answer, PrivateKey]:
+                    service_account_uid: str | None = None, within: float = 20.0,
+                    pkix: bool = False) -> tuple[Answer, PrivateKey]:
         """Create the request as the node; the API server's answer and the key. NodeRestriction reads
         pods, nodes and ServiceAccounts from its informers: an answer other than 403 may be their lag,
         and the kubelet retries then, as this does for ``within`` seconds."""
@@ -244,7 +271,7 @@ class Kubelet:
             assert account.ok, f"the node cannot read the pod's ServiceAccount: {account.status} {account.body}"
             service_account_uid = account["metadata"]["uid"]
         key = generate_key(source["keyType"])
-        body = self.request_body(pod, service_account_uid, source, key, node_name=node_name)
+        body = self.request_body(pod, service_account_uid, source, key, node_name=node_name, pkix=pkix)
         deadline = time.monotonic() + within
         while True:
             answer = self.client.create(pcr_path(self.version, namespace), body)
@@ -252,11 +279,11 @@ class Kubelet:
                 return answer, key
             time.sleep(0.25)
 
-    def request(self, pod: dict[str, Any], source: dict[str, Any] | None = None) -> Request:
+    def request(self, pod: dict[str, Any], source: dict[str, Any] | None = None, *, pkix: bool = False) -> Request:
         """The request for one of the pod's podCertificate sources (the first by default), which the API
         server must accept."""
         source = source or self.pod_sources(pod)[0]
-        answer, key = self.try_request(pod, source)
+        answer, key = self.try_request(pod, source, pkix=pkix)
         assert answer.status == 201, f"the API server refused the node's request: {answer.status} {answer.body}"
         return Request(answer["metadata"]["namespace"], answer["metadata"]["name"], key, answer.body)
 

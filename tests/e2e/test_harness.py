@@ -1,5 +1,5 @@
 """The e2e harness's own pure parts, checked in ``make test`` (no control plane): the API server flags by
-release for pod certificates, and the kubelet stand-in's keys and stub requests."""
+release for pod certificates, and the kubelet stand-in's keys, stub requests and v1beta1 proofs of possession."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import cast
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from mtls_operator.pki.request import RequestKeyError, proven_pkix_key
 from tests.e2e.client import Client
 from tests.e2e.controlplane import pod_certificate_support
 from tests.e2e.kubelet import KEY_TYPES, Kubelet, generate_key, pod_certificate_volume, stub_pkcs10
@@ -80,3 +82,21 @@ def test_the_request_is_the_kubelets() -> None:
                             "serviceAccountName": "web", "serviceAccountUID": "sa-uid", "nodeName": "node-1",
                             "nodeUID": "node-uid"}
     assert x509.load_der_x509_csr(base64.b64decode(stub)).public_key() == key.public_key()
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_the_deprecated_v1beta1_key_form_proves_the_key_over_the_pod_uid(key_type: str) -> None:
+    kubelet = Kubelet(cast(Client, None), cast(Client, None), "node-1", "v1beta1")  # no request is sent here
+    kubelet.node_uid = "node-uid"
+    pod = {"metadata": {"name": "web-0", "namespace": "shop", "uid": "4b5b4d1e-0000-4000-8000-00000000000a"},
+           "spec": {"volumes": [pod_certificate_volume("mtls.dev/spiffe", key_type)]}}
+    (source,) = kubelet.pod_sources(pod)
+    key = generate_key(key_type)
+    spec = kubelet.request_body(pod, "sa-uid", source, key, pkix=True)["spec"]
+    assert "stubPKCS10Request" not in spec
+    public, proof = base64.b64decode(spec["pkixPublicKey"]), base64.b64decode(spec["proofOfPossession"])
+    assert serialization.load_der_public_key(public) == key.public_key()
+    # The operator's port of the API server's check accepts it for this pod, and for no other.
+    assert proven_pkix_key(public, proof, pod["metadata"]["uid"]) == key.public_key()
+    with pytest.raises(RequestKeyError, match="not a signature by pkixPublicKey over the pod's UID"):
+        proven_pkix_key(public, proof, "4b5b4d1e-0000-4000-8000-00000000000b")

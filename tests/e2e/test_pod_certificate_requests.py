@@ -17,6 +17,7 @@ The kubelet is played by tests/e2e/kubelet.py with real node credentials.
 
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ import pytest
 
 from tests.e2e.client import Answer, Client
 from tests.e2e.conftest import Cluster, kubelet_for, pod_certificate_api, wait_for
-from tests.e2e.kubelet import Kubelet, Request, ctb_path, generate_key, pcr_path, pod_certificate_volume
+from tests.e2e.kubelet import (
+    Kubelet,
+    Request,
+    ctb_path,
+    generate_key,
+    pcr_path,
+    pod_certificate_volume,
+    proof_of_possession,
+    stub_pkcs10,
+)
 from tests.e2e.signing import SigningCA, condition, issued_status, leaf_cert, now, pem, stamp
 
 pytestmark = pytest.mark.e2e
@@ -151,11 +161,46 @@ def test_a_node_cannot_ask_for_another_nodes_pod(setup: Setup) -> None:
 def test_a_node_asks_only_for_a_signer_the_pod_mounts_and_its_service_account(setup: Setup) -> None:
     source = {**setup.node_a.pod_sources(setup.pod_a)[0], "signerName": OTHER_SIGNER}
     answer, _ = setup.node_a.try_request(setup.pod_a, source)
-    _refused(answer, 403, f'does not mount a podCertificate projected volume for signer "{OTHER_SIGNER}"')
+    if setup.version == "v1":
+        _refused(answer, 403, f'does not mount a podCertificate projected volume for signer "{OTHER_SIGNER}"')
+    else:
+        # 1.35/1.36's NodeRestriction does not look at the pod's volumes (the check came with v1 in 1.37): the
+        # request is stored, and only a signer that checks the volume itself refuses it (the operator's does:
+        # test_pod_certificate_signer.py).
+        assert answer.status == 201, f"v1beta1 stores it: {answer.status} {answer.body.get('message')}"
     impostor = {**setup.pod_a, "spec": {**setup.pod_a["spec"], "serviceAccountName": "payments"}}
     answer, _ = setup.node_a.try_request(impostor, setup.node_a.pod_sources(setup.pod_a)[0],
                                          service_account_uid="0b5b4d1e-0000-4000-8000-000000000000")
     _refused(answer, 403, 'contains serviceAccountName ("payments") that differs from running pod ("default")')
+
+
+def test_v1beta1_takes_the_deprecated_key_and_proof_of_possession_and_verifies_it(setup: Setup) -> None:
+    if setup.version != "v1beta1":
+        pytest.skip(f"certificates.k8s.io/{setup.version} has only stubPKCS10Request (pkixPublicKey and "
+                    "proofOfPossession are v1beta1's, Kubernetes 1.35/1.36)")
+    source = setup.node_a.pod_sources(setup.pod_a)[0]
+    request = setup.node_a.request(setup.pod_a, pkix=True)
+    assert not request.body["spec"].get("stubPKCS10Request"), request.body["spec"]
+    assert request.body["spec"]["pkixPublicKey"], request.body["spec"]
+    assert request.body["spec"]["proofOfPossession"], request.body["spec"]
+    # A proof over anything but this pod's UID, or both key forms at once, is refused at create.
+    key = generate_key("ECDSAP256")
+    uid = setup.pod_a["metadata"]["uid"]
+    body = setup.node_a.request_body(setup.pod_a, request.body["spec"]["serviceAccountUID"], source, key, pkix=True)
+    _, wrong = proof_of_possession(key, uid + "x")
+    body["spec"]["proofOfPossession"] = base64.b64encode(wrong).decode()
+    _refused(setup.node_a.client.create(setup.pcr(), body), 422, "spec.proofOfPossession",
+             "could not verify proof-of-possession signature")
+    body["spec"]["proofOfPossession"] = base64.b64encode(proof_of_possession(key, uid)[1]).decode()
+    body["spec"]["stubPKCS10Request"] = base64.b64encode(stub_pkcs10(key)).decode()
+    _refused(setup.node_a.client.create(setup.pcr(), body), 422,
+             "exactly one of (stubPKCS10Request) or (pkixPublicKey, proofOfPossession) must be set")
+    # A signer's status for the deprecated form is judged against pkixPublicKey.
+    ca = SigningCA.create()
+    _refused(setup.status(setup.signer, request, issued_status([leaf_cert(ca, key)])), 422,
+             "leaf certificate was not issued to the requested public key")
+    answer = setup.status(setup.signer, request, issued_status([leaf_cert(ca, request.key)]))
+    assert answer.status == 200, answer.body
 
 
 def test_no_tenant_creates_a_request_and_no_node_writes_a_status(setup: Setup) -> None:

@@ -237,6 +237,38 @@ def test_refusals_arrive_as_denied_conditions(signer: Signer, web: str, namespac
     assert "key" in found["message"].lower(), found
 
 
+def test_a_request_for_a_signer_the_pod_does_not_mount_is_refused(signer: Signer, web: str, namespace: str) -> None:
+    # A pod of `web` whose volume asks another signer: its node asks the operator's signer anyway.
+    pod = signer.kubelet.bind_pod(namespace, "elsewhere-0", labels={"app": "web"},
+                                  volumes=[pod_certificate_volume("e2e.mtls.dev/elsewhere", "ECDSAP256")])
+    source = {**signer.kubelet.pod_sources(pod)[0], "signerName": signer.name}
+    if signer.version == "v1":
+        # 1.37's NodeRestriction refuses it before any signer sees it.
+        answer, _ = signer.kubelet.try_request(pod, source)
+        assert answer.status == 403, answer.body
+        assert f'does not mount a podCertificate projected volume for signer "{signer.name}"' in answer.body["message"]
+        return
+    # 1.35/1.36's does not look at the volumes: the operator's signer must, and denies it.
+    found = _denied(signer, pod, source)
+    assert found["reason"] == "NoPodCertificateVolume", found
+    assert "elsewhere-0" in found["message"], found
+
+
+def test_v1beta1s_deprecated_key_and_proof_of_possession_are_issued(signer: Signer, web: str, namespace: str) -> None:
+    if signer.version != "v1beta1":
+        pytest.skip(f"certificates.k8s.io/{signer.version} has only stubPKCS10Request (pkixPublicKey and "
+                    "proofOfPossession are v1beta1's, Kubernetes 1.35/1.36)")
+    pod = signer.pod(namespace, "web-0", "web")
+    request = signer.kubelet.request(pod, pkix=True)
+    issued = signer.kubelet.wait(request, within=60)
+    found = condition(issued)
+    assert found is not None, issued
+    assert found["type"] == "Issued", issued.get("status")
+    files = signer.kubelet.files(pod, request, issued)
+    assert files.chain[0].public_key() == request.key.public_key()
+    _issued_by_one_of(files.chain[0], signer.anchors())
+
+
 def _phase(cluster: Cluster) -> str:
     annotations = cluster.api.get(core_path("secrets", NAMESPACE, CA_SECRET))["metadata"].get("annotations") or {}
     return str(annotations.get("mtls.dev/rotation-phase", "Idle"))
