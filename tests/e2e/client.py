@@ -81,7 +81,11 @@ class Client:
             raw = b"".join(response.stream(65536))
         finally:
             response.release_conn()
-        events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        if response.status != 200:
+            # A refusal (a Status, which may span lines) rather than a stream.
+            events = [json.loads(raw)] if raw.strip() else []
+        else:
+            events = [json.loads(line) for line in raw.splitlines() if line.strip()]
         return response.status, [event if isinstance(event, dict) else {"value": event} for event in events]
 
     def get(self, path: str, **query: str) -> Answer:

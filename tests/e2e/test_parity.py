@@ -344,7 +344,13 @@ def test_metadata_only_lists_and_watches_answer_as_the_api_server(cluster: Clust
         finally:
             client.close()
     assert real["watch"]["events"], "the API server replayed the changes after the list"
-    assert real["watch-initial-events"]["bookmark"], "the API server marked the end of the initial events"
+    if real["watch-initial-events"]["code"] != 200:
+        # Releases with the WatchList gate off by default (before 1.32, and 1.33) refuse sendInitialEvents;
+        # the emulator answers as the newer ones do, so the step is not compared there.
+        assert real["watch-initial-events"]["code"] == 422, real["watch-initial-events"]
+        del real["watch-initial-events"], emulated["watch-initial-events"]
+    else:
+        assert real["watch-initial-events"]["bookmark"], "the API server marked the end of the initial events"
     differences = {step: (real[step], emulated[step]) for step in real if real[step] != emulated[step]}
     report = "\n".join(f"  {step}:\n    api server: {want!r}\n    emulator:   {got!r}"
                        for step, (want, got) in differences.items())
