@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,9 +48,10 @@ class CertificateAuthority:
     def not_after(self) -> datetime:
         return self.cert.not_valid_after_utc
 
-    @property
+    @functools.cached_property
     def issuing_chain(self) -> tuple[x509.Certificate, ...]:
-        """What follows a leaf in its ``tls.crt``: every certificate up to, excluding, the trust anchors."""
+        """What follows a leaf in its ``tls.crt``: every certificate up to, excluding, the trust anchors
+        (worked out once per CA: it is asked for every leaf signed)."""
         trusted = {fingerprint(anchor) for anchor in self.trust}
         head = () if self.fingerprint in trusted else (self.cert,)
         return head + tuple(c for c in self.chain if fingerprint(c) not in trusted)
@@ -163,10 +165,17 @@ def create_intermediate_ca(
 
 def authority_key_identifier(ca: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
     """The AKI for certificates ``ca`` signs: its own SKI when it has one, else derived from its key."""
+    aki = _aki_from_ski(ca.cert)
+    return aki if aki is not None else x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
+
+
+@functools.lru_cache(maxsize=64)
+def _aki_from_ski(cert: x509.Certificate) -> x509.AuthorityKeyIdentifier | None:
+    """The AKI from a CA certificate's SKI, None without one (once per CA: it is asked for every leaf)."""
     try:
-        ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
+        return None
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 

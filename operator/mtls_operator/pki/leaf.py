@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -73,6 +74,14 @@ class IssuedLeaf:
 
 def validate_spiffe_id(spiffe_id: str) -> None:
     """Raise PKIError unless ``spiffe_id`` is a workload SPIFFE ID: a trust domain and a path."""
+    problem = _spiffe_id_problem(spiffe_id)
+    if problem:
+        raise PKIError(f"invalid SPIFFE ID {spiffe_id[:200]!r}: {problem}")
+
+
+# One SPIFFE ID per service account, asked for every leaf of its pods: each checked once.
+@functools.lru_cache(maxsize=4096)
+def _spiffe_id_problem(spiffe_id: str) -> str | None:
     problem = None
     if len(spiffe_id) > _MAX_SPIFFE_ID_LENGTH:
         problem = f"longer than {_MAX_SPIFFE_ID_LENGTH} characters"
@@ -85,8 +94,7 @@ def validate_spiffe_id(spiffe_id: str) -> None:
         )
     elif any(segment in {".", ".."} for segment in match["path"].split("/")):
         problem = "path segments may not be '.' or '..'"
-    if problem:
-        raise PKIError(f"invalid SPIFFE ID {spiffe_id[:200]!r}: {problem}")
+    return problem
 
 
 def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) -> IssuedLeaf:
