@@ -40,9 +40,24 @@ class CertificateAuthority:
     trust: tuple[x509.Certificate, ...]
     """Trust anchors peers should trust (``ca.crt``): the root(s); ``(cert,)`` for a self-signed CA."""
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.cert)
+
+    @functools.cached_property
+    def chain_id(self) -> tuple[str, ...]:
+        """Which chain its leaves get: the fingerprints of its certificate and issuing chain, then of its trust
+        anchors (once per CA; a certificate's fingerprint is looked up by hashing its DER)."""
+        return (self.fingerprint, *map(fingerprint, self.issuing_chain), "|", *map(fingerprint, self.trust))
+
+    @functools.cached_property
+    def authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        """The AKI for certificates it signs: its own SKI when it has one, else derived from its key."""
+        try:
+            ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
     @property
     def not_after(self) -> datetime:
@@ -165,18 +180,7 @@ def create_intermediate_ca(
 
 def authority_key_identifier(ca: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
     """The AKI for certificates ``ca`` signs: its own SKI when it has one, else derived from its key."""
-    aki = _aki_from_ski(ca.cert)
-    return aki if aki is not None else x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
-
-
-@functools.lru_cache(maxsize=64)
-def _aki_from_ski(cert: x509.Certificate) -> x509.AuthorityKeyIdentifier | None:
-    """The AKI from a CA certificate's SKI, None without one (once per CA: it is asked for every leaf)."""
-    try:
-        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return None
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    return ca.authority_key_id
 
 
 def _check_validity_period(validity: timedelta) -> None:

@@ -26,7 +26,7 @@ from mtls_operator.pki._util import (
     signature_hash,
     whole_seconds,
 )
-from mtls_operator.pki.bundle import certs_to_pem, fingerprint
+from mtls_operator.pki.bundle import certs_to_pem
 from mtls_operator.pki.ca import CertificateAuthority, authority_key_identifier
 from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key_to_pem
 from mtls_operator.pki.request import PublicKey
@@ -182,8 +182,7 @@ def check_own_leaf(ca: CertificateAuthority, request: LeafRequest, cert: x509.Ce
     this process (a Secret read from the cluster) is checked by ``verify_leaf`` in full, always.
     """
     intermediates = ca.issuing_chain
-    path_key = (fingerprint(ca.cert), *map(fingerprint, intermediates), "|", *map(fingerprint, ca.trust),
-                _key_kind(public_key))
+    path_key = (*ca.chain_id, _key_kind(public_key))
     window = _checked_paths.get(path_key)
     if window is None:
         path = verify_leaf(cert, intermediates, ca.trust, now)
