@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from kube_emulator import Emulator, EmulatorServer
+from kube_emulator.selectors import parse_field_selector, parse_label_selector
 from mtls_operator import constants as c
 from mtls_operator.controller.webhook_tls import load_key_pair
 from mtls_operator.errors import ChainError
@@ -479,22 +480,37 @@ async def rotate_admitting_pods(
     """Ask the CA in ``secret_name`` to rotate and create a pod through the webhook at every step until
     its phase is Idle again: (the phases seen, the pod creates refused). The clock moves in small steps
     so that certificates dated by it are valid in real time for the emulator's TLS check."""
+    def phase_of(secret: dict[str, Any]) -> str:
+        return str((secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", ""))
+
+    # Every version of the CA Secret, from a watch of it (polling alone can miss a short phase on a loaded
+    # machine): the phases are read from those versions, the refusals at each step of the polling loop.
+    watcher, _ = emulator.watch(emulator.resource("v1", "secrets"), OPERATOR_NS, parse_label_selector(None),
+                                parse_field_selector(f"metadata.name={secret_name}"), None)
     rotate = {"metadata": {"annotations": {"mtls.dev/rotate": "true"}}}
     emulator.patch("v1", "secrets", secret_name, OPERATOR_NS, rotate)
-    phases: list[str] = []
     refused: list[str] = []
-    for _ in range(300):
-        secret = emulator.get("v1", "secrets", secret_name, OPERATOR_NS) or {}
-        phase = (secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", "")
-        if not phases or phases[-1] != phase:
-            phases.append(phase)
-        if phase == "Idle" and len(phases) > 1:
-            break
-        status, body = await http.request("POST", PODS, generated_pod())
-        if status != 201:
-            refused.append(f"{phase}: {status} {body.get('message')}")
-        clock.advance(timedelta(milliseconds=500))
-        await asyncio.sleep(0.1)
+    phases: list[str] = []
+
+    def follow() -> None:
+        while not watcher.queue.empty():
+            item = watcher.queue.get_nowait()
+            if item is not None and (phase := phase_of(item[1])) and (not phases or phases[-1] != phase):
+                phases.append(phase)
+
+    try:
+        for _ in range(300):
+            follow()
+            if len(phases) > 1 and phases[-1] == "Idle":
+                break
+            phase = phase_of(emulator.get("v1", "secrets", secret_name, OPERATOR_NS) or {})
+            status, body = await http.request("POST", PODS, generated_pod())
+            if status != 201:
+                refused.append(f"{phase}: {status} {body.get('message')}")
+            clock.advance(timedelta(milliseconds=500))
+            await asyncio.sleep(0.1)
+    finally:
+        emulator.unwatch(watcher)
     return phases, refused
 
 

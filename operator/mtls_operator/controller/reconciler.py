@@ -330,7 +330,7 @@ class Reconciler:
         kept = self.objects.wrote(secret)
         reading = read_secret_metadata(kept.annotations)
         if reading is not None:
-            self.secrets.remember(secret, reading)
+            self.secrets.remember(secret, reading, listed=False)
 
     # The pods of one identity ------------------------------------------------------------------
 
@@ -362,7 +362,7 @@ class Reconciler:
                 continue
             reading = read_secret_metadata(secret.annotations) if self.objects.listed(secret) else None
             if reading is not None:
-                self.secrets.remember(secret, reading)
+                self.secrets.remember(secret, reading, listed=True)
             else:
                 unknown.append(secret_name)
         if not unknown:
@@ -687,6 +687,8 @@ class Reconciler:
         operator watched is found here. Returns the identities holding one whose data disagrees; their
         next pass decides on what the data says (a repair)."""
         wrong: set[IdentityKey] = set()
+        if not self.secrets.unchecked:
+            return wrong  # every version read from its annotations is the operator's own write, or checked
         selector = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.IDENTITY_LABEL}"
         token: str | None = None
         while True:
