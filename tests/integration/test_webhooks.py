@@ -479,16 +479,22 @@ async def rotate_admitting_pods(
     """Ask the CA in ``secret_name`` to rotate and create a pod through the webhook at every step until
     its phase is Idle again: (the phases seen, the pod creates refused). The clock moves in small steps
     so that certificates dated by it are valid in real time for the emulator's TLS check."""
+    def annotations() -> dict[str, str]:
+        secret = emulator.get("v1", "secrets", secret_name, OPERATOR_NS) or {}
+        return secret.get("metadata", {}).get("annotations") or {}
+
+    signing = annotations().get("mtls.dev/ca-fingerprint")
     rotate = {"metadata": {"annotations": {"mtls.dev/rotate": "true"}}}
     emulator.patch("v1", "secrets", secret_name, OPERATOR_NS, rotate)
     phases: list[str] = []
     refused: list[str] = []
     for _ in range(300):
-        secret = emulator.get("v1", "secrets", secret_name, OPERATOR_NS) or {}
-        phase = (secret.get("metadata", {}).get("annotations") or {}).get("mtls.dev/rotation-phase", "")
+        now = annotations()
+        phase = now.get("mtls.dev/rotation-phase", "")
         if not phases or phases[-1] != phase:
             phases.append(phase)
-        if phase == "Idle" and len(phases) > 1:
+        # Done when Idle again under another CA (a rotation of a few pods may end between two samples).
+        if phase == "Idle" and (len(phases) > 1 or now.get("mtls.dev/ca-fingerprint") != signing):
             break
         status, body = await http.request("POST", PODS, generated_pod())
         if status != 201:
@@ -516,7 +522,12 @@ async def test_a_pod_ca_rotation_leaves_the_webhooks_ca_and_certificate_alone(
         old = trust_bundle(emulator)
         phases, refused = await rotate_admitting_pods(emulator, http, clock, c.DEFAULT_CA_SECRET)
         assert refused == []
-        assert phases[-4:] == ["Distributing", "Reissuing", "Retiring", "Idle"], phases
+        # With no propagation delay a phase of a few pods can end between two samples: the CA Secret's
+        # Events show that every one was entered.
+        assert phases[-1] == "Idle", phases
+        reasons = {e["reason"] for e in emulator.list("v1", "events", OPERATOR_NS)
+                   if e["involvedObject"]["name"] == c.DEFAULT_CA_SECRET}
+        assert {"RotationStarted", "RotationReissuing", "RotationRetiring", "RotationComplete"} <= reasons, reasons
         assert trust_bundle(emulator) != old
         # The webhooks have a CA of their own: nothing about them moved.
         assert ca_bundles(emulator) == hooks_trust == [ca_bundle_text(webhook_bundle(emulator))] * 2

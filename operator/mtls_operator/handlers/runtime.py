@@ -121,7 +121,10 @@ class Runtime:
             # store's lists are one per resource type, a pass's are per identity and carry every key.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(objects.wait_synced(), STORE_WAIT)
-        return await self.reconciler.reconcile(key)
+        try:
+            return await self.reconciler.reconcile(key)
+        finally:
+            self.rotation.pass_ended()
 
     def _namespace_joined(self, namespace: str) -> None:
         for key in self.identities:
