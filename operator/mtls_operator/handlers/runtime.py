@@ -376,7 +376,7 @@ class Runtime:
             # After the passes the list queued (the first look): the check's parsing never delays them.
             await self.queue.wait_idle()
             try:
-                wrong = await self.reconciler.verify_listed()
+                wrong = await self.reconciler.verify_listed(idle=self.queue.wait_idle)
             except KubernetesAPIError as exc:
                 logger.warning("checking the listed Secrets' data failed, retrying: %s", exc)
                 continue
