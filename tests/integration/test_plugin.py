@@ -151,6 +151,19 @@ async def test_inspect_and_verify_pods(cluster: OperatorHandle, server: Emulator
     assert plain.returncode == 1
     assert "not opted in" in plain.stderr
 
+    # A pod the kubelet serves (delivery PodCertificate): no Secret to inspect, and the answer says where the
+    # key is and how to see its requests.
+    kubelet_served = pod("inventory-0", "inventory")
+    kubelet_served["spec"] |= {"nodeName": "node-1", "volumes": [{"name": c.IDENTITY_VOLUME, "projected": {"sources": [
+        {"podCertificate": {"signerName": "mtls.dev/spiffe", "keyType": "ECDSAP256", "keyPath": "tls.key",
+                            "certificateChainPath": "tls.crt"}}]}}]}
+    server.emulator.create(kubelet_served)
+    held = await mtls("inspect", "pod/inventory-0", "-n", NS)
+    assert held.returncode == 1
+    assert "from the kubelet (delivery PodCertificate, signer mtls.dev/spiffe)" in held.stderr
+    assert "only in memory on node-1" in held.stderr
+    assert f"kubectl get podcertificaterequests -n {NS} --field-selector spec.podName=inventory-0" in held.stderr
+
 
 async def test_check_passes_and_fails_for_ci(cluster: OperatorHandle, mtls: KubectlMtls) -> None:
     run = await mtls("check", "-n", NS)

@@ -101,6 +101,34 @@ async def test_the_check_of_listed_secrets_lets_the_passes_go_first_before_every
     assert order == ["idle", "page"] * 3
 
 
+async def test_secrets_the_operator_wrote_itself_are_never_listed_again_to_be_checked() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    cluster.add_identity(NS, "web", WEB)
+    for name in ("web-0", "web-1"):
+        rec.objects.pod_event("ADDED", cluster.add_pod(NS, name, {"app": "web"}))
+    await rec.reconcile((NS, "web"))
+    assert len([key for key in cluster.secrets if key[0] == NS]) == 2
+    rec.objects.secrets_listed([_metadata_only(body) for body in cluster.secrets.values()])  # a lost watch
+    await rec.reconcile((NS, "web"))
+    cluster.fail("list_secrets_page")  # the versions the passes read are the operator's own: nothing to list
+    assert await rec.verify_listed(pause=0) == set()
+
+
+async def test_a_listed_secret_is_checked_once_not_after_every_list() -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    await rec.reconcile((NS, "web"))
+    assert await rec.verify_listed(pause=0) == set()  # checked once: its data is what its annotations say
+    _synced(rec, cluster)  # listed again, the same versions
+    await rec.reconcile((NS, "web"))
+    cluster.fail("list_secrets_page")
+    assert await rec.verify_listed(pause=0) == set()
+
+
 async def test_a_secret_edited_behind_our_back_is_read_with_its_data_and_repaired() -> None:
     cluster, clock = FakeCluster(), Clock()
     await _issued(cluster, clock)

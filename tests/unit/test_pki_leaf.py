@@ -313,3 +313,72 @@ def test_an_unverifiable_leaf_is_never_returned() -> None:
         issue_leaf(mistrusting, REQUEST, NOW)
 
     assert ca.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+
+
+# A leaf the operator just signed: the CA's path checked in full once, then one signature and the facts -------
+
+
+def _signed(ca: CertificateAuthority,
+            request: LeafRequest = REQUEST) -> tuple[x509.Certificate, ec.EllipticCurvePublicKey]:
+    from mtls_operator.pki.leaf import _sign
+
+    public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return _sign(ca, request, public_key, NOW), public_key
+
+
+def test_every_later_leaf_of_a_checked_ca_still_has_its_signature_checked() -> None:
+    from mtls_operator.pki.leaf import check_own_leaf
+
+    ca = create_self_signed_ca(NOW, common_name="checked once")
+    issue_leaf(ca, REQUEST, NOW)  # the CA's path is checked in full with this one
+    # The same certificate and trust, but a key that is not the certificate's: its leaves do not verify.
+    wrong_key = dataclasses.replace(ca, key=ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(ChainError, match="does not verify with the key of CA"):
+        issue_leaf(wrong_key, REQUEST, NOW)
+    cert, public_key = _signed(wrong_key)
+    with pytest.raises(ChainError, match="does not verify with the key of CA"):
+        check_own_leaf(ca, REQUEST, cert, public_key, NOW)
+
+
+def test_a_checked_path_is_valid_only_within_its_certificates_validity() -> None:
+    from mtls_operator.pki.leaf import check_own_leaf
+
+    ca = create_self_signed_ca(NOW, common_name="window")
+    issue_leaf(ca, REQUEST, NOW)
+    cert, public_key = _signed(ca)
+    check_own_leaf(ca, REQUEST, cert, public_key, NOW)
+    with pytest.raises(ChainError, match="to its trust anchors is not valid at"):
+        check_own_leaf(ca, REQUEST, cert, public_key, ca.not_after + timedelta(seconds=1))
+    with pytest.raises(ChainError, match="is not valid at"):
+        check_own_leaf(ca, REQUEST, cert, public_key, NOW + timedelta(days=2))  # past the leaf's 24 hours
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-leaf", "later-leaf"])
+def test_a_leaf_that_does_not_say_what_was_asked_is_refused(first: bool) -> None:
+    from mtls_operator.pki.leaf import check_own_leaf
+
+    ca = create_self_signed_ca(NOW, common_name=f"facts {first}")
+    if not first:
+        issue_leaf(ca, REQUEST, NOW)
+    cert, public_key = _signed(ca)
+    other_id = dataclasses.replace(REQUEST, spiffe_id="spiffe://cluster.local/ns/shop/sa/other")
+    with pytest.raises(ChainError, match="subjectAltName"):
+        check_own_leaf(ca, other_id, cert, public_key, NOW)
+    fewer_names = dataclasses.replace(REQUEST, dns_names=REQUEST.dns_names[:1])
+    with pytest.raises(ChainError, match="subjectAltName"):
+        check_own_leaf(ca, fewer_names, cert, public_key, NOW)
+    server_only = dataclasses.replace(REQUEST, usages=frozenset({Usage.SERVER}))
+    with pytest.raises(ChainError, match="extended key usages"):
+        check_own_leaf(ca, server_only, cert, public_key, NOW)
+    with pytest.raises(ChainError, match="does not carry the key it was signed for"):
+        check_own_leaf(ca, REQUEST, cert, ec.generate_private_key(ec.SECP256R1()).public_key(), NOW)
+    check_own_leaf(ca, REQUEST, cert, public_key, NOW)
+
+
+def test_a_leaf_of_an_intermediate_ca_chains_through_it_on_every_leaf() -> None:
+    intermediate = create_intermediate_ca(root(), NOW, common_name="issuing intermediate")
+    for _ in range(3):
+        leaf = issue_leaf(intermediate, REQUEST, NOW)
+        chain = parse_pem_certificates(leaf.chain_pem)
+        assert chain[1] == intermediate.cert
+        verify_leaf(leaf.cert, chain[1:], intermediate.trust, NOW)

@@ -191,9 +191,11 @@ def test_status_table_and_data_say_the_same() -> None:
                             row("orders", expiry=NOW - H)], NOW)
     lines = render.status_table(rows, NOW, all_namespaces=True).splitlines()
     assert lines[0].split() == ["NAMESPACE", "NAME", "READY", "PODS", "ISSUED", "EARLIEST-EXPIRY", "NEXT-RENEWAL",
-                                "CA", "ROTATION", "URGENCY"]
-    assert lines[1].split() == ["shop", "orders", "True", "1", "1", "1h", "ago", "-", "-", "Idle", "expired"]
-    assert lines[2].split() == ["shop", "payments", "True", "1", "1", "in", "20h", "in", "12h", "-", "Idle", "ok"]
+                                "CA", "ROTATION", "DELIVERY", "URGENCY"]
+    assert lines[1].split() == ["shop", "orders", "True", "1", "1", "1h", "ago", "-", "-", "Idle", "Secret",
+                                "expired"]
+    assert lines[2].split() == ["shop", "payments", "True", "1", "1", "in", "20h", "in", "12h", "-", "Idle",
+                                "Secret", "ok"]
     data = render.status_data(rows, NOW)
     assert [item["name"] for item in data["items"]] == ["orders", "payments"]
     assert data["items"][1]["earliestExpiry"] == "2026-11-28T08:00:00Z"
@@ -207,3 +209,19 @@ def test_status_table_and_data_say_the_same() -> None:
 def test_dump_refuses_an_unknown_format() -> None:
     with pytest.raises(ValueError, match="table, json, yaml"):
         render.dump({}, "xml")
+
+
+def test_a_pod_certificate_identity_shows_its_delivery_and_the_pods_the_kubelet_serves() -> None:
+    found = identity_row(identity("inventory", pods=3, issued=1, podCertificatePods=2)
+                         | {"spec": {"delivery": "PodCertificate"}}, [], CA)
+    assert (found.delivery, found.pod_certificate_pods, found.issued) == ("PodCertificate", 2, 1)
+    assert urgency(found, NOW) == Urgency.OK  # the kubelet's pods are not unserved for having no Secret
+    short = identity_row(identity("inventory", pods=4, issued=1, podCertificatePods=2), [], CA)
+    assert urgency(short, NOW) == Urgency.UNSERVED
+    plain = identity_row(identity("payments"), [], CA)
+    assert (plain.delivery, plain.pod_certificate_pods) == ("Secret", 0)
+    lines = render.status_table([found, plain], NOW, all_namespaces=False).splitlines()
+    delivery = lines[0].split().index("DELIVERY")
+    assert [line.split()[delivery] for line in lines[1:]] == ["PodCertificate(2)", "Secret"]
+    items = render.status_data([found, plain], NOW)["items"]
+    assert [(item["delivery"], item["podCertificatePods"]) for item in items] == [("PodCertificate", 2), ("Secret", 0)]

@@ -10,7 +10,7 @@ operator would do).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -39,6 +39,9 @@ class BoundedCache(Generic[K, V]):
 
     def pop(self, key: K) -> V | None:
         return self._entries.pop(key, None)
+
+    def values(self) -> Iterable[V]:
+        return self._entries.values()
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries

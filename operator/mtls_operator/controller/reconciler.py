@@ -330,7 +330,7 @@ class Reconciler:
         kept = self.objects.wrote(secret)
         reading = read_secret_metadata(kept.annotations)
         if reading is not None:
-            self.secrets.remember(secret, reading)
+            self.secrets.remember(secret, reading, listed=False)
 
     # The pods of one identity ------------------------------------------------------------------
 
@@ -362,7 +362,7 @@ class Reconciler:
                 continue
             reading = read_secret_metadata(secret.annotations) if self.objects.listed(secret) else None
             if reading is not None:
-                self.secrets.remember(secret, reading)
+                self.secrets.remember(secret, reading, listed=True)
             else:
                 unknown.append(secret_name)
         if not unknown:
@@ -691,6 +691,8 @@ class Reconciler:
         ``idle`` is awaited before each page: the passes' work (a CA rotation's writes, new pods) goes
         first, as the check's parsing and chain checks would slow it down by as much as they cost."""
         wrong: set[IdentityKey] = set()
+        if not self.secrets.unchecked:
+            return wrong  # every version read from its annotations is the operator's own write, or checked
         selector = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.IDENTITY_LABEL}"
         token: str | None = None
         while True:

@@ -32,17 +32,25 @@ class SecretCache:
         self._chains: BoundedCache[ChainKey, str | None] = BoundedCache()
         self._anchors: tuple[bytes, list[Any]] | None = None
         # Versions read from their annotations alone (written by the operator, or listed metadata-only):
-        # no data to check a chain with; what the operator wrote chains by construction.
+        # no data to check a chain with; what the operator wrote chains by construction. The value says
+        # whether the data is still to be checked (``verify``): True for a listed version, False for one
+        # the operator wrote itself (it knows what it wrote: no re-parse, no chain check).
         self._facts_only: BoundedCache[tuple[str, str], bool] = BoundedCache()
 
     def known(self, secret: SecretView) -> bool:
         """Whether a reading of this Secret version is at hand (no data needed to decide on it)."""
         return secret.version in self._readings
 
-    def remember(self, secret: SecretView, reading: SecretReading) -> None:
-        """A version's reading from its annotations (``rules.plan.read_secret_metadata``), not its data."""
+    def remember(self, secret: SecretView, reading: SecretReading, *, listed: bool) -> None:
+        """A version's reading from its annotations (``rules.plan.read_secret_metadata``), not its data:
+        ``listed`` (seen in a list, its data to be checked by ``verify``) or written by the operator."""
         self._readings.put(secret.version, reading)
-        self._facts_only.put(secret.version, True)
+        self._facts_only.put(secret.version, listed)
+
+    @property
+    def unchecked(self) -> bool:
+        """Whether listed versions wait for ``verify`` (else it has nothing to look at)."""
+        return any(self._facts_only.values())
 
     def read(self, secret: SecretView) -> SecretReading:
         """``read_secret``, remembered per Secret version: an unchanged Secret is parsed once, not per pass.
@@ -97,7 +105,7 @@ class SecretCache:
         annotations, in one worker thread: returns the ones whose data says otherwise (a key or
         certificate edited, a bundle not the one recorded, a broken chain), whose reading is from now on
         the one their data gives."""
-        pending = [secret for secret in secrets if secret.version in self._facts_only]
+        pending = [secret for secret in secrets if self._facts_only.get(secret.version)]
         if not pending:
             return []
         moment = self.clock()
@@ -118,6 +126,7 @@ class SecretCache:
             if (problem is None and not reading.problems and reading.bundle_hash == facts.bundle_hash
                     and reading.state is not None and facts.state is not None
                     and replace(reading.state, not_before=None) == facts.state):
+                self._facts_only.put(secret.version, False)  # checked: not again after the next list
                 continue
             self._facts_only.pop(secret.version)
             self._readings.put(secret.version, reading)

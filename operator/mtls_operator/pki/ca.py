@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,17 +40,33 @@ class CertificateAuthority:
     trust: tuple[x509.Certificate, ...]
     """Trust anchors peers should trust (``ca.crt``): the root(s); ``(cert,)`` for a self-signed CA."""
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.cert)
+
+    @functools.cached_property
+    def chain_id(self) -> tuple[str, ...]:
+        """Which chain its leaves get: the fingerprints of its certificate and issuing chain, then of its trust
+        anchors (once per CA; a certificate's fingerprint is looked up by hashing its DER)."""
+        return (self.fingerprint, *map(fingerprint, self.issuing_chain), "|", *map(fingerprint, self.trust))
+
+    @functools.cached_property
+    def authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        """The AKI for certificates it signs: its own SKI when it has one, else derived from its key."""
+        try:
+            ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
     @property
     def not_after(self) -> datetime:
         return self.cert.not_valid_after_utc
 
-    @property
+    @functools.cached_property
     def issuing_chain(self) -> tuple[x509.Certificate, ...]:
-        """What follows a leaf in its ``tls.crt``: every certificate up to, excluding, the trust anchors."""
+        """What follows a leaf in its ``tls.crt``: every certificate up to, excluding, the trust anchors
+        (worked out once per CA: it is asked for every leaf signed)."""
         trusted = {fingerprint(anchor) for anchor in self.trust}
         head = () if self.fingerprint in trusted else (self.cert,)
         return head + tuple(c for c in self.chain if fingerprint(c) not in trusted)
@@ -163,11 +180,7 @@ def create_intermediate_ca(
 
 def authority_key_identifier(ca: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
     """The AKI for certificates ``ca`` signs: its own SKI when it has one, else derived from its key."""
-    try:
-        ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    return ca.authority_key_id
 
 
 def _check_validity_period(validity: timedelta) -> None:

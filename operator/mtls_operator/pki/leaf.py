@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mtls_operator.errors import CAError, PKIError
+from mtls_operator.errors import CAError, ChainError, PKIError
 from mtls_operator.models import KeySpec, Usage
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
+    describe,
+    extension_value,
+    is_directly_issued_by,
     random_serial,
     require_utc,
     serial_hex,
@@ -69,6 +74,14 @@ class IssuedLeaf:
 
 def validate_spiffe_id(spiffe_id: str) -> None:
     """Raise PKIError unless ``spiffe_id`` is a workload SPIFFE ID: a trust domain and a path."""
+    problem = _spiffe_id_problem(spiffe_id)
+    if problem:
+        raise PKIError(f"invalid SPIFFE ID {spiffe_id[:200]!r}: {problem}")
+
+
+# One SPIFFE ID per service account, asked for every leaf of its pods: each checked once.
+@functools.lru_cache(maxsize=4096)
+def _spiffe_id_problem(spiffe_id: str) -> str | None:
     problem = None
     if len(spiffe_id) > _MAX_SPIFFE_ID_LENGTH:
         problem = f"longer than {_MAX_SPIFFE_ID_LENGTH} characters"
@@ -81,8 +94,7 @@ def validate_spiffe_id(spiffe_id: str) -> None:
         )
     elif any(segment in {".", ".."} for segment in match["path"].split("/")):
         problem = "path segments may not be '.' or '..'"
-    if problem:
-        raise PKIError(f"invalid SPIFFE ID {spiffe_id[:200]!r}: {problem}")
+    return problem
 
 
 def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) -> IssuedLeaf:
@@ -94,7 +106,18 @@ def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) ->
     now = require_utc(now)
     _check_request(ca, request, now)
     key = generate_private_key(request.key)
-    return verified_leaf(ca, _sign(ca, request, key.public_key(), now), key, now)
+    public_key = key.public_key()
+    cert = _sign(ca, request, public_key, now)
+    intermediates = check_own_leaf(ca, request, cert, public_key, now)
+    return IssuedLeaf(
+        cert=cert,
+        key=key,
+        chain_pem=certs_to_pem((cert, *intermediates)),
+        key_pem=private_key_to_pem(key),
+        serial_hex=serial_hex(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +143,7 @@ def sign_public_key(ca: CertificateAuthority, request: LeafRequest, public_key: 
     now = require_utc(now)
     _check_request(ca, request, now)
     cert = _sign(ca, request, public_key, now, lifetime_from_not_before=True)
-    intermediates = ca.issuing_chain
-    verify_leaf(cert, intermediates, ca.trust, now)
+    intermediates = check_own_leaf(ca, request, cert, public_key, now)
     return SignedLeaf(cert=cert, chain_pem=certs_to_pem((cert, *intermediates)), serial_hex=serial_hex(cert),
                       not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
 
@@ -136,6 +158,83 @@ def _check_request(ca: CertificateAuthority, request: LeafRequest, now: datetime
         raise CAError(f"the CA is not valid before {format_time(ca.cert.not_valid_before_utc)}")
     if now > ca.not_after:
         raise CAError(f"the CA expired at {format_time(ca.not_after)}")
+
+
+# CA paths checked in full (``verify_leaf``) with the first leaf each CA signed for one kind of leaf key, by
+# the CA's certificate, its issuing chain, its trust anchors and the leaf key's kind: when every certificate
+# of the path is valid (the latest notBefore, the earliest notAfter). A process meets a handful of CAs.
+_PathKey = tuple[str, ...]
+_checked_paths: dict[_PathKey, tuple[datetime, datetime]] = {}
+_MAX_CHECKED_PATHS = 64
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def check_own_leaf(ca: CertificateAuthority, request: LeafRequest, cert: x509.Certificate, public_key: PublicKey,
+                   now: datetime) -> tuple[x509.Certificate, ...]:
+    """Raise ChainError unless ``cert``, just signed with ``ca.key`` for ``request`` and ``public_key``, chains
+    to ``ca.trust`` at ``now`` and says what the request asked; return the issuing chain that follows it.
+
+    The first leaf a CA signs for each kind of leaf key goes through ``verify_leaf`` in full (names,
+    signatures, validity, CA flags, path length, the Web PKI profile), which checks the CA's own path to
+    its anchors; that path's part is the same for every later leaf, bar its validity. So every later leaf
+    of that CA and kind costs one signature check against the CA's public key, the validity of the leaf
+    and of the path at ``now``, and the facts ``_sign`` set (names, usages, key). Anything not signed by
+    this process (a Secret read from the cluster) is checked by ``verify_leaf`` in full, always.
+    """
+    intermediates = ca.issuing_chain
+    path_key = (*ca.chain_id, _key_kind(public_key))
+    window = _checked_paths.get(path_key)
+    if window is None:
+        path = verify_leaf(cert, intermediates, ca.trust, now)
+        if len(path) >= 2 and path[1] == ca.cert:  # the path went through the signing CA (it always should)
+            if len(_checked_paths) >= _MAX_CHECKED_PATHS:
+                _checked_paths.clear()
+            _checked_paths[path_key] = (max(c.not_valid_before_utc for c in path[1:]),
+                                        min(c.not_valid_after_utc for c in path[1:]))
+    else:
+        if not window[0] <= now <= window[1]:
+            raise ChainError(f"the chain of CA {describe(ca.cert)} to its trust anchors is not valid at "
+                             f"{format_time(now)}")
+        if not is_directly_issued_by(cert, ca.cert):
+            raise ChainError(f"certificate {describe(cert)} does not verify with the key of CA {describe(ca.cert)}")
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise ChainError(f"certificate {describe(cert)} is not valid at {format_time(now)}")
+    _check_facts(cert, request, public_key)
+    return intermediates
+
+
+def _key_kind(public_key: PublicKey) -> str:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA-{public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"EC-{public_key.curve.name}"
+    return type(public_key).__name__
+
+
+def _check_facts(cert: x509.Certificate, request: LeafRequest, public_key: PublicKey) -> None:
+    """Raise ChainError unless the leaf carries what ``_sign`` put in for ``request``: a leaf, not a CA; the
+    key it was signed for; the SPIFFE ID and DNS names; the usages."""
+    try:
+        constraints = extension_value(cert, x509.BasicConstraints)
+        usage = extension_value(cert, x509.KeyUsage)
+        extended = extension_value(cert, x509.ExtendedKeyUsage)
+        names = extension_value(cert, x509.SubjectAlternativeName)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise ChainError(f"certificate {describe(cert)} has malformed extensions") from None
+    problem = None
+    if constraints is None or constraints.ca:
+        problem = "is not marked as a leaf (basicConstraints)"
+    elif usage is None or usage.key_cert_sign or not usage.digital_signature:
+        problem = "has the wrong key usage"
+    elif extended is None or set(extended) != {_EXTENDED_KEY_USAGES[u] for u in request.usages}:
+        problem = "has the wrong extended key usages"
+    elif names is None or (names.get_values_for_type(x509.UniformResourceIdentifier) != [request.spiffe_id]
+                           or names.get_values_for_type(x509.DNSName) != list(request.dns_names)):
+        problem = "does not name what was asked (subjectAltName)"
+    elif cert.public_key().public_bytes(*_SPKI) != public_key.public_bytes(*_SPKI):
+        problem = "does not carry the key it was signed for"
+    if problem is not None:
+        raise ChainError(f"certificate {describe(cert)} {problem}")
 
 
 def verified_leaf(ca: CertificateAuthority, cert: x509.Certificate, key: PrivateKey, now: datetime) -> IssuedLeaf:

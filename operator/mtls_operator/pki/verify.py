@@ -57,8 +57,9 @@ def verify_leaf(
     intermediates: Sequence[x509.Certificate],
     trust: Sequence[x509.Certificate],
     now: datetime,
-) -> None:
-    """Raise ChainError, saying why, unless ``leaf`` chains to a certificate in ``trust`` at ``now``.
+) -> list[x509.Certificate]:
+    """Raise ChainError, saying why, unless ``leaf`` chains to a certificate in ``trust`` at ``now``;
+    return the path checked: the leaf, the CAs above it, the trust anchor last.
 
     ``intermediates`` may hold more (or fewer) certificates than the path needs, in any order.
     Extended key usages are not checked here: which one a peer needs depends on its role.
@@ -69,6 +70,7 @@ def verify_leaf(
         _webpki_verify(path, now)
     else:
         _refuse_unhandled_critical_extensions(path)
+    return path
 
 
 def _build_path(

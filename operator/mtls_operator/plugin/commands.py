@@ -39,6 +39,7 @@ from mtls_operator.plugin.trust import (
     signer_of,
     subject_alt_names,
 )
+from mtls_operator.rules.delivery import pod_certificate_signers
 from mtls_operator.rules.plan import label_value, secret_data
 from mtls_operator.rules.renewal import MANUAL_RENEWAL
 from mtls_operator.rules.rotation import ORIGIN_SUPPLIED, ROTATE_ANNOTATION, Phase, read_rotation
@@ -123,6 +124,13 @@ async def _pod_certificate(cluster: PluginCluster, namespace: str, name: str) ->
     if pod is None:
         raise CommandError(f"pod {namespace}/{name} not found")
     meta = pod.get("metadata") or {}
+    signers = sorted(pod_certificate_signers((pod.get("spec") or {}).get("volumes")))
+    if signers:
+        node = (pod.get("spec") or {}).get("nodeName") or "its node"
+        raise CommandError(
+            f"pod {namespace}/{name} gets its certificate from the kubelet (delivery PodCertificate, signer "
+            f"{', '.join(signers)}): its key and chain exist only in memory on {node}, never in a Secret; its "
+            f"requests: kubectl get podcertificaterequests -n {namespace} --field-selector spec.podName={name}")
     secret_name = (meta.get("annotations") or {}).get(c.SECRET_NAME_ANNOTATION)
     secret: JSON | None
     try:

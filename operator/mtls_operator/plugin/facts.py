@@ -125,6 +125,9 @@ class IdentityRow:
     # How many of its pod Secrets hold a certificate of each CA generation (current, previous...).
     ca_generations: Mapping[str, int] = field(default_factory=dict)
     rotation_phase: str = str(Phase.IDLE)
+    # spec.delivery, and how many of its pods the kubelet serves (PodCertificate: no Secret, no expiry here).
+    delivery: str = "Secret"
+    pod_certificate_pods: int = 0
 
     @property
     def ca_text(self) -> str:
@@ -173,13 +176,16 @@ def identity_row(identity: Mapping[str, Any], secrets: Sequence[Mapping[str, Any
         next_renewal=next_renewal,
         ca_generations=dict(generations),
         rotation_phase=str(status.get("caRotationPhase") or ca.phase),
+        delivery=str((identity.get("spec") or {}).get("delivery") or "Secret"),
+        pod_certificate_pods=_count(status.get("podCertificatePods")),
     )
 
 
 def urgency(row: IdentityRow, now: datetime) -> Urgency:
     if row.earliest_expiry is not None and row.earliest_expiry <= now:
         return Urgency.EXPIRED
-    if row.issued < row.pods:
+    # Pods the kubelet serves (delivery PodCertificate) hold no Secret: they are not unserved for that.
+    if row.issued + row.pod_certificate_pods < row.pods:
         return Urgency.UNSERVED
     if row.ready != "True":
         return Urgency.NOT_READY

@@ -67,6 +67,8 @@ def status_data(rows: Sequence[IdentityRow], now: datetime) -> dict[str, Any]:
         "nextRenewal": timestamp(row.next_renewal),
         "caGenerations": dict(row.ca_generations),
         "rotationPhase": row.rotation_phase,
+        "delivery": row.delivery,
+        "podCertificatePods": row.pod_certificate_pods,
     } for row in rows]}
 
 
@@ -74,11 +76,19 @@ def status_table(rows: Sequence[IdentityRow], now: datetime, *, all_namespaces: 
     if not rows:
         return "No identities found."
     headers = [*(["NAMESPACE"] if all_namespaces else []), "NAME", "READY", "PODS", "ISSUED", "EARLIEST-EXPIRY",
-               "NEXT-RENEWAL", "CA", "ROTATION", "URGENCY"]
+               "NEXT-RENEWAL", "CA", "ROTATION", "DELIVERY", "URGENCY"]
     lines = [[*([row.namespace] if all_namespaces else []), row.name, row.ready, str(row.pods), str(row.issued),
               relative(row.earliest_expiry, now), relative(row.next_renewal, now), row.ca_text, row.rotation_phase,
-              urgency(row, now).label] for row in rows]
+              _delivery_text(row), urgency(row, now).label] for row in rows]
     return table(headers, lines)
+
+
+def _delivery_text(row: IdentityRow) -> str:
+    """``Secret``, or ``PodCertificate(N)`` with how many pods the kubelet serves (their keys never leave
+    the node, so ISSUED and the expiry columns, read from Secrets, do not count them)."""
+    if row.delivery == "Secret" and not row.pod_certificate_pods:
+        return "Secret"
+    return f"{row.delivery}({row.pod_certificate_pods})"
 
 
 def check_text(results: Sequence[CheckResult]) -> str:
