@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import json
 import logging
@@ -55,6 +56,10 @@ JSON_TYPE = "application/json"
 METADATA = "PartialObjectMetadata"
 METADATA_LIST = "PartialObjectMetadataList"
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _namespaced_name(obj: Obj) -> tuple[str, str]:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
 
 
 class Route(NamedTuple):
@@ -142,6 +147,10 @@ class HttpApi:
         self.address = "127.0.0.1:0"
         self.admission = Admission(emulator)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The last list's selection (sorted), by what selected it and the store's revision: the pages of a
+        # list read while nothing changed reuse it, as an apiserver reads a page as one range of etcd
+        # (selecting and sorting every object per page made a paged list quadratic in its size).
+        self._last_selection: tuple[tuple[str, ...], list[Obj]] | None = None
 
     async def cancel_all(self) -> None:
         """End every request in flight (watch streams, delayed requests) for a quick shutdown."""
@@ -487,7 +496,13 @@ class HttpApi:
         labels, fields = self._selectors(request, info)
         if self._wants(request) == METADATA:
             raise _not_acceptable(info, METADATA)
-        objects = emulator.select(info, route.namespace, labels, fields)
+        selection = (info.group, info.plural, route.namespace or "", request.query.get("labelSelector", ""),
+                     request.query.get("fieldSelector", ""), emulator.resource_version)
+        if self._last_selection is not None and self._last_selection[0] == selection:
+            objects = self._last_selection[1]
+        else:
+            objects = emulator.select(info, route.namespace, labels, fields)
+            self._last_selection = (selection, objects)
         continue_token = ""
         start = request.query.get("continue")
         if start:
@@ -496,7 +511,8 @@ class HttpApi:
                 key = (str(after["ns"]), str(after["name"]))
             except (ValueError, KeyError, TypeError):
                 raise ApiError(400, "continue key is not valid", "BadRequest") from None
-            objects = [o for o in objects if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > key]
+            # ``select`` sorts by (namespace, name): the page starts right after the continue key.
+            objects = objects[bisect.bisect_right(objects, key, key=_namespaced_name):]
         remaining = 0
         limit_text = request.query.get("limit")
         if limit_text:

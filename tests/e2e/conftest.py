@@ -427,6 +427,22 @@ def managed_secrets(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any
     return {item["metadata"]["name"]: item for item in answer["items"]}
 
 
+ROTATION_PHASES = ("Distributing", "Reissuing", "Retiring")
+
+
+def assert_rotation_went_through(cluster: Cluster, phases: list[str], ca_secret: str) -> None:
+    """The phases sampled during a CA rotation came in order, and the CA Secret's Events show every phase.
+
+    A phase moves on as soon as its last object carries the bundle (no poll between), so with the
+    propagation delay at 0s a phase of two pods can begin and end between two samples."""
+    sampled = [phase for phase in phases if phase != "Idle"]
+    assert sampled == [phase for phase in ROTATION_PHASES if phase in sampled], phases
+    answer = cluster.api.get(core_path("events", NAMESPACE), fieldSelector=f"involvedObject.name={ca_secret}")
+    assert answer.ok, answer.body
+    reasons = {item.get("reason") for item in answer["items"]}
+    assert {"RotationStarted", "RotationReissuing", "RotationRetiring", "RotationComplete"} <= reasons, reasons
+
+
 def identity_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     """The identity's status; empty before the operator's first status write."""
     status: dict[str, Any] = cluster.api.get(identities_path(namespace, name)).body.get("status") or {}

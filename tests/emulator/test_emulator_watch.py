@@ -82,6 +82,20 @@ async def test_list_limit_and_continue(http: Http) -> None:
     assert "continue" not in third["metadata"]
 
 
+async def test_a_page_after_a_write_shows_the_current_state(http: Http) -> None:
+    # Pages read while nothing changes share one selection; a write between two pages is seen by the next.
+    for name in ("s0", "s1", "s3"):
+        await http.post(SECRETS, secret(name))
+    _, first = await http.get(SECRETS, limit=2)
+    await http.post(SECRETS, secret("s2"))
+    await http.post(SECRETS, secret("s4"))
+    _, second = await http.get(SECRETS, limit=2, **{"continue": first["metadata"]["continue"]})
+    assert [i["metadata"]["name"] for i in second["items"]] == ["s2", "s3"]
+    assert second["metadata"]["remainingItemCount"] == 1
+    _, other = await http.get(SECRETS, limit=2, labelSelector="missing=label")
+    assert other["items"] == []
+
+
 async def test_watch_without_resource_version_starts_with_added_events(http: Http) -> None:
     await http.post(SECRETS, secret("a"))
     await http.post(SECRETS, secret("b"))

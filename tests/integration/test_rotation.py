@@ -204,7 +204,12 @@ async def test_a_complete_rotation_keeps_every_handshake_working(
                 files.kubelet(emulator, clock)
             await asyncio.sleep(0.05)
         assert failures == []
-        assert phases[-4:] == ["Distributing", "Reissuing", "Retiring", "Idle"], phases
+        # Retiring has no propagation delay to wait: it ends as soon as the last pod Secret is written, which
+        # for two pods may fall between two samples. The Events below show that every phase was entered.
+        assert [p for p in phases if p != "Retiring"][-3:] == ["Distributing", "Reissuing", "Idle"], phases
+        order = ["Idle", "Distributing", "Reissuing", "Retiring"]
+        ranks = [len(order) if p == "Idle" and i else order.index(p) for i, p in enumerate(phases)]
+        assert ranks == sorted(ranks), phases
         assert handshakes > 20
         new = assert_rotated(emulator, old)
         # Each pod reloaded its files to a certificate of the new CA, and still handshakes.

@@ -7,6 +7,8 @@ import copy
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from mtls_operator import constants as c
 from mtls_operator.controller.objects import WatchedObjects, metadata_view
 from mtls_operator.controller.reconciler import Reconciler
@@ -73,6 +75,30 @@ async def test_a_secret_edited_while_nobody_watched_is_found_by_the_check_and_re
     last = cluster.identities[(NS, "web")]["status"]["lastIssuance"]
     assert last["reason"] == "repair"
     assert await rec.verify_listed(pause=0) == set()  # what the repair wrote is the operator's own
+
+
+async def test_the_check_of_listed_secrets_lets_the_passes_go_first_before_every_page(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster, clock = FakeCluster(), Clock()
+    await _issued(cluster, clock)
+    _tamper(cluster, "web-web-2")
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    await rec.reconcile((NS, "web"))
+    monkeypatch.setattr("mtls_operator.controller.reconciler.VERIFY_PAGE", 1)
+    order: list[str] = []
+    listed = cluster.list_secrets_page
+
+    async def page(*args: Any) -> tuple[list[dict[str, Any]], str | None]:
+        order.append("page")
+        return await listed(*args)
+
+    async def idle() -> None:
+        order.append("idle")
+
+    monkeypatch.setattr(cluster, "list_secrets_page", page)
+    assert await rec.verify_listed(pause=0, idle=idle) == {(NS, "web")}
+    assert order == ["idle", "page"] * 3
 
 
 async def test_secrets_the_operator_wrote_itself_are_never_listed_again_to_be_checked() -> None:

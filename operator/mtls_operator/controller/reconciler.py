@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -681,17 +681,23 @@ class Reconciler:
 
     # Secrets read from their annotations when listed: their data checked in the background ---------
 
-    async def verify_listed(self, pause: float = VERIFY_PAUSE) -> set[IdentityKey]:
+    async def verify_listed(self, pause: float = VERIFY_PAUSE,
+                            idle: Callable[[], Awaitable[None]] | None = None) -> set[IdentityKey]:
         """Page once through the managed Secrets with their data, and check every version that a pass read
         from its annotations because it was listed (a restart, a lost watch): a Secret edited while no
         operator watched is found here. Returns the identities holding one whose data disagrees; their
-        next pass decides on what the data says (a repair)."""
+        next pass decides on what the data says (a repair).
+
+        ``idle`` is awaited before each page: the passes' work (a CA rotation's writes, new pods) goes
+        first, as the check's parsing and chain checks would slow it down by as much as they cost."""
         wrong: set[IdentityKey] = set()
         if not self.secrets.unchecked:
             return wrong  # every version read from its annotations is the operator's own write, or checked
         selector = f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME},{c.IDENTITY_LABEL}"
         token: str | None = None
         while True:
+            if idle is not None:
+                await idle()
             items, token = await self.cluster.list_secrets_page(selector, VERIFY_PAGE, token)
             for secret in await self.secrets.verify([SecretView.of(item) for item in items],
                                                     self.ca_store.bundle_pem):

@@ -97,6 +97,10 @@ class RotationController:
         # reported once each, never counted.
         self._foreign_reported: set[str] = set()
         self._wake = asyncio.Event()
+        # Whether the last look found a rotation under way: the passes that write its objects then wake
+        # this controller when they end (``pass_ended``), so a phase moves on when its last write is in
+        # the store, not at the next poll.
+        self.under_way = False
         # The signer's ClusterTrustBundle, with pod certificates on: waited for like a trust ConfigMap.
         self.cluster_trust_bundle: ClusterTrustBundlePublisher | None = None
         # The certificates.k8s.io version serving PodCertificateRequests, once asked (pod certificates on).
@@ -109,6 +113,11 @@ class RotationController:
     def wake(self) -> None:
         """Look now (the CA Secret changed: a rotation may have been asked for)."""
         self._wake.set()
+
+    def pass_ended(self) -> None:
+        """An identity's pass has ended: its writes are in the store, so a phase under way may be complete."""
+        if self.under_way:
+            self._wake.set()
 
     async def run(self) -> None:
         await run_woken(self.step, self._wake, retry_delay=self.poll_interval, logger=logger, what="CA rotation")
@@ -124,6 +133,7 @@ class RotationController:
         except CAError:
             return self.poll_interval
         state = read_rotation(ObjectMeta.of(secret).annotations)
+        self.under_way = state.phase is not Phase.IDLE
         now = self.clock()
         if self.ca_store.problem:
             # Nothing moves while the Secret is broken: writing it would lose what the person put there.
@@ -316,7 +326,8 @@ class RotationController:
             await self._tell(secret, "Normal", "RotationSettled",
                              f"phase {state.phase}: {decision.message}; next step after {format_duration(delay)}",
                              now)
-            return max(0.5, min(self.poll_interval, decision.wait.total_seconds()))
+            # With no propagation delay the next step is due now (``settled_at`` is truncated to the second).
+            return min(self.poll_interval, decision.wait.total_seconds())
         if decision.step is Step.SWITCH:
             return await self._switch(secret, state, ca, now, decision.message)
         if decision.step is Step.RETIRE:

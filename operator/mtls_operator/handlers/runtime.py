@@ -121,7 +121,10 @@ class Runtime:
             # store's lists are one per resource type, a pass's are per identity and carry every key.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(objects.wait_synced(), STORE_WAIT)
-        return await self.reconciler.reconcile(key)
+        try:
+            return await self.reconciler.reconcile(key)
+        finally:
+            self.rotation.pass_ended()
 
     def _namespace_joined(self, namespace: str) -> None:
         for key in self.identities:
@@ -373,7 +376,7 @@ class Runtime:
             # After the passes the list queued (the first look): the check's parsing never delays them.
             await self.queue.wait_idle()
             try:
-                wrong = await self.reconciler.verify_listed()
+                wrong = await self.reconciler.verify_listed(idle=self.queue.wait_idle)
             except KubernetesAPIError as exc:
                 logger.warning("checking the listed Secrets' data failed, retrying: %s", exc)
                 continue
