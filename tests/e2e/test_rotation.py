@@ -49,7 +49,7 @@ def test_a_ca_rotation_never_breaks_a_handshake(cluster: Cluster, operator: Oper
     assert marked.ok, marked.body
 
     phases: list[str] = []
-    handshakes = 0
+    during = 0  # handshakes while the CA Secret showed a rotation phase
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         annotations = _ca(cluster)
@@ -60,14 +60,16 @@ def test_a_ca_rotation_never_breaks_a_handshake(cluster: Cluster, operator: Oper
         result = mutual_tls_handshake(files(secrets["server-server-0"]), files(secrets["client-client-0"]),
                                       server_hostname=f"server.{namespace}.svc")
         assert result.ok, f"handshake failed in phase {phase}: {result.error}"
-        handshakes += 1
+        during += phase != "Idle"
         if phase == "Idle" and annotations.get("mtls.dev/ca-fingerprint") != fingerprint:
             break
-        time.sleep(0.5)
+        # Phases move on as soon as their last object carries the bundle: sample as often as a look and a
+        # handshake allow, so that the rotation is seen at work (a rotation of two pods takes about a second).
+        time.sleep(0.02)
     else:
         raise AssertionError(f"the rotation did not finish within 600s; phases seen: {phases}")
     assert_rotation_went_through(cluster, phases, CA_SECRET)
-    assert handshakes > 10
+    assert during >= 3, phases
 
     # Both pods now hold certificates of the new CA, trusted by a bundle of the new CA alone.
     status = cluster.api.get(identities_path(namespace, "server"))["status"]
