@@ -37,6 +37,10 @@ def payments(cluster: Cluster, operator: OperatorProcess) -> None:
     applied = cluster.kubectl("apply", "-f", "examples/payments.yaml").stdout
     assert "mtlsidentity.mtls.dev/payments created" in applied
     cluster.kubectl("wait", "--for=condition=Ready", "mtlsid/payments", "-n", SHOP, "--timeout=90s")
+    # Ready may first be True for the one pod the operator has seen: the identity is applied before
+    # its pods, and a pass for payments-0 can end before payments-1 exists. Wait for both.
+    cluster.kubectl("wait", "--for=jsonpath={.status.issued}=2", "mtlsid/payments", "-n", SHOP,
+                    "--timeout=90s")
 
 
 def test_kubectl_get_shows_the_printer_columns(cluster: Cluster, payments: None) -> None:
