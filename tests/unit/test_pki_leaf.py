@@ -382,3 +382,46 @@ def test_a_leaf_of_an_intermediate_ca_chains_through_it_on_every_leaf() -> None:
         chain = parse_pem_certificates(leaf.chain_pem)
         assert chain[1] == intermediate.cert
         verify_leaf(leaf.cert, chain[1:], intermediate.trust, NOW)
+
+
+@pytest.mark.parametrize("ca_spec", ALL_SPECS, ids=lambda spec: f"CA-{spec}")
+def test_a_later_leaf_of_every_ca_key_verifies_and_a_tampered_one_does_not(ca_spec: KeySpec) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from mtls_operator.pki.leaf import _signed_by, check_own_leaf
+
+    ca = create_self_signed_ca(NOW, key=ca_spec, common_name=f"later leaves {ca_spec}")
+    issue_leaf(ca, REQUEST, NOW)  # the path in full; the next leaves have their signature checked alone
+    for _ in range(3):
+        leaf = issue_leaf(ca, REQUEST, NOW)
+        leaf.cert.verify_directly_issued_by(ca.cert)
+        assert _signed_by(ca, leaf.cert)
+    cert, public_key = _signed(ca)
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01  # the signature's last byte (for ECDSA, the low byte of s: still a well-formed signature)
+    tampered = x509.load_der_x509_certificate(bytes(der))
+    assert not _signed_by(ca, tampered)
+    with pytest.raises(ChainError, match="does not verify with the key of CA"):
+        check_own_leaf(ca, REQUEST, tampered, public_key, NOW)
+    other = create_self_signed_ca(NOW, key=ca_spec, common_name=f"later leaves {ca_spec}")  # same name, other key
+    assert not _signed_by(other, cert)
+
+
+def test_the_subject_key_identifier_is_the_usual_one() -> None:
+    from mtls_operator.pki.leaf import _subject_key_identifier
+
+    for key in (ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1()),
+                ed25519.Ed25519PrivateKey.generate()):
+        assert _subject_key_identifier(key.public_key()) == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()], ids=lambda c: c.name)
+def test_the_curve_orders_are_the_groups_orders(curve: ec.EllipticCurve) -> None:
+    from mtls_operator.pki.leaf import _CURVE_ORDERS
+
+    order = _CURVE_ORDERS[curve.name]
+    # (n - 1) * G = -G, whose x is G's; n itself is no private scalar (OpenSSL refuses it).
+    assert (ec.derive_private_key(order - 1, curve).public_key().public_numbers().x
+            == ec.derive_private_key(1, curve).public_key().public_numbers().x)
+    with pytest.raises(ValueError, match="out of range"):
+        ec.derive_private_key(order, curve)

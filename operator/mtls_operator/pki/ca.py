@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from mtls_operator.constants import CA_CRT, TLS_CRT, TLS_KEY
@@ -26,6 +27,7 @@ from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key
 from mtls_operator.times import format_time
 
 DEFAULT_CA_VALIDITY = timedelta(days=365)
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class CertificateAuthority:
         except x509.ExtensionNotFound:
             return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+    @functools.cached_property
+    def key_matches_cert(self) -> bool:
+        """Whether ``key`` is the private half of ``cert``'s public key (asked for every leaf: worked out once)."""
+        return bool(self.key.public_key().public_bytes(*_SPKI) == self.cert.public_key().public_bytes(*_SPKI))
 
     @property
     def not_after(self) -> datetime:
