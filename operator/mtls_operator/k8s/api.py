@@ -24,18 +24,20 @@ encode, its answer and two watch events to decode).
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
 from kubernetes import client as k8s_client
 
 from mtls_operator.errors import ConflictError, KubernetesAPIError, NotFoundError
+from mtls_operator.k8s.http import HTTPClient
 
 JSON = dict[str, Any]
 
@@ -55,6 +57,10 @@ _CONNECTIONS = 32
 _MAX_WATCH_LINE = 4 * 1024 * 1024
 # Seconds a bearer token read from the configuration is used before it is read again.
 _TOKEN_TTL = 60.0
+# What a request line's target and a header's value may hold: printable ASCII, no line breaks.
+_SAFE_TARGET = re.compile(r"[!-~]+")
+_SAFE_VALUE = re.compile(r"[ -~]+")
+_DEFAULT_USER_AGENT = "mtls-operator"
 
 
 class KubeAPI:
@@ -66,7 +72,11 @@ class KubeAPI:
         self._configuration = configuration
         self._timeout = timeout
         self._user_agent = user_agent
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # watches
+        self._http: HTTPClient | None = None  # every other request
+        if user_agent is not None and not _SAFE_VALUE.fullmatch(user_agent):
+            raise ValueError(f"a User-Agent of printable characters, not {user_agent[:100]!r}")
+        self._fixed_headers = f"User-Agent: {user_agent or _DEFAULT_USER_AGENT}\r\n"
         self._base = str(configuration.host).rstrip("/")
         self._token: str | None = None
         self._token_read_at: float | None = None
@@ -111,6 +121,9 @@ class KubeAPI:
             token = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
                 "authorization"
             )
+            if token and not _SAFE_VALUE.fullmatch(str(token)):
+                raise KubernetesAPIError("the bearer token holds characters a header cannot carry", status=None,
+                                         retryable=False)
             self._token, self._token_read_at = (str(token) if token else None), now
         return self._token
 
@@ -126,6 +139,9 @@ class KubeAPI:
         return headers
 
     async def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -143,25 +159,24 @@ class KubeAPI:
         self.counts[(method, _resource_of(path))] += 1
         what = f"{method} {path}"
         data = orjson.dumps(body) if body is not None else None
+        target = self._client().prefix + path
+        if query:
+            target += "?" + urlencode(query, quote_via=quote)
+        if not _SAFE_TARGET.fullmatch(target):
+            raise KubernetesAPIError(f"{what}: not a request target: {target[:200]!r}", status=None, retryable=False)
         for attempt in range(2):
-            headers = self._headers(accept, content_type if data is not None else None)
+            message = self._message(method, target, data, content_type, accept)
             try:
-                async with self._open().request(
-                    method, self._base + path, params=dict(query) if query else None, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self._timeout),
-                    server_hostname=self._configuration.tls_server_name or None,
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
-                    reason = response.reason
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # refused, reset, TLS, timed out
+                answer = await self._client().request(message, repeatable=method == "GET")
+            except (OSError, TimeoutError) as exc:  # refused, reset, TLS, not HTTP, timed out
                 raise KubernetesAPIError(f"{what}: {exc or type(exc).__name__}", status=None,
                                          retryable=True) from None
-            if status != 401 or attempt:
+            if answer.status != 401 or attempt:
                 break
             self._token_read_at = None  # the token expired or was rotated: read it again, once
+        status, raw = answer.status, answer.body
         if status >= 400:
-            raise _translate(what, status, raw, reason)
+            raise _translate(what, status, raw, answer.reason)
         if not raw:
             return {}
         try:
@@ -169,6 +184,27 @@ class KubeAPI:
         except ValueError:
             raise KubernetesAPIError(f"{what}: the answer is not JSON", status=status, retryable=True) from None
         return parsed if isinstance(parsed, dict) else {"items": parsed}
+
+    def _client(self) -> HTTPClient:
+        if self._http is None:
+            context = self._ssl()
+            self._http = HTTPClient(self._base, ssl_context=context if isinstance(context, ssl.SSLContext) else None,
+                                    server_hostname=self._configuration.tls_server_name or None,
+                                    limit=_CONNECTIONS, timeout=self._timeout)
+        return self._http
+
+    def _message(self, method: str, target: str, data: bytes | None, content_type: str, accept: str | None) -> bytes:
+        """One HTTP/1.1 request, head and body, as sent."""
+        assert self._http is not None
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self._http.host_header}\r\n{self._fixed_headers}"
+        head += f"Accept: {accept or 'application/json'}\r\n"
+        token = self._authorization()
+        if token:
+            head += f"Authorization: {token}\r\n"
+        if data is None:
+            return (head + "\r\n").encode("latin-1")
+        head += f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n"
+        return head.encode("latin-1") + data
 
     async def watch(
         self,
