@@ -102,7 +102,10 @@ class WatchedObjects:
 
     def pod_event(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Apply a watch event; returns whether anything a pass reads of the pod changed."""
-        pod = pod_info(body)
+        return self.pod_changed(kind, pod_info(body))
+
+    def pod_changed(self, kind: str, pod: PodInfo) -> bool:
+        """``pod_event`` for a pod already read from its body (the pod watch reads each event's once)."""
         if kind == "DELETED" or not pod.opted_in:
             self._pods.get(pod.namespace, {}).pop(pod.name, None)
             return True

@@ -30,7 +30,7 @@ from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.k8s import JSON, Cluster, KubeAPI, core_path
 from mtls_operator.k8s.watch import RESYNC, ResourceWatch
 from mtls_operator.observability.metrics import Metrics
-from mtls_operator.rules.plan import IdentityRef, pod_info, serving_identity
+from mtls_operator.rules.plan import IdentityRef, PodInfo, pod_info, serving_identity
 from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
@@ -137,10 +137,9 @@ class Runtime:
             if key[0] == namespace:
                 self.metrics.identity_removed(*key)
 
-    async def issue_first(self, body: Mapping[str, Any]) -> bool:
+    async def issue_first(self, pod: PodInfo) -> bool:
         """A pod just created: its first certificate now (the leader only), then a pass for the status.
         Returns whether it issued."""
-        pod = pod_info(body)
         if not self.leading or not self.serves(pod.namespace):
             return False
         owner = serving_identity(pod, [ref for key, ref in self.identities.items() if key[0] == pod.namespace])
@@ -241,14 +240,15 @@ class Runtime:
 
         objects = self.reconciler.objects
 
-        def changed(kind: str, pod: Mapping[str, Any] | None) -> None:
-            if pod is not None and not objects.pod_event(kind, pod):
-                return  # a change of nothing a pass reads (the pod's status, its IP): no pass
-            if pod is None:
+        def changed(kind: str, body: Mapping[str, Any] | None) -> None:
+            if body is None:
                 self._ca_changed()  # RESYNC: every identity looks at its pods again
-            elif kind == "ADDED":
-                meta = pod.get("metadata") or {}
-                self.reconciler.gate.arriving((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+                return
+            pod = pod_info(body)  # once per event: the store, the first issue and the routing all read it
+            if not objects.pod_changed(kind, pod):
+                return  # a change of nothing a pass reads (the pod's status, its IP): no pass
+            if kind == "ADDED":
+                self.reconciler.gate.arriving((pod.namespace, pod.name))
                 task = asyncio.create_task(self._pod_added(pod))
                 first_issues.add(task)
                 task.add_done_callback(first_issues.discard)
@@ -267,19 +267,18 @@ class Runtime:
             for task in first_issues:
                 task.cancel()
 
-    async def _pod_added(self, body: Mapping[str, Any]) -> None:
+    async def _pod_added(self, pod: PodInfo) -> None:
         # A new pod (not one listed at start-up or after a lost watch): issue before the pass. Issued, the
         # pass only reports it: a burst's passes then come at most every STATUS_DELAY, not one per pod.
         issued = False
         try:
-            issued = await self.issue_first(body)
+            issued = await self.issue_first(pod)
         finally:
-            pod = pod_info(body)
             self.reconciler.gate.arrived((pod.namespace, pod.name))
-            self._route_pod(body, STATUS_DELAY if issued else 0.0)
+            self._route_pod(pod, STATUS_DELAY if issued else 0.0)
 
-    def _route_pod(self, body: Mapping[str, Any], delay: float = 0.0) -> None:
-        for key in self.reconciler.index.identities_for_pod(pod_info(body), self.identities):
+    def _route_pod(self, pod: PodInfo, delay: float = 0.0) -> None:
+        for key in self.reconciler.index.identities_for_pod(pod, self.identities):
             self.queue.add(key, delay)
 
     def _secret_changed(self, kind: str, metadata: Mapping[str, Any] | None) -> None:
