@@ -419,9 +419,15 @@ class Reconciler:
         assigned = [(name_, pod) for name_, pod in assigned if not self._kept_at_once(job, name_, pod)]
         # Starting pods first, then overdue renewals, then the rest: also the order the rate limit serves.
         assigned = sorted(assigned, key=lambda item: self._urgency(existing.get(item[0]), now))
-        # Pods are served concurrently (API round trips overlap); the rate limit stays global.
-        slots = asyncio.Semaphore(ISSUE_CONCURRENCY)
-        await asyncio.gather(*(self._serve_slot(job, slots, secret_name, pod) for secret_name, pod in assigned))
+        # Pods are served ISSUE_CONCURRENCY at a time (API round trips overlap), in that order, by as many
+        # workers taking the next pod (not a task per pod); the rate limit stays global.
+        pending = iter(assigned)
+
+        async def serve_next() -> None:
+            for secret_name, pod in pending:
+                await self._serve_slot(job, secret_name, pod)
+
+        await asyncio.gather(*(serve_next() for _ in range(min(ISSUE_CONCURRENCY, len(assigned)))))
         await self._delete_unserved(job, plan.keep)
         return tally
 
@@ -460,15 +466,14 @@ class Reconciler:
             return IssuePriority.STARTING
         return IssuePriority.OVERDUE if now >= state.renew_at else IssuePriority.BACKGROUND
 
-    async def _serve_slot(self, job: _Pass, slots: asyncio.Semaphore, secret_name: str, pod: PodInfo) -> None:
-        async with slots:
-            if not self.gate.hold(job.slot(secret_name)):
-                return  # being issued right now outside this pass; the pass queued after it counts it
-            try:
-                secret = await self._current_secret(job, secret_name)
-                await self._serve(job.for_pod(pod, self.settings.cluster_domain), secret_name, pod, secret)
-            finally:
-                self.gate.release(job.slot(secret_name))
+    async def _serve_slot(self, job: _Pass, secret_name: str, pod: PodInfo) -> None:
+        if not self.gate.hold(job.slot(secret_name)):
+            return  # being issued right now outside this pass; the pass queued after it counts it
+        try:
+            secret = await self._current_secret(job, secret_name)
+            await self._serve(job.for_pod(pod, self.settings.cluster_domain), secret_name, pod, secret)
+        finally:
+            self.gate.release(job.slot(secret_name))
 
     async def _current_secret(self, job: _Pass, secret_name: str) -> SecretView | None:
         """The pod's Secret as the pass listed it, or as it is now where the pass may be out of date."""

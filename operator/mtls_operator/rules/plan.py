@@ -7,6 +7,7 @@ writes what they return. Everything here is table-tested in ``tests/unit/test_pl
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -431,7 +432,7 @@ def secret_body(
     data = {
         c.TLS_CRT: b64text(content.chain_pem),
         c.TLS_KEY: b64text(content.key_pem),
-        c.CA_CRT: b64text(content.bundle_pem),
+        c.CA_CRT: _bundle_b64(content.bundle_pem),
     }
     if keystore is not None:
         data.update(keystore_data(content.chain_pem, content.key_pem, content.bundle_pem, keystore))
@@ -519,9 +520,16 @@ class SecretReading:
     bundle_hash: str | None = None
 
 
+# The trust bundle is the same for every Secret written until the CA changes: its hash and its base64, once.
+@functools.lru_cache(maxsize=8)
 def bundle_hash(bundle_pem: bytes) -> str:
     """The fingerprint of a trust bundle as the ``mtls.dev/ca-bundle-hash`` annotation records it."""
     return "sha256:" + hashlib.sha256(bundle_pem).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_b64(bundle_pem: bytes) -> str:
+    return b64text(bundle_pem)
 
 
 def _annotated_state(annotations: Mapping[str, str], not_before: datetime | None = None) -> IssuedState | None:
