@@ -22,10 +22,13 @@ def test_a_pass_and_a_first_issue_never_write_one_secret_together() -> None:
 def test_first_issues_are_few_at_a_time() -> None:
     gate = IssuanceGate(first_issue_limit=2)
     gate.start_first(("shop", "a"))
+    assert gate.first_issue_room()
     gate.start_first(("shop", "b"))
     assert not gate.may_start_first(("shop", "c"))
+    assert not gate.first_issue_room()  # a new pod goes to the pass without a first issue to try
     gate.end_first(("shop", "a"))
     assert gate.may_start_first(("shop", "c"))
+    assert gate.first_issue_room()
 
 
 def test_a_first_issue_is_claimed_once_and_reported_once() -> None:

@@ -80,6 +80,11 @@ class IssuanceGate:
         """A new term as leader: first issues of the last one were cancelled, maybe before they began."""
         self._arriving.clear()
 
+    def first_issue_room(self) -> bool:
+        """Whether a first issue could start now (fewer than the limit under way): a burst's pods that
+        arrive while it is full go to the passes at once, without a first issue to try."""
+        return self._first_in_flight < self.first_issue_limit
+
     def may_start_first(self, slot: Slot) -> bool:
         return (slot not in self._clashes and slot not in self._issuing
                 and self._first_in_flight < self.first_issue_limit)

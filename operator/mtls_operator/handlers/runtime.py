@@ -247,7 +247,8 @@ class Runtime:
             pod = pod_info(body)  # once per event: the store, the first issue and the routing all read it
             if not objects.pod_changed(kind, pod):
                 return  # a change of nothing a pass reads (the pod's status, its IP): no pass
-            if kind == "ADDED":
+            if kind == "ADDED" and self.reconciler.gate.first_issue_room():
+                # A first issue (a task): only with room for one, else it would only route the pod to the pass.
                 self.reconciler.gate.arriving((pod.namespace, pod.name))
                 task = asyncio.create_task(self._pod_added(pod))
                 first_issues.add(task)
