@@ -164,9 +164,16 @@ def test_a_late_event_never_undoes_the_operators_own_write_or_delete() -> None:
     newer = copy.deepcopy(old)
     newer["metadata"]["resourceVersion"] = "7"
     objects.secrets_listed([old])
-    objects.wrote(metadata_view(newer))
+    written = objects.wrote(metadata_view(newer))
     objects.secret_event("MODIFIED", old)  # the watch catching up with an older version
     assert objects.secrets(NS, "web")["s"].meta.resource_version == "7"
+    objects.secret_event("MODIFIED", newer)  # the operator's own write reported back: kept as it is
+    assert objects.secrets(NS, "web")["s"] is written
+    relabelled = copy.deepcopy(newer)
+    relabelled["metadata"]["resourceVersion"] = "8"
+    relabelled["metadata"]["labels"]["extra"] = "yes"
+    objects.secret_event("MODIFIED", relabelled)  # someone else's edit: a new version, stored
+    assert objects.secrets(NS, "web")["s"].labels["extra"] == "yes"
     objects.deleted(metadata_view(newer))
     objects.secret_event("MODIFIED", newer)
     assert objects.secrets(NS, "web") == {}

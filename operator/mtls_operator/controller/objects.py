@@ -142,6 +142,12 @@ class WatchedObjects:
         self._listed_one()
 
     def secret_event(self, kind: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata")
+        if kind != "DELETED" and isinstance(meta, Mapping):
+            stored = self._secrets.get(str(meta.get("namespace") or ""), {}).get(str(meta.get("name") or ""))
+            if (stored is not None and stored.meta.resource_version == meta.get("resourceVersion")
+                    and stored.meta.uid == meta.get("uid")):
+                return  # this very version is stored: the operator's own write, reported back by the watch
         secret = metadata_view(body)
         namespace, name = secret.meta.namespace, secret.name
         if kind == "DELETED":
