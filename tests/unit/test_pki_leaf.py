@@ -425,3 +425,52 @@ def test_the_curve_orders_are_the_groups_orders(curve: ec.EllipticCurve) -> None
             == ec.derive_private_key(1, curve).public_key().public_numbers().x)
     with pytest.raises(ValueError, match="out of range"):
         ec.derive_private_key(order, curve)
+
+
+@pytest.mark.parametrize("leaf_spec", ALL_SPECS, ids=str)
+@pytest.mark.parametrize("ca_spec", [KeySpec(KeyAlgorithm.ECDSA, 256), KeySpec(KeyAlgorithm.ECDSA, 384)], ids=str)
+@pytest.mark.parametrize("dns_names", [(), REQUEST.dns_names], ids=["no-dns", "dns"])
+def test_a_leaf_put_together_from_its_parts_is_what_the_builder_makes(
+        ca_spec: KeySpec, leaf_spec: KeySpec, dns_names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtls_operator.pki import leaf as leaf_module
+    from mtls_operator.pki.keys import generate_private_key
+
+    ca = root(ca_spec)
+    request = dataclasses.replace(REQUEST, key=leaf_spec, dns_names=dns_names)
+    public_key = generate_private_key(leaf_spec).public_key()
+    for serial in (1, 0x7F, 0x80, 2**127, 2**128 - 1):
+        monkeypatch.setattr(leaf_module, "random_serial", lambda serial=serial: serial)
+        parts = leaf_module._sign(ca, request, public_key, NOW)
+        built = leaf_module._build(ca, request, public_key, NOW, False)
+        assert parts.tbs_certificate_bytes == built.tbs_certificate_bytes  # byte for byte
+        assert parts.signature_algorithm_oid == built.signature_algorithm_oid
+        parts.verify_directly_issued_by(ca.cert)
+
+
+def test_leaf_times_after_2049_are_generalized_times() -> None:
+    from mtls_operator.pki import der
+
+    late = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert der.time(late) == b"\x17\x0d491231235959Z"
+    assert der.time(late + timedelta(seconds=1)) == b"\x18\x0f20500101000000Z"
+    ca = create_self_signed_ca(late - timedelta(days=1), validity=timedelta(days=30), common_name="late")
+    for _ in range(2):  # the full check, then the later-leaf one
+        leaf = issue_leaf(ca, dataclasses.replace(REQUEST, duration=timedelta(days=2)), late)
+        assert leaf.not_after == late + timedelta(days=2)
+        verify_leaf(leaf.cert, [], ca.trust, late)
+    with pytest.raises(ValueError, match="UTC"):
+        der.time(datetime(2030, 1, 1))
+
+
+def test_der_lengths_and_object_identifiers() -> None:
+    from mtls_operator.pki import der
+
+    assert der.tlv(0x04, b"x" * 127)[:2] == b"\x04\x7f"
+    assert der.tlv(0x04, b"x" * 128)[:3] == b"\x04\x81\x80"
+    assert der.tlv(0x04, b"x" * 300)[:4] == b"\x04\x82\x01\x2c"
+    assert der.oid("1.2.840.10045.4.3.2") == bytes.fromhex("06082a8648ce3d040302")
+    assert der.oid("2.5.29.14") == bytes.fromhex("0603551d0e")
+    assert der.integer(0) == b"\x02\x01\x00"
+    assert der.integer(0x80) == b"\x02\x02\x00\x80"
+    with pytest.raises(ValueError, match="object identifier"):
+        der.oid("3.1")

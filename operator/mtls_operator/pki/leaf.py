@@ -12,10 +12,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from mtls_operator.errors import CAError, ChainError, PKIError
 from mtls_operator.models import KeySpec, Usage
+from mtls_operator.pki import der
 from mtls_operator.pki._util import (
     CLOCK_SKEW,
     ORGANIZATION,
@@ -353,12 +354,121 @@ def _subject_key_identifier(key: PublicKey) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier.from_public_key(key)
 
 
-def _sign(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime, *,
-          lifetime_from_not_before: bool = False) -> x509.Certificate:
-    # The SVID's identity is the URI SAN; the subject only says who made it, so SAN stays non-critical.
-    names = _subject_alt_name(request.spiffe_id, request.dns_names)
+# The signature algorithms of ECDSA CA keys by digest (RFC 5758, 3.2): no parameters.
+_ECDSA_ALGORITHMS = {
+    "sha256": SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+    "sha384": SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+    "sha512": SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+}
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """What every leaf of one ECDSA CA repeats, encoded once: the signature algorithm, the issuer, the AKI."""
+
+    digest: hashes.HashAlgorithm
+    algorithm: bytes
+    issuer: bytes
+    authority_key_id: bytes
+
+
+_signers: dict[tuple[str, str], _Signer] = {}
+
+
+def _signer(ca: CertificateAuthority) -> _Signer | None:
+    """The CA's parts of every leaf it signs, for an ECDSA CA (the leaves of any other are built by
+    ``CertificateBuilder``)."""
+    key = ca.key
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return None
+    cache_key = (ca.fingerprint, key.curve.name)
+    signer = _signers.get(cache_key)
+    if signer is None:
+        digest = signature_hash(key)
+        assert digest is not None  # ECDSA always signs a digest
+        if len(_signers) >= _MAX_CHECKED_PATHS:
+            _signers.clear()
+        signer = _signers[cache_key] = _Signer(
+            digest=digest,
+            algorithm=der.tlv(der.SEQUENCE, der.oid(_ECDSA_ALGORITHMS[digest.name].dotted_string)),
+            issuer=ca.cert.subject.public_bytes(),
+            authority_key_id=der.extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER.dotted_string,
+                                           authority_key_identifier(ca).public_bytes(), critical=False),
+        )
+    return signer
+
+
+_VERSION_3 = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2
+_SUBJECT_DER = _SUBJECT.public_bytes()
+_CONSTRAINTS_DER = der.extension(ExtensionOID.BASIC_CONSTRAINTS.dotted_string, _LEAF_CONSTRAINTS.public_bytes(),
+                                 critical=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _key_usage_der(rsa_key: bool) -> bytes:
+    return der.extension(ExtensionOID.KEY_USAGE.dotted_string, _key_usage(rsa_key).public_bytes(), critical=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _extended_usage_der(usages: frozenset[Usage]) -> bytes:
+    return der.extension(ExtensionOID.EXTENDED_KEY_USAGE.dotted_string, _extended_usage(usages).public_bytes(),
+                         critical=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_alt_name_der(spiffe_id: str, dns_names: tuple[str, ...]) -> bytes:
+    return der.extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string,
+                         _subject_alt_name(spiffe_id, dns_names).public_bytes(), critical=False)
+
+
+def _validity(ca: CertificateAuthority, request: LeafRequest, now: datetime,
+              lifetime_from_not_before: bool) -> tuple[datetime, datetime]:
     not_before = max(whole_seconds(now - CLOCK_SKEW), ca.cert.not_valid_before_utc)
     end = not_before + request.duration if lifetime_from_not_before else now + request.duration
+    return not_before, whole_seconds(min(end, ca.not_after))
+
+
+def _sign(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime, *,
+          lifetime_from_not_before: bool = False) -> x509.Certificate:
+    """The leaf for ``request`` and ``key``, signed by ``ca``: the subject says who made it, the URI SAN (not
+    critical) is the SVID's identity; extensions in the order basicConstraints, keyUsage, extKeyUsage,
+    subjectAltName, SKI, AKI."""
+    ca_key, signer = ca.key, _signer(ca)
+    if signer is None or not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        return _build(ca, request, key, now, lifetime_from_not_before)
+    not_before, not_after = _validity(ca, request, now, lifetime_from_not_before)
+    serial = random_serial()
+    spki = key.public_bytes(*_SPKI)
+    key_id = hashlib.sha1(der.public_key_bits(spki), usedforsecurity=False).digest()  # as _subject_key_identifier
+    extensions = b"".join((
+        _CONSTRAINTS_DER,
+        _key_usage_der(isinstance(key, rsa.RSAPublicKey)),
+        _extended_usage_der(request.usages),
+        _subject_alt_name_der(request.spiffe_id, request.dns_names),
+        der.extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER.dotted_string, der.tlv(der.OCTET_STRING, key_id),
+                      critical=False),
+        signer.authority_key_id,
+    ))
+    tbs = der.tlv(der.SEQUENCE, b"".join((
+        _VERSION_3, der.integer(serial), signer.algorithm, signer.issuer,
+        der.tlv(der.SEQUENCE, der.time(not_before) + der.time(not_after)), _SUBJECT_DER, spki,
+        der.tlv(0xA3, der.tlv(der.SEQUENCE, extensions)),
+    )))
+    signature = ca_key.sign(tbs, ec.ECDSA(signer.digest))
+    try:
+        cert = x509.load_der_x509_certificate(
+            der.tlv(der.SEQUENCE, tbs + signer.algorithm + der.tlv(der.BIT_STRING, b"\x00" + signature)))
+    except ValueError as exc:
+        raise ChainError(f"a leaf for {request.spiffe_id} was not well-formed: {exc}") from None
+    if (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc) != (serial, not_before, not_after):
+        raise ChainError(f"certificate {describe(cert)} does not carry the serial or validity it was signed with")
+    return cert
+
+
+def _build(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime,
+           lifetime_from_not_before: bool) -> x509.Certificate:
+    """``_sign`` by ``CertificateBuilder``: the leaves of RSA and Ed25519 CAs."""
+    not_before, not_after = _validity(ca, request, now, lifetime_from_not_before)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_SUBJECT)
@@ -366,11 +476,11 @@ def _sign(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: d
         .public_key(key)
         .serial_number(random_serial())
         .not_valid_before(not_before)
-        .not_valid_after(whole_seconds(min(end, ca.not_after)))
+        .not_valid_after(not_after)
         .add_extension(_LEAF_CONSTRAINTS, critical=True)
         .add_extension(_key_usage(isinstance(key, rsa.RSAPublicKey)), critical=True)
         .add_extension(_extended_usage(request.usages), critical=False)
-        .add_extension(names, critical=False)
+        .add_extension(_subject_alt_name(request.spiffe_id, request.dns_names), critical=False)
         .add_extension(_subject_key_identifier(key), critical=False)
         .add_extension(authority_key_identifier(ca), critical=False)
     )
