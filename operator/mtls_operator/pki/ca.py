@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from mtls_operator.constants import CA_CRT, TLS_CRT, TLS_KEY
@@ -27,7 +27,6 @@ from mtls_operator.pki.keys import PrivateKey, generate_private_key, private_key
 from mtls_operator.times import format_time
 
 DEFAULT_CA_VALIDITY = timedelta(days=365)
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,9 @@ class CertificateAuthority:
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
     @functools.cached_property
-    def key_matches_cert(self) -> bool:
-        """Whether ``key`` is the private half of ``cert``'s public key (asked for every leaf: worked out once)."""
-        return bool(self.key.public_key().public_bytes(*_SPKI) == self.cert.public_key().public_bytes(*_SPKI))
+    def public_key(self) -> CertificatePublicKeyTypes:
+        """The key of ``cert``, which verifies what the CA signs (parsed once: asked for every leaf)."""
+        return self.cert.public_key()
 
     @property
     def not_after(self) -> datetime:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from mtls_operator.errors import CAError, ChainError, PKIError
@@ -212,49 +212,24 @@ _ECDSA_HASHES: dict[x509.ObjectIdentifier, type[hashes.HashAlgorithm]] = {
     SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384,
     SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512,
 }
-# The order n of the group of each curve a CA key may use (SEC 2, section 2.4).
-_CURVE_ORDERS = {
-    "secp256r1": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
-    "secp384r1": int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
-                     16),
-    "secp521r1": int("01" + "FF" * 29 + "FFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16),
-}
 
 
 def _signed_by(ca: CertificateAuthority, cert: x509.Certificate) -> bool:
     """Whether ``cert`` names ``ca.cert``'s subject as its issuer and its signature verifies with ``ca.cert``'s key.
 
-    For an ECDSA CA the verification equation is worked out with the CA's private scalar ``d`` (whose public
-    point ``Q = d*G`` is the CA certificate's key: ``key_matches_cert``, once per CA): a signature (r, s) of a
-    digest z verifies when the x coordinate of ``u1*G + u2*Q`` is r (mod n), with ``u1 = z/s`` and
-    ``u2 = r/s``; with ``Q = d*G`` that point is ``((z + r*d)/s)*G``: one multiplication of the fixed
-    generator (what making a key costs) instead of two, one of them of an arbitrary point. The same
-    equation, the same answer, at about half the cost. Any other CA key: the usual verification."""
-    if not ca.key_matches_cert or cert.issuer != ca.cert.subject:
+    An ECDSA signature is verified with the CA certificate's key as parsed once per CA (``verify_directly_issued_by``
+    parses it again for every leaf); any other, as ``is_directly_issued_by`` does."""
+    if cert.issuer != ca.cert.subject:
         return False
-    key = ca.key
+    public_key = ca.public_key
     digest = _ECDSA_HASHES.get(cert.signature_algorithm_oid)
-    if (not isinstance(key, ec.EllipticCurvePrivateKey) or digest is None
-            or (order := _CURVE_ORDERS.get(key.curve.name)) is None):
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or digest is None:
         return is_directly_issued_by(cert, ca.cert)
     try:
-        r, s = decode_dss_signature(cert.signature)
-    except ValueError:
+        public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest()))
+    except InvalidSignature:
         return False
-    if not (0 < r < order and 0 < s < order):
-        return False
-    hasher = hashes.Hash(digest())
-    hasher.update(cert.tbs_certificate_bytes)
-    hashed = hasher.finalize()
-    # The digest's leftmost bits, as many as the order has (SEC 1, section 4.1.4, step 5).
-    z = int.from_bytes(hashed, "big") >> max(0, 8 * len(hashed) - order.bit_length())
-    k = pow(s, -1, order) * (z + r * key.private_numbers().private_value) % order
-    if k == 0:
-        return False  # the point at infinity: no x coordinate, the signature fails
-    # The point's compressed encoding is one byte of sign, then x (SEC 1, section 2.3.3).
-    point = ec.derive_private_key(k, key.curve).public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
-    return int.from_bytes(point[1:], "big") % order == r
+    return True
 
 
 def _key_kind(public_key: PublicKey) -> str:
