@@ -463,3 +463,31 @@ def test_der_lengths_and_object_identifiers() -> None:
     assert der.integer(0x80) == b"\x02\x02\x00\x80"
     with pytest.raises(ValueError, match="object identifier"):
         der.oid("3.1")
+
+
+def test_the_facts_of_each_set_of_parts_are_read_back_once_then_compared_byte_for_byte(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtls_operator.pki import leaf as leaf_module
+
+    checked: list[str] = []
+    check_facts = leaf_module._check_facts
+
+    def counting(cert: x509.Certificate, request: LeafRequest, public_key: object) -> None:
+        checked.append(request.spiffe_id)
+        check_facts(cert, request, public_key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(leaf_module, "_check_facts", counting)
+    ca = create_self_signed_ca(NOW, common_name="parts")
+    other = dataclasses.replace(REQUEST, spiffe_id="spiffe://cluster.local/ns/shop/sa/other")
+    for request in (REQUEST, REQUEST, REQUEST, other, other):
+        issue_leaf(ca, request, NOW)
+    assert checked == [SPIFFE_ID, other.spiffe_id]  # the first leaf of each, read back; the others compared
+    # A leaf whose bytes are not what was assembled, or whose parts were never read back, is read back.
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assembled = leaf_module._assemble(ca, REQUEST, key, NOW)
+    leaf_module.check_own_leaf(ca, REQUEST, assembled.cert, key, NOW, assembled=assembled._replace(tbs=b"other"))
+    fewer = dataclasses.replace(REQUEST, dns_names=REQUEST.dns_names[:1])
+    with pytest.raises(ChainError, match="subjectAltName"):  # the same bytes, other asked-for names: read back
+        leaf_module.check_own_leaf(ca, fewer, assembled.cert, key, NOW, assembled=assembled._replace(
+            parts=(fewer.spiffe_id, fewer.dns_names, *(assembled.parts or ())[2:])))
+    assert checked[2:] == [SPIFFE_ID, SPIFFE_ID]

@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -110,8 +111,9 @@ def issue_leaf(ca: CertificateAuthority, request: LeafRequest, now: datetime) ->
     _check_request(ca, request, now)
     key = generate_private_key(request.key)
     public_key = key.public_key()
-    cert = _sign(ca, request, public_key, now)
-    intermediates = check_own_leaf(ca, request, cert, public_key, now)
+    assembled = _assemble(ca, request, public_key, now)
+    cert = assembled.cert
+    intermediates = check_own_leaf(ca, request, cert, public_key, now, assembled=assembled)
     return IssuedLeaf(
         cert=cert,
         key=key,
@@ -145,8 +147,9 @@ def sign_public_key(ca: CertificateAuthority, request: LeafRequest, public_key: 
     """
     now = require_utc(now)
     _check_request(ca, request, now)
-    cert = _sign(ca, request, public_key, now, lifetime_from_not_before=True)
-    intermediates = check_own_leaf(ca, request, cert, public_key, now)
+    assembled = _assemble(ca, request, public_key, now, lifetime_from_not_before=True)
+    cert = assembled.cert
+    intermediates = check_own_leaf(ca, request, cert, public_key, now, assembled=assembled)
     return SignedLeaf(cert=cert, chain_pem=certs_to_pem((cert, *intermediates)), serial_hex=serial_hex(cert),
                       not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
 
@@ -172,8 +175,16 @@ _MAX_CHECKED_PATHS = 64
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+# Per checked CA path (as above), the leaf parts whose facts were read back from a leaf and found as asked: the
+# request's SPIFFE ID, DNS names and usages, with the DER of the keyUsage, extKeyUsage, subjectAltName and AKI
+# extensions that ``_assemble`` made for them.
+_Parts = tuple[object, ...]
+_checked_parts: set[tuple[_PathKey, _Parts]] = set()
+_MAX_CHECKED_PARTS = 4096
+
+
 def check_own_leaf(ca: CertificateAuthority, request: LeafRequest, cert: x509.Certificate, public_key: PublicKey,
-                   now: datetime) -> tuple[x509.Certificate, ...]:
+                   now: datetime, *, assembled: Assembled | None = None) -> tuple[x509.Certificate, ...]:
     """Raise ChainError unless ``cert``, just signed with ``ca.key`` for ``request`` and ``public_key``, chains
     to ``ca.trust`` at ``now`` and says what the request asked; return the issuing chain that follows it.
 
@@ -183,6 +194,12 @@ def check_own_leaf(ca: CertificateAuthority, request: LeafRequest, cert: x509.Ce
     of that CA and kind costs one signature check against the CA's public key, the validity of the leaf
     and of the path at ``now``, and the facts ``_sign`` set (names, usages, key). Anything not signed by
     this process (a Secret read from the cluster) is checked by ``verify_leaf`` in full, always.
+
+    The facts are read back from the leaf (its extensions parsed) for the first leaf of each set of parts
+    ``_assemble`` put together (``assembled``: the request's names and usages, and their DER); a later leaf of
+    the same CA path and parts is checked to be, byte for byte, the to-be-signed part that was assembled (so
+    exactly those already-checked parts, its own key and the serial and validity ``_assemble`` checked) instead
+    of parsing the same extensions again.
     """
     intermediates = ca.issuing_chain
     path_key = (*ca.chain_id, _key_kind(public_key))
@@ -202,7 +219,14 @@ def check_own_leaf(ca: CertificateAuthority, request: LeafRequest, cert: x509.Ce
             raise ChainError(f"certificate {describe(cert)} does not verify with the key of CA {describe(ca.cert)}")
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise ChainError(f"certificate {describe(cert)} is not valid at {format_time(now)}")
+        if (assembled is not None and assembled.parts is not None and (path_key, assembled.parts) in _checked_parts
+                and cert.tbs_certificate_bytes == assembled.tbs):
+            return intermediates
     _check_facts(cert, request, public_key)
+    if assembled is not None and assembled.parts is not None and path_key in _checked_paths:
+        if len(_checked_parts) >= _MAX_CHECKED_PARTS:
+            _checked_parts.clear()
+        _checked_parts.add((path_key, assembled.parts))
     return intermediates
 
 
@@ -403,23 +427,36 @@ def _validity(ca: CertificateAuthority, request: LeafRequest, now: datetime,
     return not_before, whole_seconds(min(end, ca.not_after))
 
 
+class Assembled(NamedTuple):
+    """A leaf just signed; for one put together from parts, its to-be-signed DER and which parts it holds."""
+
+    cert: x509.Certificate
+    tbs: bytes | None = None
+    parts: _Parts | None = None
+
+
 def _sign(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime, *,
           lifetime_from_not_before: bool = False) -> x509.Certificate:
+    return _assemble(ca, request, key, now, lifetime_from_not_before=lifetime_from_not_before).cert
+
+
+def _assemble(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime, *,
+              lifetime_from_not_before: bool = False) -> Assembled:
     """The leaf for ``request`` and ``key``, signed by ``ca``: the subject says who made it, the URI SAN (not
     critical) is the SVID's identity; extensions in the order basicConstraints, keyUsage, extKeyUsage,
     subjectAltName, SKI, AKI."""
     ca_key, signer = ca.key, _signer(ca)
     if signer is None or not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        return _build(ca, request, key, now, lifetime_from_not_before)
+        return Assembled(_build(ca, request, key, now, lifetime_from_not_before))
     not_before, not_after = _validity(ca, request, now, lifetime_from_not_before)
     serial = random_serial()
     spki = key.public_bytes(*_SPKI)
     key_id = hashlib.sha1(der.public_key_bits(spki), usedforsecurity=False).digest()  # as _subject_key_identifier
+    key_usage = _key_usage_der(isinstance(key, rsa.RSAPublicKey))
+    extended_usage = _extended_usage_der(request.usages)
+    names = _subject_alt_name_der(request.spiffe_id, request.dns_names)
     extensions = b"".join((
-        _CONSTRAINTS_DER,
-        _key_usage_der(isinstance(key, rsa.RSAPublicKey)),
-        _extended_usage_der(request.usages),
-        _subject_alt_name_der(request.spiffe_id, request.dns_names),
+        _CONSTRAINTS_DER, key_usage, extended_usage, names,
         der.extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER.dotted_string, der.tlv(der.OCTET_STRING, key_id),
                       critical=False),
         signer.authority_key_id,
@@ -437,7 +474,9 @@ def _sign(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: d
         raise ChainError(f"a leaf for {request.spiffe_id} was not well-formed: {exc}") from None
     if (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc) != (serial, not_before, not_after):
         raise ChainError(f"certificate {describe(cert)} does not carry the serial or validity it was signed with")
-    return cert
+    parts = (request.spiffe_id, request.dns_names, request.usages, key_usage, extended_usage, names,
+             signer.authority_key_id)
+    return Assembled(cert, tbs, parts)
 
 
 def _build(ca: CertificateAuthority, request: LeafRequest, key: PublicKey, now: datetime,
