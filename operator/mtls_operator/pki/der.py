@@ -8,6 +8,7 @@ the first one of each CA and kind of leaf key goes through the full path verific
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 SEQUENCE = 0x30
@@ -36,6 +37,7 @@ def integer(value: int) -> bytes:
     return tlv(INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
 
 
+@functools.lru_cache(maxsize=64)
 def oid(dotted: str) -> bytes:
     """An OBJECT IDENTIFIER from its dotted form (``2.5.29.14``)."""
     arcs = [int(arc) for arc in dotted.split(".")]
