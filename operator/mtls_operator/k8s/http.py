@@ -60,6 +60,7 @@ class _Connection(asyncio.Protocol):
         self._keep = True
         self._body = bytearray()
         self.received = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -67,6 +68,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
@@ -87,6 +89,7 @@ class _Connection(asyncio.Protocol):
             self._fail(exc)
             return
         if done:
+            self._stop_timer()
             waiter, self._waiter = self._waiter, None
             if waiter is not None and not waiter.done():
                 assert self._head is not None
@@ -102,15 +105,29 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
-    def send(self, message: bytes) -> asyncio.Future[Answer]:
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(TimeoutError("no answer in time"))
+
+    def send(self, message: bytes, timeout: float) -> asyncio.Future[Answer]:
+        """Send a request; the future is its answer, or TimeoutError after ``timeout`` seconds (one timer, not an
+        ``asyncio.timeout`` per request)."""
         assert self.transport is not None
         self.received = False
         self._head, self._length, self._chunked, self._until_close, self._keep = None, None, False, False, True
         self._body = bytearray()
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        self._timer = loop.call_later(timeout, self._timed_out)
         self.transport.write(message)
         return self._waiter
 
@@ -198,7 +215,7 @@ class _Connection(asyncio.Protocol):
 
 class HTTPClient:
     """Requests to one server (``base``, e.g. ``https://10.0.0.1:6443``) over at most ``limit`` connections,
-    each request given ``timeout`` seconds (connecting included)."""
+    each request given ``timeout`` seconds to connect and as many to be answered."""
 
     def __init__(self, base: str, *, ssl_context: ssl.SSLContext | None, server_hostname: str | None,
                  limit: int, timeout: float) -> None:
@@ -219,7 +236,7 @@ class HTTPClient:
     async def request(self, message: bytes, *, repeatable: bool) -> Answer:
         """Send ``message`` (a whole HTTP/1.1 request) and read its answer. Raises HTTPError (an OSError) and
         TimeoutError. ``repeatable``: the request may be sent again when a reused connection turns out closed."""
-        async with self._slots, asyncio.timeout(self.timeout):
+        async with self._slots:
             connection = await self._connection()
             try:
                 return await self._exchange(connection, message)
@@ -230,7 +247,7 @@ class HTTPClient:
 
     async def _exchange(self, connection: _Connection, message: bytes) -> Answer:
         try:
-            answer = await connection.send(message)
+            answer = await connection.send(message, self.timeout)
         except BaseException:
             connection.close()  # failed, cancelled or timed out mid-answer: the connection is done with
             self._open.discard(connection)
@@ -252,8 +269,9 @@ class HTTPClient:
             connection.close()
             self._open.discard(connection)
         loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(_Connection, self._host, self._port, ssl=self._ssl,
-                                                     server_hostname=self._server_hostname)
+        async with asyncio.timeout(self.timeout):
+            _, connection = await loop.create_connection(_Connection, self._host, self._port, ssl=self._ssl,
+                                                         server_hostname=self._server_hostname)
         self._open.add(connection)
         return connection
 

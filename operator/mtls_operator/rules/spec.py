@@ -11,6 +11,7 @@ not nullable. Map keys in paths use Kubernetes' ``field[key]`` notation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -366,16 +367,23 @@ class IdentitySpec:
 
     def certificate_hash(self) -> str:
         """Short stable hash of everything that shapes the certificate (not selector/template)."""
-        payload = {
-            "version": _SPEC_HASH_VERSION,
-            "dnsNames": sorted(self.dns_names),
-            "usages": sorted(usage.value for usage in self.usages),
-            "privateKey": {"algorithm": self.private_key.algorithm.value, "size": self.private_key.size},
-            "durationMicroseconds": self.duration // timedelta(microseconds=1),
-            "renewBeforeMicroseconds": self.renew_before // timedelta(microseconds=1),
-        }
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _certificate_hash(self.dns_names, self.usages, self.private_key, self.duration, self.renew_before)
+
+
+# Asked for every certificate issued, of a handful of specs: each worked out once.
+@functools.lru_cache(maxsize=1024)
+def _certificate_hash(dns_names: tuple[str, ...], usages: frozenset[Usage], private_key: KeySpec, duration: timedelta,
+                      renew_before: timedelta) -> str:
+    payload = {
+        "version": _SPEC_HASH_VERSION,
+        "dnsNames": sorted(dns_names),
+        "usages": sorted(usage.value for usage in usages),
+        "privateKey": {"algorithm": private_key.algorithm.value, "size": private_key.size},
+        "durationMicroseconds": duration // timedelta(microseconds=1),
+        "renewBeforeMicroseconds": renew_before // timedelta(microseconds=1),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _parse_service_account(raw: object) -> str | None:
