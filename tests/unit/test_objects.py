@@ -215,3 +215,39 @@ async def test_a_pass_leaves_an_arriving_pod_to_its_first_issue_and_serves_it_af
     rec.gate.arrived((NS, "web-3"))  # its first issue did not issue (no token): the pass after it does
     await rec.reconcile((NS, "web"))
     assert (NS, "web-web-3") in cluster.secrets
+
+
+async def test_a_certificate_just_written_is_counted_kept_by_the_next_pass_without_a_new_decision(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtls_operator.rules.plan import pod_info
+
+    cluster, clock = FakeCluster(), Clock()
+    identity = cluster.add_identity(NS, "web", WEB)
+    rec = await reconciler(cluster, clock)
+    _synced(rec, cluster)
+    await rec.reconcile((NS, "web"))  # learns the spec; no pods yet
+    for name in ("web-0", "web-1"):  # served by a pass
+        rec.objects.pod_event("ADDED", cluster.add_pod(NS, name, {"app": "web"}))
+    await rec.reconcile((NS, "web"))
+    body = cluster.add_pod(NS, "web-2", {"app": "web"})  # served by a first issue
+    rec.objects.pod_event("ADDED", body)
+    assert await rec.issue_first((NS, "web"), (identity["metadata"]["uid"], 1), pod_info(body))
+    for written in list(cluster.secrets.values()):  # the watch reports the writes back
+        rec.objects.secret_event("ADDED", written)
+
+    decided: list[str] = []
+    decide = rec._decide
+    monkeypatch.setattr(rec, "_decide", lambda job, pod, *rest: decided.append(pod.name) or decide(job, pod, *rest))
+    writes = len(cluster.writes)
+    await rec.reconcile((NS, "web"))
+    assert decided == []  # every pod counted as kept by a look-up
+    status = cluster.identities[(NS, "web")]["status"]
+    assert (status["pods"], status["issued"]) == (3, 3)
+    assert len(cluster.writes) == writes  # no Secret written
+
+    # A Secret edited behind our back (a new version) is decided on again.
+    edited = copy.deepcopy(cluster.secrets[(NS, "web-web-1")])
+    edited["metadata"]["resourceVersion"] = "9999"
+    rec.objects.secret_event("MODIFIED", edited)
+    await rec.reconcile((NS, "web"))
+    assert decided == ["web-1"]

@@ -434,11 +434,15 @@ class Reconciler:
     def _kept_pods(self, key: IdentityKey, spec: IdentitySpec, ca_fingerprint: str,
                    bundle_pem: bytes) -> dict[str, _Kept]:
         """The pods kept by the identity's last passes, if those passes had the same inputs as this one."""
-        inputs: tuple[object, ...] = (spec, ca_fingerprint, bundle_pem, self.ca_store.trusted_fingerprints)
+        inputs = self._kept_inputs(spec, ca_fingerprint, bundle_pem)
         kept = self._kept.get(key)
         if kept is None or kept.inputs != inputs:
             kept = self._kept[key] = _KeptPods(inputs, {})
         return kept.pods
+
+    def _kept_inputs(self, spec: IdentitySpec, ca_fingerprint: str, bundle_pem: bytes) -> tuple[object, ...]:
+        """What a pass's decisions rest on besides the pod and its Secret: while they stay, a kept pod stays kept."""
+        return (spec, ca_fingerprint, bundle_pem, self.ca_store.trusted_fingerprints)
 
     async def _count_kept(self, job: _Pass, assigned: list[tuple[str, PodInfo]]) -> list[tuple[str, PodInfo]]:
         """Count the pods nothing changed for since a pass kept them; return the others, to be served.
@@ -633,25 +637,26 @@ class Reconciler:
             written = False
         if written is None:
             return
-        if not written:
+        if written is False:
             job.keep_held(reading)
             return
         _log_issue(decision.message, job.identity, pod, content, decision.reason)
         job.tally.issued(decision, pod.name)
         self.metrics.certificate_issued(decision.reason)
         job.tally.count_valid(content.spiffe_id, content.renew_at, content.not_after)
+        if job.kept is not None and isinstance(written, SecretView):
+            # Written just now for this pass's inputs: the next pass counts it as kept, without deciding again.
+            job.kept[secret_name] = _kept_written(pod, written, content)
 
     async def _write(self, job: _Pass, pod: PodInfo, secret_name: str, secret: SecretView | None,
-                     body: dict[str, Any]) -> bool | None:
-        """Write the new certificate: True when written, False when left for a later pass (the name is
+                     body: dict[str, Any]) -> SecretView | bool | None:
+        """Write the new certificate: the Secret as written, False when left for a later pass (the name is
         taken), None when this very pod's Secret turned up issued meanwhile (counted as it is)."""
         if secret is not None:
-            await self.writer.update(secret, reissue_patch(body))
-            return True
+            return await self.writer.update(secret, reissue_patch(body))
         try:
             # Create first, look only on a clash: one write per new pod, no extra read.
-            await self.writer.create(pod.namespace, body)
-            return True
+            return await self.writer.create(pod.namespace, body)
         except ConflictError:
             taken = await self._get_secret(pod.namespace, secret_name)
             if taken is None:
@@ -734,6 +739,7 @@ class Reconciler:
             return False  # the kubelet holds its key: the signer issues, never a Secret
         if spec.service_account_name and pod.service_account != spec.service_account_name:
             return False
+        identity_spec = spec
         try:
             spec = pod_spec(spec, pod, self.settings.cluster_domain)
             secret_name = secret_name_for_pod(key[1], pod)
@@ -747,17 +753,22 @@ class Reconciler:
             return False
         self.gate.start_first(slot)
         try:
-            created = await self._create_first(key, pod, spec, ca, secret_name)
+            first = await self._create_first(key, pod, spec, ca, secret_name)
         finally:
             self.gate.end_first(slot)
-        if created is None:
+        if first is None:
             return False
+        created, content = first
         self.metrics.certificate_issued(ReissueReason.NEW)
         self.gate.first_issued(key, slot, created.meta.uid, pod.name)
+        kept = self._kept.get(key)
+        if kept is not None and kept.inputs == self._kept_inputs(identity_spec, ca.fingerprint, content.bundle_pem):
+            # Issued with the inputs of the identity's last pass: the next one counts it as kept.
+            kept.pods[secret_name] = _kept_written(pod, created, content)
         return True
 
     async def _create_first(self, key: IdentityKey, pod: PodInfo, spec: IdentitySpec, ca: CertificateAuthority,
-                            secret_name: str) -> SecretView | None:
+                            secret_name: str) -> tuple[SecretView, SecretContent] | None:
         try:
             content = await self.issuer.issue(pod, spec, ca, self.ca_store.bundle_pem, spec.certificate_hash(), None)
             body = secret_body(name=secret_name, identity=key[1], pod=pod, content=content,
@@ -770,7 +781,13 @@ class Reconciler:
         except KubernetesAPIError:  # ConflictError included
             return None  # there already (or the API failed): the pass decides
         _log_issue("Issuing: first certificate", key[1], pod, content, ReissueReason.NEW)
-        return created
+        return created, content
+
+
+def _kept_written(pod: PodInfo, written: SecretView, content: SecretContent) -> _Kept:
+    """A pod whose certificate was just written: kept until its renewal comes near (as ``_count_kept_pod``)."""
+    return _Kept(pod, written.version, content.renew_at - RENEWAL_HORIZON, content.spiffe_id, content.renew_at,
+                 content.not_after)
 
 
 def _log_issue(message: str, identity: str, pod: PodInfo, content: SecretContent, reason: ReissueReason) -> None:
