@@ -42,19 +42,19 @@ def _newer(candidate: str, stored: str) -> bool:
 
 def metadata_view(body: Mapping[str, Any]) -> SecretView:
     """A Secret as the store keeps it: metadata, no data (whatever the body carried)."""
-    return _compact(SecretView(meta=ObjectMeta.of(body), data=_NO_DATA))
+    return _compact(ObjectMeta.of(body))
 
 
 def _interned(values: Mapping[str, str]) -> dict[str, str]:
     return {sys.intern(key): sys.intern(value) for key, value in values.items()}
 
 
-def _compact(secret: SecretView) -> SecretView:
-    """One copy of each string that thousands of Secrets share (label and annotation names, the namespace,
-    the identity, the CA fingerprint, the bundle and spec hashes), not one per Secret."""
-    meta = secret.meta
-    return replace(secret, meta=replace(meta, namespace=sys.intern(meta.namespace), labels=_interned(meta.labels),
-                                        annotations=_interned(meta.annotations)))
+def _compact(meta: ObjectMeta) -> SecretView:
+    """A Secret's metadata as the store keeps it, without data, with one copy of each string that thousands of
+    Secrets share (label and annotation names, the namespace, the identity, the CA fingerprint, the bundle and
+    spec hashes), not one per Secret."""
+    return SecretView(meta=replace(meta, namespace=sys.intern(meta.namespace), labels=_interned(meta.labels),
+                                   annotations=_interned(meta.annotations)), data=_NO_DATA)
 
 
 class WatchedObjects:
@@ -162,7 +162,7 @@ class WatchedObjects:
 
     def wrote(self, written: SecretView) -> SecretView:
         """A Secret the operator just created or updated (the API's answer to the write); returns it as kept."""
-        kept = _compact(replace(written, data=_NO_DATA))
+        kept = _compact(written.meta)
         self._put_secret(kept)
         return kept
 

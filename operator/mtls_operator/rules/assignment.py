@@ -51,6 +51,7 @@ def assign_pods(
     ``signer``: the operator's pod certificate signer (its pods get no Secret)."""
     result = Assignment()
     claims: dict[str, list[PodInfo]] = {}
+    identities = [*others, identity]
     for pod in pods:
         if pod.finished:
             continue  # a pod that has finished serves nobody: its Secret goes
@@ -59,7 +60,7 @@ def assign_pods(
             continue
         if spec.service_account_name and pod.service_account != spec.service_account_name:
             continue
-        owner = serving_identity(pod, [*others, identity])
+        owner = serving_identity(pod, identities)
         if owner is None:
             continue
         if owner.uid != identity.uid or owner.name != identity.name:

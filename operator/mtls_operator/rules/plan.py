@@ -168,7 +168,9 @@ def selects(identity: IdentityRef, pod: PodInfo) -> bool:
 def serving_identity(pod: PodInfo, identities: Iterable[IdentityRef]) -> IdentityRef | None:
     """The oldest identity selecting the pod serves it (ties broken by name)."""
     candidates = [identity for identity in identities if selects(identity, pod)]
-    return min(candidates, key=lambda identity: identity.sort_key) if candidates else None
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    return min(candidates, key=lambda identity: identity.sort_key)
 
 
 def pod_query(selector: LabelSelector) -> str:

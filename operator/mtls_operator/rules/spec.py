@@ -169,9 +169,11 @@ class LabelSelector:
     match_expressions: tuple[SelectorRequirement, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(labels.get(key) == value for key, value in self.match_labels) and all(
-            requirement.matches(labels) for requirement in self.match_expressions
-        )
+        # A loop over the labels, not all() over a generator: asked for every pod of an identity at every pass.
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        return not self.match_expressions or all(requirement.matches(labels) for requirement in self.match_expressions)
 
     def to_query(self) -> str:
         """The ``labelSelector`` query form: ``app=payments,tier in (a,b),!x``."""
