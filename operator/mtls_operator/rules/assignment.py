@@ -51,7 +51,8 @@ def assign_pods(
     ``signer``: the operator's pod certificate signer (its pods get no Secret)."""
     result = Assignment()
     claims: dict[str, list[PodInfo]] = {}
-    identities = [*others, identity]
+    # The identity itself once (``others``, as listed, usually holds it too).
+    identities = [*(other for other in others if (other.uid, other.name) != (identity.uid, identity.name)), identity]
     for pod in pods:
         if pod.finished:
             continue  # a pod that has finished serves nobody: its Secret goes
@@ -76,12 +77,15 @@ def assign_pods(
         except ValueError as exc:
             result.invalid.append((pod.name, str(exc)))
     for secret_name, claimants in sorted(claims.items()):
-        pod = _rightful_claimant(claimants, owners.get(secret_name))
-        result.duplicates.extend(
-            (other.name, f"pod {other.name}: Secret name {secret_name} is already used by pod {pod.name} "
-                         f"(check the {c.SECRET_NAME_ANNOTATION} annotations)")
-            for other in claimants if other is not pod
-        )
+        if len(claimants) == 1:
+            pod = claimants[0]
+        else:
+            pod = _rightful_claimant(claimants, owners.get(secret_name))
+            result.duplicates.extend(
+                (other.name, f"pod {other.name}: Secret name {secret_name} is already used by pod {pod.name} "
+                             f"(check the {c.SECRET_NAME_ANNOTATION} annotations)")
+                for other in claimants if other is not pod
+            )
         result.keep.add(secret_name)
         result.assigned.append((secret_name, pod))
     return result
