@@ -26,6 +26,7 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.gate import IssuanceGate
 from mtls_operator.controller.index import IdentityIndex
+from mtls_operator.controller.issue_log import IssueLog
 from mtls_operator.controller.issuer import ISSUE_CONCURRENCY, Issuer
 from mtls_operator.controller.keystores import KEYSTORE_RECHECK, KEYSTORE_UNAVAILABLE, KeystorePasswords
 from mtls_operator.controller.objects import WatchedObjects
@@ -40,7 +41,6 @@ from mtls_operator.errors import CAError, ConflictError, KubernetesAPIError, MTL
 from mtls_operator.k8s import Cluster
 from mtls_operator.k8s.views import IdentityView, SecretView
 from mtls_operator.models import Delivery
-from mtls_operator.observability.logs import fields
 from mtls_operator.observability.metrics import IssuanceError, Metrics
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.rules.assignment import assign_pods
@@ -186,6 +186,12 @@ class Reconciler:
         self.keystores = KeystorePasswords(cluster)
         # Per identity, the pods its last passes kept untouched (passes over the watched store only).
         self._kept: dict[IdentityKey, _KeptPods] = {}
+        self.issue_log = IssueLog(logger)
+
+    def _log_issue(self, message: str, identity: str, pod: PodInfo, content: SecretContent,
+                   reason: ReissueReason) -> None:
+        self.issue_log.issued(message, namespace=pod.namespace, identity=identity, pod=pod.name, serial=content.serial,
+                              spiffe_id=content.spiffe_id, not_after=content.not_after, reason=str(reason))
 
     # One identity: read -> assign -> decide -> write -> report --------------------------------
 
@@ -640,7 +646,7 @@ class Reconciler:
         if written is False:
             job.keep_held(reading)
             return
-        _log_issue(decision.message, job.identity, pod, content, decision.reason)
+        self._log_issue(decision.message, job.identity, pod, content, decision.reason)
         job.tally.issued(decision, pod.name)
         self.metrics.certificate_issued(decision.reason)
         job.tally.count_valid(content.spiffe_id, content.renew_at, content.not_after)
@@ -780,7 +786,7 @@ class Reconciler:
             created = await self.writer.create(pod.namespace, body)
         except KubernetesAPIError:  # ConflictError included
             return None  # there already (or the API failed): the pass decides
-        _log_issue("Issuing: first certificate", key[1], pod, content, ReissueReason.NEW)
+        self._log_issue("Issuing: first certificate", key[1], pod, content, ReissueReason.NEW)
         return created, content
 
 
@@ -790,10 +796,6 @@ def _kept_written(pod: PodInfo, written: SecretView, content: SecretContent) -> 
                  content.not_after)
 
 
-def _log_issue(message: str, identity: str, pod: PodInfo, content: SecretContent, reason: ReissueReason) -> None:
-    logger.info("%s for pod %s/%s: serial %s, %s, expires %s", message, pod.namespace, pod.name,
-                content.serial, content.spiffe_id, content.not_after.isoformat(),
-                extra=fields(identity=identity, namespace=pod.namespace, pod=pod.name, reason=str(reason)))
 
 
 def _priority(decision: Decision, state: IssuedState | None, now: datetime) -> IssuePriority:

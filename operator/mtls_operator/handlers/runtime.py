@@ -398,5 +398,6 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        self.reconciler.issue_log.flush()  # the certificates issued in the last moment, logged
         await asyncio.to_thread(self.metrics.close)
         await self.api.close()
