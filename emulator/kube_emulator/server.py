@@ -30,6 +30,7 @@ import yaml
 from kube_emulator import builtin, discovery, errors, protobuf
 from kube_emulator.admission import Admission, Warnings
 from kube_emulator.errors import ApiError
+from kube_emulator.jsonenc import dumps
 from kube_emulator.resources import Obj, ResourceInfo
 from kube_emulator.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube_emulator.store import (
@@ -39,7 +40,9 @@ from kube_emulator.store import (
     PATCH_JSON,
     Emulator,
     Watcher,
+    WatchItem,
     encode_event,
+    partial_metadata,
 )
 from kube_emulator.tables import Column, builtin_columns, default_columns, make_table
 
@@ -55,7 +58,6 @@ JSON_TYPE = "application/json"
 # and each object of a watch stream) or a list.
 METADATA = "PartialObjectMetadata"
 METADATA_LIST = "PartialObjectMetadataList"
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _namespaced_name(obj: Obj) -> tuple[str, str]:
@@ -98,7 +100,7 @@ def parse_path(path: str) -> Route | tuple[str, str, str] | None:
 
 
 def _json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> aiohttp.web.Response:
-    return aiohttp.web.Response(body=_DUMPS(body).encode(), status=status, content_type=JSON_TYPE,
+    return aiohttp.web.Response(body=dumps(body), status=status, content_type=JSON_TYPE,
                                 headers=headers)
 
 
@@ -106,9 +108,7 @@ def _error_response(exc: ApiError) -> aiohttp.web.Response:
     return _json_response(exc.status, exc.code, exc.headers or None)
 
 
-def _partial(obj: Obj) -> Obj:
-    """An object's metadata only, as a ``meta.k8s.io/v1`` ``PartialObjectMetadata``."""
-    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+_partial = partial_metadata
 
 
 def _go_type(info: ResourceInfo, *, listed: bool) -> str:
@@ -298,7 +298,7 @@ class HttpApi:
 
     @staticmethod
     def _aggregated(doc: Obj) -> aiohttp.web.Response:
-        response = aiohttp.web.Response(body=_DUMPS(doc).encode())
+        response = aiohttp.web.Response(body=dumps(doc))
         response.headers["Content-Type"] = discovery.AGGREGATED_V2
         return response
 
@@ -524,8 +524,8 @@ class HttpApi:
                 last = objects[limit - 1]["metadata"]
                 remaining = len(objects) - limit
                 objects = objects[:limit]
-                continue_token = base64.urlsafe_b64encode(_DUMPS(
-                    {"ns": last.get("namespace", ""), "name": last["name"]}).encode()).decode()
+                continue_token = base64.urlsafe_b64encode(dumps(
+                    {"ns": last.get("namespace", ""), "name": last["name"]})).decode()
         wants = self._wants(request)
         if wants == "Table":
             return _json_response(self._table(request, info, objects, continue_token))
@@ -651,12 +651,14 @@ class HttpApi:
         if chunks:
             await response.write(b"".join(chunks))
 
-    def _encode(self, watcher: Watcher, item: tuple[str, Obj, Any], form: str | None) -> bytes:
+    def _encode(self, watcher: Watcher, item: WatchItem, form: str | None) -> bytes:
         """One event line: the object, its Table row, or (``PartialObjectMetadata``) its metadata only,
         as the apiserver streams for an ``Accept: ...;as=PartialObjectMetadata`` watch."""
         kind, obj, event = item
         info = watcher.info
         if form == METADATA:
+            if event is not None:
+                return event.encode(info, metadata_only=True)
             return encode_event(kind, _partial(info.present(obj)))
         if form == "Table":
             shown = make_table([info.present(obj)], self._columns(info), now=self.emulator.clock(),
