@@ -109,6 +109,8 @@ def _error_response(exc: ApiError) -> aiohttp.web.Response:
 
 
 _partial = partial_metadata
+# The kind of the items a watch stream's timer puts in its queue (see HttpApi._stream): no event's type.
+_TICK = "tick"
 
 
 def _go_type(info: ResourceInfo, *, listed: bool) -> str:
@@ -610,32 +612,47 @@ class HttpApi:
         deadline = loop.time() + duration if duration is not None else None
         next_bookmark = loop.time() + self.bookmark_interval if bookmarks else None
         queue = watcher.queue
-        while True:
-            now = loop.time()
-            if deadline is not None and now >= deadline:
-                return
-            if next_bookmark is not None and now >= next_bookmark and queue.empty():
-                await response.write(self._bookmark(watcher.info, form))
-                next_bookmark = now + self.bookmark_interval
-            waits = [t - now for t in (deadline, next_bookmark) if t is not None]
-            if queue.empty() and waits:
-                try:
-                    async with asyncio.timeout(max(0.0, min(waits))):
-                        item = await queue.get()
-                except TimeoutError:
-                    continue
-            else:
-                item = await queue.get()
-            if item is None:
-                return
-            chunks = [self._encode(watcher, item, form)]
-            while not queue.empty() and len(chunks) < 1000:
-                more = queue.get_nowait()
-                if more is None:
-                    await response.write(b"".join(chunks))
+        # The stream wakes for its deadline and bookmarks by a tick put in its queue by one timer, armed for
+        # the earliest of the two, rather than a timeout around every wait for an event (a timer per event).
+        tick: WatchItem | None = None
+        timer: asyncio.TimerHandle | None = None
+        armed_for: float | None = None
+        try:
+            while True:
+                now = loop.time()
+                if deadline is not None and now >= deadline:
                     return
-                chunks.append(self._encode(watcher, more, form))
-            await response.write(b"".join(chunks))
+                if next_bookmark is not None and now >= next_bookmark and queue.empty():
+                    await response.write(self._bookmark(watcher.info, form))
+                    next_bookmark = now + self.bookmark_interval
+                wake = min((t for t in (deadline, next_bookmark) if t is not None), default=None)
+                if wake is not None and (tick is None or armed_for != wake):
+                    if timer is not None:
+                        timer.cancel()
+                    tick = (_TICK, {}, None)
+                    timer, armed_for = loop.call_at(wake, queue.put_nowait, tick), wake
+                item = await queue.get()
+                if item is None:
+                    return
+                if item[0] == _TICK:
+                    if item is tick:
+                        tick = timer = None
+                    continue
+                chunks = [self._encode(watcher, item, form)]
+                while not queue.empty() and len(chunks) < 1000:
+                    more = queue.get_nowait()
+                    if more is None:
+                        await response.write(b"".join(chunks))
+                        return
+                    if more[0] == _TICK:
+                        if more is tick:
+                            tick = timer = None
+                        continue
+                    chunks.append(self._encode(watcher, more, form))
+                await response.write(b"".join(chunks))
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _drain(self, response: aiohttp.web.StreamResponse, watcher: Watcher, form: str | None,
                      count: int) -> None:
