@@ -131,13 +131,17 @@ class Connection:
 
     def _lines(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         pending = b""
-        for chunk in chunks:
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            yield from (line for line in lines if line)
+        try:
+            for chunk in chunks:
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                yield from (line for line in lines if line)
+        except OSError:
+            pass  # the server went away (it is stopped at the end of a bench): the stream ends there
+        finally:
+            self.close()
         if pending:
             yield pending
-        self.close()
 
     def _raw(self) -> Iterator[bytes]:
         """The rest of an unframed answer (read until the server closes)."""
