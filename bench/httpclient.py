@@ -41,6 +41,12 @@ class Connection:
             self.sock.close()
             self.sock = None
 
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _fill(self) -> None:
         assert self.sock is not None
         data = self.sock.recv(262144)
