@@ -23,6 +23,7 @@ encode, its answer and two watch events to decode).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
@@ -289,9 +290,15 @@ def group_path(
 def _path(prefix: str, resource: str, namespace: str | None, name: str | None) -> str:
     parts = [prefix]
     if namespace is not None:
-        parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(f"namespaces/{_segment(namespace)}")
     parts.append(resource)
     if name is not None:
-        parts.append(quote(name, safe=""))
+        parts.append(_segment(name))
     return "/".join(parts)
+
+
+# A path segment escaped; a handful of namespaces are asked for by every request, each escaped once.
+@functools.lru_cache(maxsize=1024)
+def _segment(text: str) -> str:
+    return quote(text, safe="")
 
