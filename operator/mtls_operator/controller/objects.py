@@ -41,8 +41,18 @@ def _newer(candidate: str, stored: str) -> bool:
 
 
 def metadata_view(body: Mapping[str, Any]) -> SecretView:
-    """A Secret as the store keeps it: metadata, no data (whatever the body carried)."""
-    return _compact(SecretView(meta=ObjectMeta.of(body), data=_NO_DATA))
+    """A Secret as the store keeps it: metadata, no data (whatever the body carried), with one copy of each
+    string that thousands of Secrets share (label and annotation names, the namespace, the identity, the CA
+    fingerprint, the bundle and spec hashes), not one per Secret."""
+    return SecretView(meta=ObjectMeta.of(body, shared=True), data=_NO_DATA)
+
+
+def stored_pod(body: Mapping[str, Any]) -> PodInfo:
+    """A pod as the store keeps it: its ``PodInfo``, the strings thousands of pods share kept once."""
+    pod = pod_info(body)
+    return PodInfo(sys.intern(pod.namespace), pod.name, pod.uid, _interned(pod.labels),
+                   sys.intern(pod.service_account), pod.secret_name_annotation, pod.terminating, pod.finished,
+                   pod.hostname, pod.subdomain, pod.pod_certificate_signers)
 
 
 def _interned(values: Mapping[str, str]) -> dict[str, str]:
@@ -50,8 +60,7 @@ def _interned(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def _compact(secret: SecretView) -> SecretView:
-    """One copy of each string that thousands of Secrets share (label and annotation names, the namespace,
-    the identity, the CA fingerprint, the bundle and spec hashes), not one per Secret."""
+    """A Secret the operator wrote, its shared strings kept once (as ``metadata_view`` keeps them)."""
     meta = secret.meta
     return replace(secret, meta=replace(meta, namespace=sys.intern(meta.namespace), labels=_interned(meta.labels),
                                         annotations=_interned(meta.annotations)))
@@ -94,25 +103,27 @@ class WatchedObjects:
     # Pods ------------------------------------------------------------------------------------------
 
     def pods_listed(self, bodies: Iterable[Mapping[str, Any]]) -> None:
-        self._pods = {}
-        for body in bodies:
-            self._put_pod(pod_info(body))
+        self.pods_stored(map(stored_pod, bodies))
+
+    def pods_stored(self, pods: Iterable[PodInfo]) -> None:
+        """A full list, each pod as ``stored_pod`` keeps it (the list's pages read one by one)."""
+        store: dict[str, dict[str, PodInfo]] = {}
+        for pod in pods:
+            store.setdefault(pod.namespace, {})[pod.name] = pod
+        self._pods = store
         self.pods_synced = True
         self._listed_one()
 
     def pod_event(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Apply a watch event; returns whether anything a pass reads of the pod changed."""
-        pod = pod_info(body)
+        pod = stored_pod(body)
         if kind == "DELETED" or not pod.opted_in:
             self._pods.get(pod.namespace, {}).pop(pod.name, None)
             return True
         return self._put_pod(pod)
 
     def _put_pod(self, pod: PodInfo) -> bool:
-        namespace = sys.intern(pod.namespace)
-        pod = replace(pod, namespace=namespace, labels=_interned(pod.labels),
-                      service_account=sys.intern(pod.service_account))
-        by_name = self._pods.setdefault(namespace, {})
+        by_name = self._pods.setdefault(pod.namespace, {})
         if by_name.get(pod.name) == pod:
             return False
         by_name[pod.name] = pod
@@ -129,11 +140,15 @@ class WatchedObjects:
     # Secrets ---------------------------------------------------------------------------------------
 
     def secrets_listed(self, bodies: Iterable[Mapping[str, Any]]) -> None:
-        self._secrets = {}
-        for body in bodies:
-            secret = metadata_view(body)
+        self.secrets_stored(map(metadata_view, bodies))
+
+    def secrets_stored(self, secrets: Iterable[SecretView]) -> None:
+        """A full list, each Secret as ``metadata_view`` keeps it (the list's pages read one by one)."""
+        store: dict[str, dict[str, SecretView]] = {}
+        for secret in secrets:
             self._listed.put(secret.version, True)
-            self._secrets.setdefault(secret.meta.namespace, {})[secret.name] = secret
+            store.setdefault(secret.meta.namespace, {})[secret.name] = secret
+        self._secrets = store
         self.secrets_synced = True
         self.secret_lists += 1
         self._listed_one()
