@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 from mtls_operator.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kubernetes.client import Configuration
-
     from mtls_operator.config import Settings
     from mtls_operator.controller.prefetch import ListPrefetch
 
@@ -98,14 +96,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from mtls_operator.config import settings_from_env
-    from mtls_operator.k8s.config import load_configuration
     from mtls_operator.observability import startup
 
     overrides = {env: getattr(args, dest) for dest, env in _SETTING_FLAGS.items()}
     settings = settings_from_env(os.environ, overrides)
-    configuration = load_configuration(args.kubeconfig)
     # The pods and Secrets are listed while the rest is imported and kopf starts (controller/prefetch.py).
-    prefetch = _prefetch(settings, configuration)
+    prefetch = _prefetch(args.kubeconfig, settings)
+    from mtls_operator.k8s.config import load_configuration
+
+    configuration = load_configuration(args.kubeconfig)
+    if prefetch is not None and not prefetch.reaches(str(configuration.host)):
+        prefetch.discard()
+        prefetch = None
+    if prefetch is not None:
+        from mtls_operator.controller.objects import metadata_view, stored_pod
+
+        prefetch.keep_as(stored_pod, metadata_view)
     from mtls_operator.main import run_operator
     from mtls_operator.observability.logs import configure_logging
 
@@ -118,14 +124,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prefetch(settings: Settings, configuration: Configuration) -> ListPrefetch:
+def _prefetch(kubeconfig: str | None, settings: Settings) -> ListPrefetch | None:
     from mtls_operator import __version__
     from mtls_operator.constants import MANAGER_NAME
-    from mtls_operator.controller.prefetch import ListPrefetch
-    from mtls_operator.k8s import KubeAPI
+    from mtls_operator.controller.prefetch import ListPrefetch, endpoint
 
-    user_agent = f"{MANAGER_NAME}/{__version__} ({settings.holder_identity})"
-    prefetch = ListPrefetch(lambda: KubeAPI.from_configuration(configuration, user_agent=user_agent))
+    where = endpoint(kubeconfig)
+    if where is None:
+        return None
+    prefetch = ListPrefetch(where, f"{MANAGER_NAME}/{__version__} ({settings.holder_identity})")
     prefetch.start()
     return prefetch
 

@@ -404,6 +404,8 @@ class Runtime:
         self.prefetch = None
         if listed is not None:
             self._phase_ended("lists", listed.done)
+            logger.info("watching from the lists made while starting: %d pods, %d Secrets", len(listed.pods[1]),
+                        len(listed.secrets[1]))
         async with asyncio.TaskGroup() as group:
             for work in self._leader_work(listed):
                 group.create_task(work)
