@@ -232,7 +232,8 @@ async def test_one_replica_issues_and_another_takes_over(server: EmulatorServer,
     # ... and at its next look after that.
     assert waited <= (LEASE_DURATION + TIMING.retry_period).total_seconds() + NOISE, waited
     assert taken.transitions == 1
-    assert f"(taken over from {leader.name})" in follower.output()
+    # The log line follows the Lease write the test saw: wait for it rather than race it.
+    await eventually(lambda: f"(taken over from {leader.name})" in follower.output(), what="the takeover's log line")
     assert await follower.leader_gauge() == 1
     assert secret_writers(emulator.requests, since=killed) == {follower.name}
 
@@ -244,7 +245,8 @@ async def test_one_replica_issues_and_another_takes_over(server: EmulatorServer,
     assert "released Lease mtls-system/mtls-operator" in follower.output()
     await eventually(lambda: holder(emulator) == returning.name, within=START_UP, what="the handover")
     # It found the Lease released, not expired.
-    assert f"is held by {returning.name} (it was free)" in returning.output()
+    await eventually(lambda: f"is held by {returning.name} (it was free)" in returning.output(),
+                     what="the handover's log line")
     emulator.create(pod("payments-2", "payments"))
     await eventually(lambda: "payments-payments-2" in managed_secrets(emulator), what="the new leader's Secret")
     record = lease(emulator)
@@ -286,7 +288,7 @@ async def test_a_follower_serves_the_admission_webhooks_while_the_leader_issues(
         created = await poll(admitted, within=START_UP, what="a pod admitted through the follower's webhook")
     secret_name = created["metadata"]["annotations"]["mtls.dev/secret-name"]
     await eventually(lambda: secret_name in managed_secrets(emulator), within=START_UP, what="its Secret")
-    assert "Webhook 'inject-pod' succeeded" in second.output()
+    await eventually(lambda: "Webhook 'inject-pod' succeeded" in second.output(), what="the follower's webhook log")
     assert "Webhook 'inject-pod'" not in first.output()
     assert holder(emulator) == first.name
     assert (await first.leader_gauge(), await second.leader_gauge()) == (1, 0)
