@@ -49,10 +49,7 @@ def metadata_view(body: Mapping[str, Any]) -> SecretView:
 
 def stored_pod(body: Mapping[str, Any]) -> PodInfo:
     """A pod as the store keeps it: its ``PodInfo``, the strings thousands of pods share kept once."""
-    pod = pod_info(body)
-    return PodInfo(sys.intern(pod.namespace), pod.name, pod.uid, _interned(pod.labels),
-                   sys.intern(pod.service_account), pod.secret_name_annotation, pod.terminating, pod.finished,
-                   pod.hostname, pod.subdomain, pod.pod_certificate_signers)
+    return pod_info(body, shared=True)
 
 
 def _interned(values: Mapping[str, str]) -> dict[str, str]:
