@@ -198,6 +198,7 @@ class ListPrefetch:
         self._keepers_set.set()
 
     def _main(self, result: concurrent.futures.Future[Listed]) -> None:
+        result.set_running_or_notify_cancel()  # a take() that gives up cannot cancel it under the thread
         try:
             result.set_result(self._lists())
         except BaseException as exc:  # handed to take(): the watches then list themselves
@@ -268,8 +269,9 @@ class ListPrefetch:
         if result is None:
             return None
         try:
-            listed = await asyncio.wrap_future(result)
+            listed = await asyncio.wait_for(asyncio.wrap_future(result), FRESH)
         except Exception as exc:  # whatever failed, the watches list again
-            logger.warning("listing pods and Secrets at start-up failed, the watches list them again: %s", exc)
+            logger.warning("listing pods and Secrets at start-up failed, the watches list them again: %s",
+                           exc or type(exc).__name__)
             return None
         return listed if time.monotonic() - listed.at <= FRESH else None

@@ -20,7 +20,7 @@ from mtls_operator.controller.cluster_trust_bundle import ClusterTrustBundlePubl
 from mtls_operator.controller.leader import LeaderElector
 from mtls_operator.controller.objects import metadata_view, stored_pod
 from mtls_operator.controller.podcert import PodCertificateSigner
-from mtls_operator.controller.prefetch import FRESH, POD_SELECTOR, SECRET_SELECTOR, Listed, ListPrefetch
+from mtls_operator.controller.prefetch import FRESH, POD_SELECTOR, SECRET_SELECTOR, ListPrefetch
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.retry import BackOff
 from mtls_operator.controller.rotation import RotationController
@@ -267,6 +267,19 @@ class Runtime:
         logger.info("first full look at %d identities done; start-up: %s (seconds since the process started)",
                     len(keys), self.startup.summary())
 
+    async def _watch_objects(self) -> None:
+        """The pod and Secret watches; the first leadership's, at start-up, from the lists made while the process
+        started (the passes wait for them as for the watches' own lists)."""
+        listed = await self.prefetch.take() if self.prefetch is not None else None
+        self.prefetch = None
+        if listed is not None:
+            self._phase_ended("lists", listed.done)
+            logger.info("watching from the lists made while starting: %d pods, %d Secrets", len(listed.pods[1]),
+                        len(listed.secrets[1]))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_secrets(listed.secrets if listed is not None else None))
+            group.create_task(self._watch_pods(listed.pods if listed is not None else None))
+
     async def _watch_secrets(self, prefetched: tuple[str, list[SecretView]] | None = None) -> None:
         """Managed Secrets edited or deleted behind our back, metadata only (never their keys)."""
         objects = self.reconciler.objects
@@ -399,20 +412,14 @@ class Runtime:
         self.reconciler.gate.forget_arrivals()
         for key in self.identities:
             self.queue.add(key)
-        # The first leadership, at start-up, watches from the lists made while the process started.
-        listed = await self.prefetch.take() if self.prefetch is not None else None
-        self.prefetch = None
-        if listed is not None:
-            self._phase_ended("lists", listed.done)
-            logger.info("watching from the lists made while starting: %d pods, %d Secrets", len(listed.pods[1]),
-                        len(listed.secrets[1]))
+        if self._looked is not None:
+            self._looked = set()  # the first look is this leadership's
         async with asyncio.TaskGroup() as group:
-            for work in self._leader_work(listed):
+            for work in self._leader_work():
                 group.create_task(work)
 
-    def _leader_work(self, listed: Listed | None = None) -> list[Coroutine[Any, Any, None]]:
-        work = [self.queue.run(), self._watch_ca(), self._watch_secrets(listed.secrets if listed else None),
-                self._watch_pods(listed.pods if listed else None), self._verify_listed()]
+    def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
+        work = [self.queue.run(), self._watch_ca(), self._watch_objects(), self._verify_listed()]
         if self._looked is not None:
             work.append(self._report_first_look())
         # Sharded, one shard drives the rotations of the CAs all shards share (MTLS_CA_ROTATION); the
