@@ -34,9 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from httpclient import Connection
 from kube_emulator.server import REQUEST_LOG_PATH
 from mtls_operator import constants as c
 from mtls_operator.models import KeySpec, Usage
@@ -93,8 +95,13 @@ class Emulator:
         self.process.wait(10)
 
 
+# A watch of the Secrets' metadata only (PartialObjectMetadata), as the operator's own: the labels name
+# the pod, and neither the emulator nor this client handles the certificates and keys.
+METADATA_ONLY = b"application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
 class SecretWatch(threading.Thread):
-    """When each pod's Secret first appears (the time it reached this client)."""
+    """When each pod's Secret first appears (the time its ADDED event reached this client)."""
 
     def __init__(self, emulator: Emulator) -> None:
         super().__init__(daemon=True)
@@ -103,16 +110,20 @@ class SecretWatch(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
+        parts = urlsplit(self.emulator.url)
+        connection = Connection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=600)
         selector = f"{c.MANAGED_BY_LABEL}%3D{c.MANAGER_NAME}"
-        url = f"{self.emulator.url}/api/v1/namespaces/{NS}/secrets?watch=true&labelSelector={selector}"
-        with urllib.request.urlopen(url, timeout=600) as stream:
-            self.ready.set()
-            for line in stream:
-                event = json.loads(line)
-                labels = (event.get("object") or {}).get("metadata", {}).get("labels") or {}
-                pod = labels.get(c.POD_LABEL)
-                if event.get("type") == "ADDED" and pod and pod not in self.seen:
-                    self.seen[pod] = time.monotonic()
+        lines = connection.stream_lines(f"/api/v1/namespaces/{NS}/secrets?watch=true&labelSelector={selector}",
+                                        accept=METADATA_ONLY)
+        self.ready.set()
+        seen, now, loads = self.seen, time.monotonic, json.loads
+        for line in lines:
+            event = loads(line)
+            if event.get("type") != "ADDED":
+                continue
+            pod = ((event.get("object") or {}).get("metadata", {}).get("labels") or {}).get(c.POD_LABEL)
+            if pod and pod not in seen:
+                seen[pod] = now()
 
 
 class Operator:

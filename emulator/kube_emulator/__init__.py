@@ -51,7 +51,7 @@ Simplified:
   on lists are ignored; ``limit``/``continue`` page over the current state, not a snapshot);
 - each resource keeps its last ``watch_history`` events (the watch cache); a watch from an
   older resourceVersion gets 410 Gone;
-- secrets: ``stringData`` folds into ``data``; values must be base64 (422);
+- secrets: ``stringData`` folds into ``data``; values must be base64 (400 with Go's decoder offset, read with the body);
   ``kubernetes.io/tls`` needs ``tls.crt`` and ``tls.key``; pods get the defaults the operator
   reads (``serviceAccountName: default``, ``status.phase: Pending``) and an immutable spec;
 - every namespace gets a ``default`` ServiceAccount, as its controller does;

@@ -191,6 +191,9 @@ class Admission:
         emulator = self.emulator
         namespace = emulator._create_namespace(info, url_ns, body)
         builtin.before_admission(info, body)
+        if not self._may_call_webhooks(info):
+            # Nothing could intercept: the same steps without building what only webhooks would see.
+            return emulator._commit_create(info, emulator._prepare_create(info, namespace, body), dry_run=dry_run)
         name = str(body["metadata"].get("name") or "")
         attrs = _Attributes(CREATE, info, _review_namespace(info, namespace, name), name, "", body, None,
                             _options("CreateOptions", field_manager, dry_run), dry_run)
@@ -252,6 +255,9 @@ class Admission:
         """Admit and store ``new`` over ``old``; None when ``old`` was replaced meanwhile (then retry)."""
         emulator = self.emulator
         dry_run = bool(options.get("dryRun"))
+        if not self._may_call_webhooks(info):
+            prepared = emulator._prepare_update(info, namespace, name, new, subresource, old)
+            return emulator._commit_update(info, prepared, old, dry_run=dry_run)
         attrs = _Attributes(UPDATE, info, _review_namespace(info, namespace, name), name, subresource or "", new,
                             info.present(old), options, dry_run)
         mutated = await self._mutate(attrs, warnings)
@@ -264,6 +270,14 @@ class Admission:
         return emulator._commit_update(info, prepared, old, dry_run=dry_run)
 
     # ------------------------------------------------------------------------- webhooks
+    def _may_call_webhooks(self, info: ResourceInfo) -> bool:
+        """Whether any webhook configuration is stored that could intercept a write of ``info``."""
+        emulator = self.emulator
+        if not emulator.admission_webhooks or info.group == ADMISSION_GROUP:
+            return False  # webhooks never intercept their own configurations
+        return any(any((emulator._objects.get((ADMISSION_GROUP, plural)) or {}).values())
+                   for plural in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"))
+
     def _webhooks(self, plural: str, info: ResourceInfo) -> list[Obj]:
         emulator = self.emulator
         if not emulator.admission_webhooks or info.group == ADMISSION_GROUP:

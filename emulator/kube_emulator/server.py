@@ -30,6 +30,7 @@ import yaml
 from kube_emulator import builtin, discovery, errors, protobuf
 from kube_emulator.admission import Admission, Warnings
 from kube_emulator.errors import ApiError
+from kube_emulator.jsonenc import dumps
 from kube_emulator.resources import Obj, ResourceInfo
 from kube_emulator.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube_emulator.store import (
@@ -39,7 +40,9 @@ from kube_emulator.store import (
     PATCH_JSON,
     Emulator,
     Watcher,
+    WatchItem,
     encode_event,
+    partial_metadata,
 )
 from kube_emulator.tables import Column, builtin_columns, default_columns, make_table
 
@@ -55,7 +58,6 @@ JSON_TYPE = "application/json"
 # and each object of a watch stream) or a list.
 METADATA = "PartialObjectMetadata"
 METADATA_LIST = "PartialObjectMetadataList"
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _namespaced_name(obj: Obj) -> tuple[str, str]:
@@ -98,7 +100,7 @@ def parse_path(path: str) -> Route | tuple[str, str, str] | None:
 
 
 def _json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> aiohttp.web.Response:
-    return aiohttp.web.Response(body=_DUMPS(body).encode(), status=status, content_type=JSON_TYPE,
+    return aiohttp.web.Response(body=dumps(body), status=status, content_type=JSON_TYPE,
                                 headers=headers)
 
 
@@ -106,9 +108,9 @@ def _error_response(exc: ApiError) -> aiohttp.web.Response:
     return _json_response(exc.status, exc.code, exc.headers or None)
 
 
-def _partial(obj: Obj) -> Obj:
-    """An object's metadata only, as a ``meta.k8s.io/v1`` ``PartialObjectMetadata``."""
-    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+_partial = partial_metadata
+# The kind of the items a watch stream's timer puts in its queue (see HttpApi._stream): no event's type.
+_TICK = "tick"
 
 
 def _go_type(info: ResourceInfo, *, listed: bool) -> str:
@@ -298,7 +300,7 @@ class HttpApi:
 
     @staticmethod
     def _aggregated(doc: Obj) -> aiohttp.web.Response:
-        response = aiohttp.web.Response(body=_DUMPS(doc).encode())
+        response = aiohttp.web.Response(body=dumps(doc))
         response.headers["Content-Type"] = discovery.AGGREGATED_V2
         return response
 
@@ -524,8 +526,8 @@ class HttpApi:
                 last = objects[limit - 1]["metadata"]
                 remaining = len(objects) - limit
                 objects = objects[:limit]
-                continue_token = base64.urlsafe_b64encode(_DUMPS(
-                    {"ns": last.get("namespace", ""), "name": last["name"]}).encode()).decode()
+                continue_token = base64.urlsafe_b64encode(dumps(
+                    {"ns": last.get("namespace", ""), "name": last["name"]})).decode()
         wants = self._wants(request)
         if wants == "Table":
             return _json_response(self._table(request, info, objects, continue_token))
@@ -610,32 +612,47 @@ class HttpApi:
         deadline = loop.time() + duration if duration is not None else None
         next_bookmark = loop.time() + self.bookmark_interval if bookmarks else None
         queue = watcher.queue
-        while True:
-            now = loop.time()
-            if deadline is not None and now >= deadline:
-                return
-            if next_bookmark is not None and now >= next_bookmark and queue.empty():
-                await response.write(self._bookmark(watcher.info, form))
-                next_bookmark = now + self.bookmark_interval
-            waits = [t - now for t in (deadline, next_bookmark) if t is not None]
-            if queue.empty() and waits:
-                try:
-                    async with asyncio.timeout(max(0.0, min(waits))):
-                        item = await queue.get()
-                except TimeoutError:
-                    continue
-            else:
-                item = await queue.get()
-            if item is None:
-                return
-            chunks = [self._encode(watcher, item, form)]
-            while not queue.empty() and len(chunks) < 1000:
-                more = queue.get_nowait()
-                if more is None:
-                    await response.write(b"".join(chunks))
+        # The stream wakes for its deadline and bookmarks by a tick put in its queue by one timer, armed for
+        # the earliest of the two, rather than a timeout around every wait for an event (a timer per event).
+        tick: WatchItem | None = None
+        timer: asyncio.TimerHandle | None = None
+        armed_for: float | None = None
+        try:
+            while True:
+                now = loop.time()
+                if deadline is not None and now >= deadline:
                     return
-                chunks.append(self._encode(watcher, more, form))
-            await response.write(b"".join(chunks))
+                if next_bookmark is not None and now >= next_bookmark and queue.empty():
+                    await response.write(self._bookmark(watcher.info, form))
+                    next_bookmark = now + self.bookmark_interval
+                wake = min((t for t in (deadline, next_bookmark) if t is not None), default=None)
+                if wake is not None and (tick is None or armed_for != wake):
+                    if timer is not None:
+                        timer.cancel()
+                    tick = (_TICK, {}, None)
+                    timer, armed_for = loop.call_at(wake, queue.put_nowait, tick), wake
+                item = await queue.get()
+                if item is None:
+                    return
+                if item[0] == _TICK:
+                    if item is tick:
+                        tick = timer = None
+                    continue
+                chunks = [self._encode(watcher, item, form)]
+                while not queue.empty() and len(chunks) < 1000:
+                    more = queue.get_nowait()
+                    if more is None:
+                        await response.write(b"".join(chunks))
+                        return
+                    if more[0] == _TICK:
+                        if more is tick:
+                            tick = timer = None
+                        continue
+                    chunks.append(self._encode(watcher, more, form))
+                await response.write(b"".join(chunks))
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _drain(self, response: aiohttp.web.StreamResponse, watcher: Watcher, form: str | None,
                      count: int) -> None:
@@ -651,12 +668,14 @@ class HttpApi:
         if chunks:
             await response.write(b"".join(chunks))
 
-    def _encode(self, watcher: Watcher, item: tuple[str, Obj, Any], form: str | None) -> bytes:
+    def _encode(self, watcher: Watcher, item: WatchItem, form: str | None) -> bytes:
         """One event line: the object, its Table row, or (``PartialObjectMetadata``) its metadata only,
         as the apiserver streams for an ``Accept: ...;as=PartialObjectMetadata`` watch."""
         kind, obj, event = item
         info = watcher.info
         if form == METADATA:
+            if event is not None:
+                return event.encode(info, metadata_only=True)
             return encode_event(kind, _partial(info.present(obj)))
         if form == "Table":
             shown = make_table([info.present(obj)], self._columns(info), now=self.emulator.clock(),

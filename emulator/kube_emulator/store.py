@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from kube_emulator import builtin, certificates, errors, patching
 from kube_emulator.errors import ApiError
 from kube_emulator.faults import FaultInjector
+from kube_emulator.jsonenc import dumps_line
 from kube_emulator.requestlog import RequestLog
 from kube_emulator.resources import Obj, ResourceInfo, StoreKey, builtin_resources, version_priority
 from kube_emulator.schema import FieldError, StructuralSchema
@@ -70,7 +71,8 @@ def format_time(moment: datetime.datetime) -> str:
 
 
 class WatchEvent:
-    """One change of one object; shared by the history and all watchers, encoded once per version."""
+    """One change of one object; shared by the history and all watchers, encoded once per version and
+    form (the whole object, or its metadata only), however many watchers stream it."""
 
     __slots__ = ("_cache", "obj", "prev", "rv", "type")
 
@@ -79,19 +81,25 @@ class WatchEvent:
         self.obj = obj
         self.prev = prev
         self.rv = rv
-        self._cache: dict[int, bytes] = {}
+        self._cache: dict[tuple[int, bool], bytes] = {}
 
-    def encode(self, info: ResourceInfo) -> bytes:
-        key = id(info)
+    def encode(self, info: ResourceInfo, *, metadata_only: bool = False) -> bytes:
+        key = (id(info), metadata_only)
         line = self._cache.get(key)
         if line is None:
-            line = encode_event(self.type, info.present(self.obj))
+            shown = info.present(self.obj)
+            line = encode_event(self.type, partial_metadata(shown) if metadata_only else shown)
             self._cache[key] = line
         return line
 
 
+def partial_metadata(obj: Obj) -> Obj:
+    """An object's metadata only, as a ``meta.k8s.io/v1`` ``PartialObjectMetadata``."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
 def encode_event(type: str, obj: Obj) -> bytes:
-    return (json.dumps({"type": type, "object": obj}, separators=(",", ":")) + "\n").encode()
+    return dumps_line({"type": type, "object": obj})
 
 
 WatchItem = tuple[str, Obj, WatchEvent | None]  # (type, object as stored, shared event if unchanged)

@@ -187,6 +187,31 @@ async def test_watch_bookmarks(emulator: Emulator) -> None:
     assert events[0]["object"]["metadata"]["resourceVersion"] == emulator.resource_version
 
 
+async def test_watch_events_between_bookmarks_and_the_timeout(emulator: Emulator) -> None:
+    # Events while the stream's timer wakes it for bookmarks: every event arrives once, in order, a bookmark
+    # is sent only when no event waits, and the stream still ends at its timeout.
+    async with EmulatorServer(emulator, bookmark_interval=0.1) as server, aiohttp.ClientSession() as session:
+        http = Http(session, server.url)
+
+        async def change() -> None:
+            for index in range(8):
+                await asyncio.sleep(0.06)
+                await http.post(SECRETS, secret(f"s{index}"))
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.create_task(change())
+        events = await http.watch(SECRETS, allowWatchBookmarks="true", timeoutSeconds=1, resourceVersion="0")
+        await task
+    assert 0.9 <= loop.time() - started < 3
+    added = [e["object"]["metadata"]["name"] for e in events if e["type"] == "ADDED"]
+    assert added == [f"s{index}" for index in range(8)]
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert len(bookmarks) >= 3
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(versions)
+
+
 async def test_watch_send_initial_events_ends_with_a_bookmark(http: Http) -> None:
     await http.post(SECRETS, secret("a"))
     events = await http.watch(SECRETS, count=2, sendInitialEvents="true", allowWatchBookmarks="true",
