@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mtls_operator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mtls_operator.config import Settings
+    from mtls_operator.controller.prefetch import ListPrefetch
 
 # Flag name -> environment variable it mirrors (DESIGN.md, "Configuration").
 _SETTING_FLAGS = {
@@ -90,16 +96,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from mtls_operator.config import settings_from_env
-    from mtls_operator.k8s.config import load_configuration
-    from mtls_operator.main import run_operator
-    from mtls_operator.observability.logs import configure_logging
+    from mtls_operator.observability import startup
 
     overrides = {env: getattr(args, dest) for dest, env in _SETTING_FLAGS.items()}
     settings = settings_from_env(os.environ, overrides)
+    # The pods and Secrets are listed while the rest is imported and kopf starts (controller/prefetch.py).
+    prefetch = _prefetch(args.kubeconfig, settings)
+    from mtls_operator.k8s.config import load_configuration
+
     configuration = load_configuration(args.kubeconfig)
+    if prefetch is not None and not prefetch.reaches(str(configuration.host)):
+        prefetch.discard()
+        prefetch = None
+    if prefetch is not None:
+        from mtls_operator.controller.objects import metadata_view, stored_pod
+
+        prefetch.keep_as(stored_pod, metadata_view)
+    from mtls_operator.main import run_operator
+    from mtls_operator.observability.logs import configure_logging
+
+    startup.imports_done()
+    # What the imports made lives as long as the process: the collector need not walk it again and again
+    # while the lists' objects pile up.
+    gc.freeze()
     configure_logging(settings.log_format, verbose=args.verbose)
-    asyncio.run(run_operator(settings, configuration))
+    asyncio.run(run_operator(settings, configuration, prefetch=prefetch))
     return 0
+
+
+def _prefetch(kubeconfig: str | None, settings: Settings) -> ListPrefetch | None:
+    from mtls_operator import __version__
+    from mtls_operator.constants import MANAGER_NAME
+    from mtls_operator.controller.prefetch import ListPrefetch, endpoint
+
+    where = endpoint(kubeconfig)
+    if where is None:
+        return None
+    prefetch = ListPrefetch(where, f"{MANAGER_NAME}/{__version__} ({settings.holder_identity})")
+    prefetch.start()
+    return prefetch
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from kubernetes import client as k8s_client
 
 from mtls_operator import constants as c
 from mtls_operator.config import ENV_HEALTH_PORT, ENV_WEBHOOK_PORT, Settings
+from mtls_operator.controller.prefetch import ListPrefetch
 from mtls_operator.controller.webhook_tls import ServingCertificate
 from mtls_operator.errors import ConfigError
 from mtls_operator.handlers import AdmissionServer, registry
@@ -74,12 +75,14 @@ async def run_operator(
     retry_delay: float = 15.0,
     ca_refresh_interval: float = 30.0,
     watch_timeout: int = 60,
+    prefetch: ListPrefetch | None = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or a signal arrives, when it is None).
 
     ``memo`` gives tests a handle on the running operator (``memo["runtime"]``); ``retry_delay``
     (a clash or a missing CA), ``ca_refresh_interval`` and ``watch_timeout`` (how long the Secret
-    deletion watch streams before it reconnects) let them run in seconds, not minutes. Raises
+    deletion watch streams before it reconnects) let them run in seconds, not minutes. ``prefetch``: the
+    pods and Secrets being listed since the process started (cli.py), for the first leadership. Raises
     ``ConfigError`` when start-up is refused (the metrics or health port cannot be bound).
     """
     memo = memo if memo is not None else kopf.Memo()
@@ -94,6 +97,7 @@ async def run_operator(
         ca_refresh_interval=ca_refresh_interval,
         watch_timeout=watch_timeout,
         serving_certificate=serving,
+        list_prefetch=prefetch,
     )
     try:
         await kopf.operator(

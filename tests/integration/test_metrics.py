@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
+import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -201,3 +203,57 @@ async def test_a_failing_renewal_keeps_expiry_visible(
     assert status["nextRenewalTime"]
     assert status["spiffeIDs"] == ["spiffe://cluster.local/ns/shop/sa/default"]
     assert status["conditions"][0]["reason"] == "IssuanceFailed"
+
+
+async def _run_until(kubeconfig: Path, port: int, done: Callable[[Scrape], bool], log: Path) -> Scrape:
+    """``mtls-operator run`` as a process until ``done`` holds for its /metrics; what it last showed."""
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mtls_operator.cli", "run", "--kubeconfig", str(kubeconfig),
+            "--namespace", OPERATOR_NS, "--metrics-port", str(port), "--health-port", "0", "--webhook-port", "0",
+            "--leader-election", "false", stdout=output, stderr=output,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    found = await asyncio.to_thread(scrape, port)
+                    if done(found):
+                        return found
+                await asyncio.sleep(0.1)
+            tail = (await asyncio.to_thread(log.read_text))[-3000:]
+            raise AssertionError(f"the operator's metrics never showed it; its log:\n{tail}")
+        finally:
+            process.terminate()
+            await process.wait()
+
+
+async def test_a_restart_lists_while_starting_writes_nothing_and_publishes_its_start_up(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    emulator = server.emulator
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    log = tmp_path / "operator.log"
+    emulator.create(identity("payments"))
+    for index in range(3):
+        emulator.create(pod(f"payments-{index}", "payments"))
+    issued = labels(namespace=NS, identity="payments", state="issued")
+    await _run_until(kubeconfig, free_port(), lambda found: found.get("mtls_identity_pods", {}).get(issued) == 3,
+                     log)
+    before = {name: secret["metadata"]["resourceVersion"] for name, secret in managed_secrets(emulator).items()}
+
+    found = await _run_until(kubeconfig, free_port(),
+                             lambda found: labels(phase="first_look") in found.get("mtls_startup_seconds", {}), log)
+    assert found["mtls_identity_pods"][issued] == 3
+    phases = found["mtls_startup_seconds"]
+    ended = [phases[labels(phase=phase)] for phase in ("imports", "runtime", "lists", "store", "first_look")]
+    assert all(0 < seconds < 60 for seconds in ended)
+    assert ended[0] <= ended[1] <= ended[4]
+    assert ended[2] <= ended[3] <= ended[4]
+    after = {name: secret["metadata"]["resourceVersion"] for name, secret in managed_secrets(emulator).items()}
+    assert after == before, "the restart wrote no Secret"
+    text = await asyncio.to_thread(log.read_text)
+    assert "first full look at 1 identities done; start-up: imports" in text
+    labelled = emulator.list("v1", "secrets", None, label_selector=f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}")
+    assert f"watching from the lists made while starting: 3 pods, {len(labelled)} Secrets" in text, text
+    assert "Traceback" not in text

@@ -12,7 +12,7 @@ import pytest
 from mtls_operator.errors import KubernetesAPIError
 from mtls_operator.k8s import KubeAPI
 from mtls_operator.k8s.api import METADATA_ONLY, METADATA_ONLY_OBJECT
-from mtls_operator.k8s.watch import RESYNC, ResourceWatch
+from mtls_operator.k8s.watch import RESYNC, ResourceWatch, list_all
 
 
 class ScriptedAPI:
@@ -108,15 +108,18 @@ async def test_a_failed_stream_backs_off_then_relists() -> None:
     assert seen == [(RESYNC, None), (RESYNC, None)]
 
 
-async def test_a_full_list_replaces_the_resync_and_pages_through() -> None:
-    class PagedAPI(ScriptedAPI):
-        async def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
-                          accept: str | None = None, **_: Any) -> dict[str, Any]:
-            self.lists.append((path, dict(query or {}), accept))
-            if "continue" not in (query or {}):
-                return {"metadata": {"resourceVersion": "5", "continue": "next"}, "items": [secret("a", "3")]}
-            return {"metadata": {"resourceVersion": "5"}, "items": [secret("b", "4")]}
+class PagedAPI(ScriptedAPI):
+    """A list of two pages (a, then b) at resourceVersion 5."""
 
+    async def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
+                      accept: str | None = None, **_: Any) -> dict[str, Any]:
+        self.lists.append((path, dict(query or {}), accept))
+        if "continue" not in (query or {}):
+            return {"metadata": {"resourceVersion": "5", "continue": "next"}, "items": [secret("a", "3")]}
+        return {"metadata": {"resourceVersion": "5"}, "items": [secret("b", "4")]}
+
+
+async def test_a_full_list_replaces_the_resync_and_pages_through() -> None:
     api = PagedAPI([[{"type": "DELETED", "object": secret("a", "6")}]])
     listed: list[list[str]] = []
     seen: list[tuple[str, str]] = []
@@ -133,6 +136,44 @@ async def test_a_full_list_replaces_the_resync_and_pages_through() -> None:
                                                    {"labelSelector": "a=b", "limit": "500", "continue": "next"}]
     assert seen == [("DELETED", "a")]
     assert api.watches[0][1]["resourceVersion"] == "5"
+
+
+async def test_keep_makes_each_listed_object_what_on_list_gets() -> None:
+    api = PagedAPI([[]])
+    listed: list[list[object]] = []
+    watch = ResourceWatch(cast(KubeAPI, api), "/api/v1/secrets", "a=b", lambda kind, obj: None,
+                          on_list=listed.append, keep=lambda item: ("kept", item["metadata"]["name"]))
+    task = asyncio.create_task(watch.run())
+    await asyncio.wait_for(api.done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert listed == [[("kept", "a"), ("kept", "b")]]
+
+
+async def test_a_list_already_made_is_handed_on_and_watched_from_without_listing() -> None:
+    api = ScriptedAPI([[{"type": "ADDED", "object": secret("c", "8")}]])
+    listed: list[list[object]] = []
+    seen: list[str] = []
+    watch = ResourceWatch(cast(KubeAPI, api), "/api/v1/secrets", "a=b",
+                          lambda kind, obj: seen.append((obj or {})["metadata"]["name"]), on_list=listed.append)
+    task = asyncio.create_task(watch.run(("7", ["made before"])))
+    await asyncio.wait_for(api.done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert listed == [["made before"]]
+    assert api.lists == [], "no list of its own"
+    assert api.watches[0][1]["resourceVersion"] == "7"
+    assert seen == ["c"]
+
+
+async def test_list_all_pages_through_and_keeps_what_keep_makes() -> None:
+    api = PagedAPI([])
+    version, items = await list_all(cast(KubeAPI, api), "/api/v1/secrets", {"labelSelector": "a=b"},
+                                    accept=METADATA_ONLY, keep=lambda item: item["metadata"]["resourceVersion"])
+    assert (version, items) == ("5", ["3", "4"])
+    assert [accept for _, _, accept in api.lists] == [METADATA_ONLY, METADATA_ONLY]
 
 
 class EndlessAPI(ScriptedAPI):

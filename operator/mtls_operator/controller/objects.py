@@ -41,8 +41,15 @@ def _newer(candidate: str, stored: str) -> bool:
 
 
 def metadata_view(body: Mapping[str, Any]) -> SecretView:
-    """A Secret as the store keeps it: metadata, no data (whatever the body carried)."""
-    return _compact(ObjectMeta.of(body))
+    """A Secret as the store keeps it: metadata, no data (whatever the body carried), with one copy of each
+    string that thousands of Secrets share (label and annotation names, the namespace, the identity, the CA
+    fingerprint, the bundle and spec hashes), not one per Secret."""
+    return SecretView(meta=ObjectMeta.of(body, shared=True), data=_NO_DATA)
+
+
+def stored_pod(body: Mapping[str, Any]) -> PodInfo:
+    """A pod as the store keeps it: its ``PodInfo``, the strings thousands of pods share kept once."""
+    return pod_info(body, shared=True)
 
 
 def _interned(values: Mapping[str, str]) -> dict[str, str]:
@@ -50,9 +57,7 @@ def _interned(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def _compact(meta: ObjectMeta) -> SecretView:
-    """A Secret's metadata as the store keeps it, without data, with one copy of each string that thousands of
-    Secrets share (label and annotation names, the namespace, the identity, the CA fingerprint, the bundle and
-    spec hashes), not one per Secret."""
+    """A Secret the operator wrote, without data, its shared strings kept once (as ``metadata_view`` keeps them)."""
     return SecretView(meta=replace(meta, namespace=sys.intern(meta.namespace), labels=_interned(meta.labels),
                                    annotations=_interned(meta.annotations)), data=_NO_DATA)
 
@@ -94,28 +99,31 @@ class WatchedObjects:
     # Pods ------------------------------------------------------------------------------------------
 
     def pods_listed(self, bodies: Iterable[Mapping[str, Any]]) -> None:
-        self._pods = {}
-        for body in bodies:
-            self._put_pod(pod_info(body))
+        self.pods_stored(map(stored_pod, bodies))
+
+    def pods_stored(self, pods: Iterable[PodInfo]) -> None:
+        """A full list, each pod as ``stored_pod`` keeps it (the list's pages read one by one)."""
+        store: dict[str, dict[str, PodInfo]] = {}
+        for pod in pods:
+            store.setdefault(pod.namespace, {})[pod.name] = pod
+        self._pods = store
         self.pods_synced = True
         self._listed_one()
 
     def pod_event(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Apply a watch event; returns whether anything a pass reads of the pod changed."""
-        return self.pod_changed(kind, pod_info(body))
+        return self.pod_changed(kind, stored_pod(body))
 
     def pod_changed(self, kind: str, pod: PodInfo) -> bool:
-        """``pod_event`` for a pod already read from its body (the pod watch reads each event's once)."""
+        """``pod_event`` for a pod already read from its body by ``stored_pod`` (the pod watch reads each event's
+        once)."""
         if kind == "DELETED" or not pod.opted_in:
             self._pods.get(pod.namespace, {}).pop(pod.name, None)
             return True
         return self._put_pod(pod)
 
     def _put_pod(self, pod: PodInfo) -> bool:
-        namespace = sys.intern(pod.namespace)
-        pod = replace(pod, namespace=namespace, labels=_interned(pod.labels),
-                      service_account=sys.intern(pod.service_account))
-        by_name = self._pods.setdefault(namespace, {})
+        by_name = self._pods.setdefault(pod.namespace, {})
         if by_name.get(pod.name) == pod:
             return False
         by_name[pod.name] = pod
@@ -132,11 +140,15 @@ class WatchedObjects:
     # Secrets ---------------------------------------------------------------------------------------
 
     def secrets_listed(self, bodies: Iterable[Mapping[str, Any]]) -> None:
-        self._secrets = {}
-        for body in bodies:
-            secret = metadata_view(body)
+        self.secrets_stored(map(metadata_view, bodies))
+
+    def secrets_stored(self, secrets: Iterable[SecretView]) -> None:
+        """A full list, each Secret as ``metadata_view`` keeps it (the list's pages read one by one)."""
+        store: dict[str, dict[str, SecretView]] = {}
+        for secret in secrets:
             self._listed.put(secret.version, True)
-            self._secrets.setdefault(secret.meta.namespace, {})[secret.name] = secret
+            store.setdefault(secret.meta.namespace, {})[secret.name] = secret
+        self._secrets = store
         self.secrets_synced = True
         self.secret_lists += 1
         self._listed_one()

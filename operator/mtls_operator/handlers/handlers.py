@@ -57,6 +57,7 @@ async def start(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         ca_refresh_interval=memo.get("ca_refresh_interval", 30.0),
         watch_timeout=memo.get("watch_timeout", 60),
         serving=memo.get("serving_certificate"),
+        prefetch=memo.get("list_prefetch"),
     )
     try:
         runtime.start()

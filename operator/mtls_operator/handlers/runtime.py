@@ -18,7 +18,9 @@ from mtls_operator.config import Settings
 from mtls_operator.controller.ca_store import CAStore
 from mtls_operator.controller.cluster_trust_bundle import ClusterTrustBundlePublisher
 from mtls_operator.controller.leader import LeaderElector
+from mtls_operator.controller.objects import metadata_view, stored_pod
 from mtls_operator.controller.podcert import PodCertificateSigner
+from mtls_operator.controller.prefetch import FRESH, POD_SELECTOR, SECRET_SELECTOR, ListPrefetch
 from mtls_operator.controller.reconciler import IdentityKey, Reconciler
 from mtls_operator.controller.retry import BackOff
 from mtls_operator.controller.rotation import RotationController
@@ -27,10 +29,12 @@ from mtls_operator.controller.webhook_ca import WebhookCARotation, WebhookCAStor
 from mtls_operator.controller.webhook_tls import ServingCertificate, WebhookCABundle
 from mtls_operator.controller.workqueue import RateLimiter, WorkQueue
 from mtls_operator.errors import KubernetesAPIError
-from mtls_operator.k8s import JSON, Cluster, KubeAPI, core_path
+from mtls_operator.k8s import Cluster, KubeAPI, core_path
+from mtls_operator.k8s.views import SecretView
 from mtls_operator.k8s.watch import RESYNC, ResourceWatch
 from mtls_operator.observability.metrics import Metrics
-from mtls_operator.rules.plan import IdentityRef, PodInfo, pod_info, serving_identity
+from mtls_operator.observability.startup import StartupPhases
+from mtls_operator.rules.plan import IdentityRef, PodInfo, serving_identity
 from mtls_operator.times import Clock
 
 logger = logging.getLogger(__name__)
@@ -79,6 +83,13 @@ class Runtime:
     shard: NamespaceShard | None = field(init=False, default=None)
     # The PodCertificateRequest signer (None unless MTLS_POD_CERTIFICATES=true): the leader's.
     signer: PodCertificateSigner | None = None
+    # The pods and Secrets listed while the process started (cli.py), for the first leadership's watches.
+    prefetch: ListPrefetch | None = None
+    # When each start-up phase ended; the identities whose pass over the watched store is done, until every
+    # identity's is (the first full look).
+    startup: StartupPhases = field(default_factory=StartupPhases)
+    _looked: set[IdentityKey] | None = field(init=False, default_factory=set)
+    _looked_changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self._reconcile)
@@ -121,10 +132,15 @@ class Runtime:
             # store's lists are one per resource type, a pass's are per identity and carry every key.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(objects.wait_synced(), STORE_WAIT)
+        over_store = objects.synced
         try:
-            return await self.reconciler.reconcile(key)
+            next_look = await self.reconciler.reconcile(key)
         finally:
             self.rotation.pass_ended()
+        if over_store and self._looked is not None:
+            self._looked.add(key)
+            self._looked_changed.set()
+        return next_look
 
     def _namespace_joined(self, namespace: str) -> None:
         for key in self.identities:
@@ -169,6 +185,7 @@ class Runtime:
         ca_refresh_interval: float,
         watch_timeout: int,
         serving: ServingCertificate | None = None,
+        prefetch: ListPrefetch | None = None,
     ) -> Runtime:
         # The User-Agent names the replica, so the API server's audit log tells who wrote what.
         api = KubeAPI.from_configuration(
@@ -203,15 +220,66 @@ class Runtime:
         ) if settings.pod_certificates else None
         return cls(settings=settings, api=api, reconciler=reconciler, metrics=metrics,
                    watch_timeout=watch_timeout, serving=serving, webhook_ca=webhook_ca, clock=clock,
-                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector, signer=signer)
+                   rotation_poll=min(5.0, ca_refresh_interval), elector=elector, signer=signer, prefetch=prefetch)
 
     def start(self) -> None:
         """Start the metrics endpoint (first: a port in use fails start-up) and the background work."""
         if self.settings.metrics_enabled:
             self.metrics.serve(self.settings.metrics_port)
         self.task = asyncio.create_task(self._run(), name="mtls-operator runtime")
+        self._phase_ended("runtime")
+        if self.prefetch is not None:
+            # A replica that does not lead soon lists again when it does: what was listed goes.
+            asyncio.get_running_loop().call_later(FRESH, self.prefetch.discard)
 
-    def _secret_watch(self) -> ResourceWatch:
+    def _phase_ended(self, phase: str, at: float | None = None) -> None:
+        if self.startup.end(phase, at):
+            for name, seconds in self.startup.ended.items():
+                self.metrics.startup_phase(name, seconds)
+
+    def _lists_stored(self) -> None:
+        if self.reconciler.objects.synced:
+            self._phase_ended("lists")
+            self._phase_ended("store")
+
+    async def _report_first_look(self) -> None:
+        """Once every identity had a pass over the watched store (its status and decisions made for all its
+        pods and Secrets), log how long start-up took, phase by phase."""
+        objects = self.reconciler.objects
+        await objects.wait_synced()
+        try:
+            listed = await self.reconciler.cluster.list_identities_everywhere()
+        except KubernetesAPIError as exc:
+            logger.warning("listing the identities for the start-up report failed, none is made: %s", exc)
+            return
+        keys = set()
+        for body in listed:
+            meta = body.get("metadata") or {}
+            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            if not meta.get("deletionTimestamp") and self.serves(key[0]):
+                keys.add(key)
+        while self._looked is not None and not keys <= self._looked:
+            self._looked_changed.clear()
+            await self._looked_changed.wait()
+        self._looked = None
+        self._phase_ended("first_look")
+        logger.info("first full look at %d identities done; start-up: %s (seconds since the process started)",
+                    len(keys), self.startup.summary())
+
+    async def _watch_objects(self) -> None:
+        """The pod and Secret watches; the first leadership's, at start-up, from the lists made while the process
+        started (the passes wait for them as for the watches' own lists)."""
+        listed = await self.prefetch.take() if self.prefetch is not None else None
+        self.prefetch = None
+        if listed is not None:
+            self._phase_ended("lists", listed.done)
+            logger.info("watching from the lists made while starting: %d pods, %d Secrets", len(listed.pods[1]),
+                        len(listed.secrets[1]))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_secrets(listed.secrets if listed is not None else None))
+            group.create_task(self._watch_pods(listed.pods if listed is not None else None))
+
+    async def _watch_secrets(self, prefetched: tuple[str, list[SecretView]] | None = None) -> None:
         """Managed Secrets edited or deleted behind our back, metadata only (never their keys)."""
         objects = self.reconciler.objects
 
@@ -221,14 +289,16 @@ class Runtime:
             if kind != "ADDED":  # created: by us (a first issue, a pass), or a clash the pass reports
                 self._secret_changed(kind, secret.get("metadata") or {} if secret is not None else None)
 
-        def listed(secrets: list[JSON]) -> None:
-            objects.secrets_listed(secrets)
+        def listed(secrets: list[SecretView]) -> None:
+            objects.secrets_stored(secrets)
+            self._lists_stored()
             self._secret_changed(RESYNC, None)
 
-        return ResourceWatch(self.api, core_path("secrets"), f"{c.MANAGED_BY_LABEL}={c.MANAGER_NAME}", changed,
-                             metadata_only=True, timeout_seconds=self.watch_timeout, on_list=listed)
+        watch = ResourceWatch(self.api, core_path("secrets"), SECRET_SELECTOR, changed, metadata_only=True,
+                              timeout_seconds=self.watch_timeout, on_list=listed, keep=metadata_view)
+        await watch.run(prefetched)
 
-    async def _watch_pods(self) -> None:
+    async def _watch_pods(self, prefetched: tuple[str, list[PodInfo]] | None = None) -> None:
         """Opted-in pods (a server-side label selector), outside kopf: a new pod gets its first certificate
         at once, any change routes its identities to the queue, a lost stream requeues every identity.
 
@@ -244,7 +314,7 @@ class Runtime:
             if body is None:
                 self._ca_changed()  # RESYNC: every identity looks at its pods again
                 return
-            pod = pod_info(body)  # once per event: the store, the first issue and the routing all read it
+            pod = stored_pod(body)  # once per event: the store, the first issue and the routing all read it
             if not objects.pod_changed(kind, pod):
                 return  # a change of nothing a pass reads (the pod's status, its IP): no pass
             if kind == "ADDED" and self.reconciler.gate.first_issue_room():
@@ -256,14 +326,15 @@ class Runtime:
             else:
                 self._route_pod(pod)
 
-        def listed(pods: list[JSON]) -> None:
-            objects.pods_listed(pods)
+        def listed(pods: list[PodInfo]) -> None:
+            objects.pods_stored(pods)
+            self._lists_stored()
             self._ca_changed()  # every identity looks at its pods again
 
-        watch = ResourceWatch(self.api, core_path("pods"), f"{c.INJECT_LABEL}={c.INJECT_VALUE}", changed,
-                              timeout_seconds=self.watch_timeout, on_list=listed)
+        watch = ResourceWatch(self.api, core_path("pods"), POD_SELECTOR, changed,
+                              timeout_seconds=self.watch_timeout, on_list=listed, keep=stored_pod)
         try:
-            await watch.run()
+            await watch.run(prefetched)
         finally:
             for task in first_issues:
                 task.cancel()
@@ -341,13 +412,16 @@ class Runtime:
         self.reconciler.gate.forget_arrivals()
         for key in self.identities:
             self.queue.add(key)
+        if self._looked is not None:
+            self._looked = set()  # the first look is this leadership's
         async with asyncio.TaskGroup() as group:
             for work in self._leader_work():
                 group.create_task(work)
 
     def _leader_work(self) -> list[Coroutine[Any, Any, None]]:
-        work = [self.queue.run(), self._watch_ca(), self._secret_watch().run(), self._watch_pods(),
-                self._verify_listed()]
+        work = [self.queue.run(), self._watch_ca(), self._watch_objects(), self._verify_listed()]
+        if self._looked is not None:
+            work.append(self._report_first_look())
         # Sharded, one shard drives the rotations of the CAs all shards share (MTLS_CA_ROTATION); the
         # others follow the CA Secret (``_watch_ca`` and the Secret watch). The signer's
         # ClusterTrustBundle is cluster-wide too: the same shard keeps it, and answers the

@@ -8,6 +8,7 @@ on raw ``metadata`` dicts; an identity keeps its ``body`` for the Events posted 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,10 @@ def _strings(value: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in _mapping(value).items()}
 
 
+def _interned_strings(value: object) -> dict[str, str]:
+    return {sys.intern(str(k)): sys.intern(str(v)) for k, v in _mapping(value).items()}
+
+
 @dataclass(frozen=True)
 class ObjectMeta:
     """The metadata the operator reads from any object."""
@@ -40,17 +45,21 @@ class ObjectMeta:
     deleting: bool = False
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> ObjectMeta:
+    def of(cls, body: Mapping[str, Any], *, shared: bool = False) -> ObjectMeta:
+        """``shared``: the namespace and the label and annotation names and values interned (one copy of
+        each string thousands of stored objects share)."""
         meta = _mapping(body.get("metadata"))
         generation = meta.get("generation")
+        strings = _interned_strings if shared else _strings
+        namespace = str(meta.get("namespace") or "")
         return cls(
             name=str(meta.get("name") or ""),
-            namespace=str(meta.get("namespace") or ""),
+            namespace=sys.intern(namespace) if shared else namespace,
             uid=str(meta.get("uid") or ""),
             resource_version=str(meta.get("resourceVersion") or ""),
             generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
-            labels=_strings(meta.get("labels")),
-            annotations=_strings(meta.get("annotations")),
+            labels=strings(meta.get("labels")),
+            annotations=strings(meta.get("annotations")),
             owner_pod_uid=_owner_pod_uid(meta.get("ownerReferences")),
             deleting=bool(meta.get("deletionTimestamp")),
         )

@@ -36,8 +36,11 @@ RESYNC = "RESYNC"
 # Called with the event type and the object (metadata only for a metadata-only watch), or with
 # (RESYNC, None) when anything may have been missed.
 OnEvent = Callable[[str, Mapping[str, Any] | None], None]
-# Called instead of a RESYNC, with every object the selector matches (a full list, page by page).
-OnList = Callable[[list[JSON]], None]
+# Called instead of a RESYNC, with every object the selector matches (a full list, page by page), each
+# as ``keep`` made it (the object itself without one).
+OnList = Callable[[list[Any]], None]
+# What a list keeps of each object, page by page: the bodies of a page are dropped once it is read.
+Keep = Callable[[JSON], Any]
 
 _PAGE = 500
 
@@ -57,6 +60,7 @@ class ResourceWatch:
         timeout_seconds: int = 60,
         on_list: OnList | None = None,
         field_selector: str = "",
+        keep: Keep | None = None,
     ) -> None:
         self._api = api
         self._path = path
@@ -70,9 +74,11 @@ class ResourceWatch:
         self._watch_accept = METADATA_ONLY_OBJECT if metadata_only else None
         self._timeout_seconds = timeout_seconds
         self._on_list = on_list
+        self._keep = keep
 
-    async def run(self) -> None:
-        """Follow the collection until cancelled."""
+    async def run(self, listed: tuple[str, list[Any]] | None = None) -> None:
+        """Follow the collection until cancelled. ``listed``: a list already made (its resourceVersion and
+        its objects as ``keep`` made them), handed to ``on_list`` and watched from instead of listing."""
         delay = 0.0  # before the next attempt: none after a healthy stream, growing after failures
         relist_now = True  # one 410 Gone re-lists at once; another before a healthy stream backs off
         version: str | None = None
@@ -82,7 +88,8 @@ class ResourceWatch:
                 await asyncio.sleep(delay)
             try:
                 if version is None and self._on_list is not None:
-                    version, items = await self._list_all()
+                    version, items = listed if listed is not None else await self._list_all()
+                    listed = None
                     self._on_list(items)
                 elif version is None:
                     version = await self._resource_version()
@@ -107,16 +114,8 @@ class ResourceWatch:
         listing = await self._api.request("GET", self._path, query=query, accept=self._list_accept)
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
-    async def _list_all(self) -> tuple[str, list[JSON]]:
-        items: list[JSON] = []
-        query = {**self._selectors, "limit": str(_PAGE)}
-        while True:
-            listing = await self._api.request("GET", self._path, query=query, accept=self._list_accept)
-            items.extend(item for item in listing.get("items") or [] if isinstance(item, dict))
-            metadata = listing.get("metadata") or {}
-            if not metadata.get("continue"):
-                return str(metadata.get("resourceVersion") or ""), items
-            query = {**query, "continue": str(metadata["continue"])}
+    async def _list_all(self) -> tuple[str, list[Any]]:
+        return await list_all(self._api, self._path, self._selectors, accept=self._list_accept, keep=self._keep)
 
     async def _stream(self, version: str) -> tuple[str | None, bool]:
         """Follow the stream from ``version``; return where to resume (None: re-list first) and whether
@@ -148,6 +147,22 @@ class ResourceWatch:
                 if kind in self._types:
                     self._on_event(kind, body)
         return version, delivered
+
+
+async def list_all(api: KubeAPI, path: str, selectors: Mapping[str, str], *, accept: str | None = None,
+                   keep: Keep | None = None) -> tuple[str, list[Any]]:
+    """Every object the selectors match, page by page, each as ``keep`` makes it; and the list's
+    resourceVersion, to watch from."""
+    items: list[Any] = []
+    query = {**selectors, "limit": str(_PAGE)}
+    while True:
+        listing = await api.request("GET", path, query=query, accept=accept)
+        page = [item for item in listing.get("items") or [] if isinstance(item, dict)]
+        items.extend(map(keep, page) if keep is not None else page)
+        metadata = listing.get("metadata") or {}
+        if not metadata.get("continue"):
+            return str(metadata.get("resourceVersion") or ""), items
+        query = {**query, "continue": str(metadata["continue"])}
 
 
 def _backoff(delay: float) -> float:

@@ -47,6 +47,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         identity = ["namespace", "identity"]
+        self._startup = Gauge(
+            "mtls_startup_seconds",
+            "When each start-up phase ended, in seconds since the process started: imports, runtime (kopf up), "
+            "lists (pods and Secrets), store, first_look (every identity's first pass over the store done).",
+            ["phase"], registry=self.registry,
+        )
         self._expiration = Gauge(
             "mtls_certificate_expiration_timestamp_seconds",
             "Earliest notAfter among the identity's current certificates (Unix time).",
@@ -176,6 +182,9 @@ class Metrics:
 
     def leadership(self, leading: bool) -> None:
         self._leader.set(1 if leading else 0)
+
+    def startup_phase(self, phase: str, seconds: float) -> None:
+        self._startup.labels(phase).set(round(seconds, 3))
 
     # The endpoint ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -70,18 +71,21 @@ class PodInfo:
 # pod_info and identity_ref are the edge parsing of pods and identities into the rules' own typed
 # views (PodInfo, IdentityRef). They stay here, not in k8s/views.py, because the pure admission rules
 # (rules/injection.py parses the pod of an AdmissionReview) use them, and rules/ may not import k8s/.
-def pod_info(body: Mapping[str, Any]) -> PodInfo:
+def pod_info(body: Mapping[str, Any], *, shared: bool = False) -> PodInfo:
+    """``shared``: the namespace, the label names and values and the service account interned (one copy of
+    each string thousands of stored pods share)."""
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     annotations = metadata.get("annotations") or {}
     secret_name = annotations.get(c.SECRET_NAME_ANNOTATION)
+    text = sys.intern if shared else str
     return PodInfo(
-        namespace=str(metadata.get("namespace") or ""),
+        namespace=text(str(metadata.get("namespace") or "")),
         name=str(metadata.get("name") or ""),
         uid=str(metadata.get("uid") or ""),
-        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
-        service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
+        labels={text(str(k)): text(str(v)) for k, v in (metadata.get("labels") or {}).items()},
+        service_account=text(str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")),
         secret_name_annotation=str(secret_name) if secret_name else None,
         terminating=bool(metadata.get("deletionTimestamp")),
         finished=status.get("phase") in ("Succeeded", "Failed"),

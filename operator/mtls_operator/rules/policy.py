@@ -40,6 +40,7 @@ namespaces, ``*.svc``, ``*.<cd>``, ``*``, extra labels (``a.b.c.<ns>.svc``), pod
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -138,8 +139,11 @@ def _validate_path_segment(what: str, segment: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    """``spiffe://<td>/ns/<ns>/sa/<sa>``; ``ValueError`` if any part is empty or invalid."""
+    """``spiffe://<td>/ns/<ns>/sa/<sa>``; ``ValueError`` if any part is empty or invalid.
+
+    Cached: a pass asks it twice for each of an identity's pods, which share a few service accounts."""
     validate_trust_domain(trust_domain)
     _validate_path_segment("namespace", namespace)
     _validate_path_segment("service account", service_account)
