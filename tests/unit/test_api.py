@@ -143,3 +143,18 @@ async def test_watch_lines_are_parsed_across_chunks_with_the_accept_header(serve
     assert [event["object"]["metadata"]["name"] for event in events] == ["s0", "s1", "s2"]
     assert server.seen[0]["query"] == {"labelSelector": "a=b", "watch": "true"}
     assert server.seen[0]["headers"]["Accept"] == METADATA_ONLY
+
+
+async def test_an_https_server_in_capitals_is_still_spoken_to_over_tls_only(served: tuple[Server, str]) -> None:
+    """A URL scheme is case-insensitive (RFC 3986, 3.1): ``HTTPS://`` is TLS too, never plain HTTP with the token."""
+    server, url = served  # a plain-HTTP server: a TLS client cannot talk to it
+    api = KubeAPI(configuration(url.replace("http://", "HTTPS://"), [], ["Bearer t1"]))
+    try:
+        with pytest.raises(KubernetesAPIError):
+            await api.request("GET", "/api/v1/namespaces/x/secrets/a")
+        with pytest.raises(KubernetesAPIError):
+            async for _ in api.watch("/api/v1/namespaces/x/secrets", query={}, read_timeout=5):
+                pass
+    finally:
+        await api.close()
+    assert server.seen == [], "no request (and no bearer token) went out in plain text"

@@ -164,3 +164,8 @@ async def test_garbage_a_bad_length_and_silence_fail_cleanly(
     refused = client("http://127.0.0.1:9")
     with pytest.raises(ConnectionRefusedError):
         await refused.request(get(), repeatable=True)
+
+
+def test_an_https_server_without_a_tls_context_is_refused() -> None:
+    with pytest.raises(ValueError, match="TLS context"):
+        HTTPClient("HTTPS://127.0.0.1:6443", ssl_context=None, server_hostname=None, limit=1, timeout=1.0)

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -91,7 +91,7 @@ class KubeAPI:
 
     def _ssl(self) -> ssl.SSLContext | bool:
         configuration = self._configuration
-        if not self._base.startswith("https"):
+        if urlsplit(self._base).scheme != "https":  # schemes are case-insensitive: ``HTTPS://`` is TLS too
             return False
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
         if not configuration.verify_ssl:

@@ -223,6 +223,8 @@ class HTTPClient:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) server URL: {base!r}")
+        if parts.scheme == "https" and ssl_context is None:
+            raise ValueError(f"an https server URL needs a TLS context (never plain HTTP): {base!r}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = ssl_context if parts.scheme == "https" else None
