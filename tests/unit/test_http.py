@@ -169,3 +169,60 @@ async def test_garbage_a_bad_length_and_silence_fail_cleanly(
 def test_an_https_server_without_a_tls_context_is_refused() -> None:
     with pytest.raises(ValueError, match="TLS context"):
         HTTPClient("HTTPS://127.0.0.1:6443", ssl_context=None, server_hostname=None, limit=1, timeout=1.0)
+
+
+async def test_bytes_past_an_answer_are_never_taken_for_the_next_answer(serve: Serve) -> None:
+    answers = iter([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale",  # one answer too many
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"])
+    server, url = await serve(lambda head: next(answers))
+    http = client(url)
+    try:
+        assert (await http.request(get("/a"), repeatable=True)).body == b"ok"
+        assert (await http.request(get("/b"), repeatable=True)).body == b"fresh"
+    finally:
+        http.close()
+    assert server.connections == 2  # the connection the extra bytes came on is not reused
+
+
+async def test_lengths_status_and_chunks_are_read_strictly(serve: Serve) -> None:
+    answers = iter([b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok",  # a digit to str.isdigit, not to HTTP
+                    b"HTTP/1.1 \xb200 OK\r\nContent-Length: 2\r\n\r\nok",
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nabcdef\r\n0\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n"])
+    _, url = await serve(lambda head: next(answers))
+    http = client(url)
+    try:
+        with pytest.raises(HTTPError, match="Content-Length"):
+            await http.request(get(), repeatable=False)
+        with pytest.raises(HTTPError, match="not an HTTP/1 status line"):
+            await http.request(get(), repeatable=False)
+        with pytest.raises(HTTPError, match="chunk size"):
+            await http.request(get(), repeatable=False)
+        with pytest.raises(HTTPError, match="chunk"):
+            await http.request(get(), repeatable=False)
+    finally:
+        http.close()
+
+
+async def test_an_answer_framed_by_the_end_is_refused_when_the_connection_breaks(serve: Serve) -> None:
+    import socket
+    import struct
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\n{\"items\": [")
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the client has the head and part of the body
+        # Reset, not closed: the answer is cut short, not ended.
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+    http = client(f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}")
+    try:
+        with pytest.raises(HTTPError, match="closed"):
+            await http.request(get(), repeatable=False)
+    finally:
+        http.close()
+        listening.close()

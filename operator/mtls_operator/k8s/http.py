@@ -72,7 +72,7 @@ class _Connection(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
-        if self._until_close and self._head is not None:
+        if self._until_close and self._head is not None and exc is None:
             waiter.set_result(Answer(*self._head, bytes(self._body)))  # an answer framed by the connection's end
         else:
             waiter.set_exception(HTTPError(f"the connection was closed{f': {exc}' if exc else ''}"))
@@ -94,7 +94,7 @@ class _Connection(asyncio.Protocol):
             if waiter is not None and not waiter.done():
                 assert self._head is not None
                 waiter.set_result(Answer(*self._head, bytes(self._body)))
-            if not self._keep:
+            if not self._keep or self._buffer:  # bytes past the answer answer nothing asked: not reused
                 self.close()
 
     def _fail(self, exc: Exception) -> None:
@@ -159,7 +159,7 @@ class _Connection(asyncio.Protocol):
     def _read_head(self, head: str) -> None:
         lines = head.split("\r\n")
         parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not _digits(parts[1]):
             raise HTTPError(f"not an HTTP/1 status line: {lines[0][:100]!r}")
         status = int(parts[1])
         if 100 <= status < 200:
@@ -170,7 +170,7 @@ class _Connection(asyncio.Protocol):
             name = name.strip().lower()
             if name == "content-length":
                 value = value.strip()
-                if not value.isdigit():
+                if not _digits(value):
                     raise HTTPError(f"a bad Content-Length: {value[:40]!r}")
                 length = int(value)
             elif name == "transfer-encoding":
@@ -195,10 +195,9 @@ class _Connection(asyncio.Protocol):
                 if end < 0:
                     return False
                 size = bytes(buffer[:end]).split(b";", 1)[0].strip()
-                try:
-                    self._length = int(size, 16)
-                except ValueError:
-                    raise HTTPError(f"a bad chunk size: {size[:20]!r}") from None
+                if not size or size.strip(b"0123456789abcdefABCDEF"):  # int() would take "-2", "+2", "0x2", "2_0"
+                    raise HTTPError(f"a bad chunk size: {size[:20]!r}")
+                self._length = int(size, 16)
                 del buffer[:end + 2]
             if self._length == 0:  # the last chunk, then trailers up to an empty line
                 end = buffer.find(b"\r\n\r\n") if not buffer.startswith(b"\r\n") else -2
@@ -208,9 +207,16 @@ class _Connection(asyncio.Protocol):
                 return True
             if len(buffer) < self._length + 2:
                 return False
+            if buffer[self._length:self._length + 2] != b"\r\n":
+                raise HTTPError("a chunk longer than its size")
             self._body += buffer[:self._length]
             del buffer[:self._length + 2]
             self._length = None
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 class HTTPClient:
