@@ -63,3 +63,18 @@ def test_outside_an_event_loop_a_certificate_is_logged_at_once(caplog: pytest.Lo
     caplog.set_level(logging.INFO, logger=LOGGER)
     issue(IssueLog(logging.getLogger(LOGGER)), "payments-0")
     assert len(caplog.records) == 1
+
+
+async def test_a_batch_of_long_names_stays_under_the_line_size_runtimes_keep_whole(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log = IssueLog(logging.getLogger(LOGGER), delay=60)
+    # Names as long as Kubernetes allows: a bare pod's 253 characters, a service account's 253.
+    spiffe_id = f"spiffe://{'t' * 200}.example/ns/{'n' * 63}/sa/{'s' * 253}"
+    for index in range(issue_log.BATCH):
+        log.issued("Issuing: first certificate", namespace="shop", identity="payments", pod=f"{'p' * 250}-{index:02d}",
+                   serial="f" * 32, spiffe_id=spiffe_id, not_after=EXPIRES, reason="new")
+    log.flush()
+    lines = [record.getMessage() for record in caplog.records]
+    assert all(len(line.encode()) <= 13 * 1024 for line in lines), [len(line) for line in lines]  # JSON adds ~300
+    assert sum(line.count(spiffe_id) for line in lines) == issue_log.BATCH  # every pod, once

@@ -21,6 +21,9 @@ from mtls_operator.observability.logs import fields
 DELAY = 1.0
 # Pods per line at most: a log line stays a few kilobytes (container runtimes split lines past 16 KiB).
 BATCH = 40
+# Characters of a batch's pods per line at most, whatever the names' lengths (a pod's and a service
+# account's may be 253 characters each): with the JSON fields around it, a line stays under 16 KiB.
+MAX_LINE = 12 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,21 @@ class IssueLog:
                                   one.serial, one.spiffe_id, one.not_after.isoformat(),
                                   extra=fields(identity=identity, namespace=namespace, pod=one.pod, reason=reason))
                 continue
-            for start in range(0, len(issued), BATCH):
-                batch = issued[start:start + BATCH]
-                pods = "; ".join(
-                    f"{one.pod} (serial {one.serial}, {one.spiffe_id}, expires {one.not_after.isoformat()})"
-                    for one in batch)
+            for batch in _batches([f"{one.pod} (serial {one.serial}, {one.spiffe_id}, expires "
+                                   f"{one.not_after.isoformat()})" for one in issued]):
                 self._logger.info("%s for %d pods of identity %s/%s: %s", message, len(batch), namespace, identity,
-                                  pods, extra=fields(identity=identity, namespace=namespace, reason=reason))
+                                  "; ".join(batch), extra=fields(identity=identity, namespace=namespace, reason=reason))
+
+
+def _batches(entries: list[str]) -> list[list[str]]:
+    """``entries`` in order, cut into lines of at most ``BATCH`` entries and ``MAX_LINE`` characters (an entry
+    longer than that alone on its line)."""
+    batches: list[list[str]] = []
+    size = 0
+    for entry in entries:
+        if not batches or len(batches[-1]) >= BATCH or size + len(entry) > MAX_LINE:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += len(entry) + 2
+    return batches
